@@ -1,0 +1,137 @@
+# Shared, idempotent steps for setup.sh, test.sh and bench.sh. Source it; do not run it.
+# Every step checks first and skips what is already done, so running twice is cheap.
+
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_MAJOR=15
+PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
+PG_CONFIG="$PG_BIN/pg_config"
+PGRX_VERSION=0.18.0
+VEGA_DATASETS_VERSION=3.2.1
+
+# The local cluster: data, socket and log live under .vasttile/ in the checkout.
+STATE_DIR="${VASTTILE_STATE_DIR:-$REPO/.vasttile}"
+PGDATA_DIR="$STATE_DIR/pgdata"
+SOCKET_DIR="$STATE_DIR/run"
+PG_PORT="${VASTTILE_PORT:-28815}"
+DATA_DIR="$REPO/data"
+OUT_DIR="$REPO/out"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` OS user.
+if [ "$(id -u)" = 0 ]; then
+  SUDO=""
+  PG_OS_USER=postgres
+else
+  SUDO="sudo"
+  PG_OS_USER="$(id -un)"
+fi
+
+as_pg() {
+  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@"; else sudo -u "$PG_OS_USER" "$@"; fi
+}
+
+ensure_apt_packages() {
+  local wanted=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo
+                build-essential pkg-config ca-certificates curl "$@")
+  local missing=()
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Debian's package starts a default cluster; we run our own and do not need it.
+}
+
+ensure_node() {
+  if ! command -v npm >/dev/null 2>&1; then
+    log "apt: installing nodejs and npm"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+  fi
+}
+
+ensure_cargo_pgrx() {
+  if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+    log "cargo: installing cargo-pgrx $PGRX_VERSION (about 9 minutes on 2 cores)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+  fi
+  if ! grep -q "pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
+    log "cargo pgrx init against Debian's PostgreSQL $PG_MAJOR"
+    cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+  fi
+}
+
+ensure_toolchain() {
+  ensure_apt_packages "$@"
+  ensure_cargo_pgrx
+}
+
+install_extension() {
+  log "building and installing the extension (release)"
+  (cd "$REPO" && $SUDO env "PATH=$PATH" "HOME=$HOME" cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
+}
+
+# Start (creating if needed) the local cluster.
+ensure_cluster() {
+  $SUDO mkdir -p "$STATE_DIR"
+  if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+    log "initdb $PGDATA_DIR"
+    $SUDO install -d -o "$PG_OS_USER" -m 700 "$PGDATA_DIR"
+    as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >/dev/null
+    cat <<CONF | as_pg tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$SOCKET_DIR'
+shared_buffers = 512MB
+max_parallel_workers_per_gather = 2
+jit = off
+CONF
+  fi
+  $SUDO install -d -o "$PG_OS_USER" -m 755 "$SOCKET_DIR"
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+    log "starting PostgreSQL on port $PG_PORT (socket $SOCKET_DIR)"
+    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$SOCKET_DIR/postgres.log" -w start >/dev/null
+  fi
+}
+
+stop_cluster() {
+  as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast stop >/dev/null 2>&1 || true
+}
+
+# psql against the local cluster: psql_db DB [psql args...]
+psql_db() {
+  local db="$1"; shift
+  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$PG_PORT" -U postgres -d "$db" "$@"
+}
+
+ensure_database() {
+  local db="$1"
+  if ! psql_db postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+    psql_db postgres -c "CREATE DATABASE \"$db\""
+  fi
+}
+
+# The vega-datasets files, fetched from the npm registry with `npm pack`.
+ensure_vega_datasets() {
+  ensure_node
+  if [ ! -f "$DATA_DIR/vega-datasets/zipcodes.csv" ]; then
+    log "npm pack vega-datasets@$VEGA_DATASETS_VERSION"
+    local tmp; tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "vega-datasets@$VEGA_DATASETS_VERSION" >/dev/null)
+    mkdir -p "$DATA_DIR/vega-datasets"
+    tar -xzf "$tmp"/vega-datasets-*.tgz -C "$DATA_DIR/vega-datasets" --strip-components=2 package/data
+    rm -rf "$tmp"
+  fi
+}
+
+# Write a bytea query result to a file: save_png DB "SQL returning one bytea" FILE
+save_png() {
+  local db="$1" sql="$2" file="$3"
+  psql_db "$db" -tA -c "SELECT encode(($sql), 'base64')" | base64 -d >"$file"
+}

@@ -1,0 +1,87 @@
+//! The SQL layer: argument conversion, error mapping, and one module per SQL family.
+
+pub mod png;
+pub mod points;
+pub mod vcs;
+
+use crate::core::error::CoreError;
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+/// Report a core error as an SQL error: bad input is `22023 invalid_parameter_value`, a request
+/// beyond our size limits is `54000 program_limit_exceeded`.
+pub fn raise(err: CoreError) -> ! {
+    let code = match err {
+        CoreError::TooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        _ => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+    };
+    sql_error(code, err.to_string())
+}
+
+/// Raise an SQL ERROR with the given SQLSTATE.
+pub fn sql_error(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
+    ErrorReport::new(code, message.into(), "vasttile").report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// `result.or_raise()`: the value, or an SQL error.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, CoreError> {
+    #[inline]
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => raise(e),
+        }
+    }
+}
+
+/// A `jsonb` argument kept as its raw datum, so that an aggregate's transition function can read
+/// the style once (on the first row) instead of converting it on every row.
+pub struct RawJsonb(pg_sys::Datum);
+
+impl FromDatum for RawJsonb {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<RawJsonb> {
+        (!is_null).then_some(RawJsonb(datum))
+    }
+}
+
+impl RawJsonb {
+    /// Convert to a JSON value. Only valid during the call that received it.
+    pub fn to_value(&self) -> serde_json::Value {
+        // SAFETY: the datum is a non-null jsonb argument of the current function call.
+        unsafe { pgrx::JsonB::from_datum(self.0, false) }
+            .map(|j| j.0)
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+pgrx::impl_sql_translatable!(RawJsonb, arg_only = "jsonb");
+
+// SAFETY: unboxes through `FromDatum` exactly as pgrx does for its own argument types.
+unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RawJsonb {
+    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+
+    unsafe fn unbox_nullable_arg(
+        arg: pgrx::callconv::Arg<'_, 'fcx>,
+    ) -> pgrx::nullable::Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
+    }
+}
+
+/// A relation's name as SQL text, schema-qualified and quoted.
+pub fn quoted_relation_name(rel: &pgrx::PgRelation) -> String {
+    spi::quote_qualified_identifier(rel.namespace(), rel.name())
+}

@@ -1,0 +1,38 @@
+//! SQL family: PNG helpers for looking at tiles from psql and tests.
+
+use super::OrRaise;
+use crate::core::png::{self, Effort, RgbaImage};
+use crate::core::vcs::TileSize;
+use pgrx::prelude::*;
+
+/// A fully transparent tile, for callers that want a PNG where vasttile returns NULL.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn empty_tile(tile_size: default!(i32, 256)) -> Vec<u8> {
+    let s = TileSize::from_px(tile_size as i64).or_raise().px();
+    png::encode(&RgbaImage::transparent(s, s), Effort::Fast).or_raise()
+}
+
+/// Header facts and the number of visible (alpha > 0) pixels of a PNG.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn png_info(
+    png: &[u8],
+) -> TableIterator<
+    'static,
+    (
+        name!(width, i32),
+        name!(height, i32),
+        name!(color_type, String),
+        name!(bit_depth, i32),
+        name!(visible_pixels, i64),
+    ),
+> {
+    let info = png::info(png).or_raise();
+    let visible = png::decode(png).or_raise().opaque_count() as i64;
+    TableIterator::once((
+        info.width as i32,
+        info.height as i32,
+        info.color_type.to_string(),
+        info.bit_depth as i32,
+        visible,
+    ))
+}

@@ -1,0 +1,155 @@
+//! Style options arrive as a JSON object (SQL `jsonb`). Each family reads its keys with these
+//! helpers, so that an unknown key or a bad value is an error naming the key.
+
+use super::error::{CoreError, CoreResult};
+use super::vcs::TileSize;
+use serde_json::{Map, Value};
+
+/// The options of one style object, consumed key by key; whatever is left over is unknown.
+pub struct StyleReader {
+    entries: Map<String, Value>,
+}
+
+impl StyleReader {
+    pub fn new(style: &Value) -> CoreResult<StyleReader> {
+        match style {
+            Value::Object(map) => Ok(StyleReader {
+                entries: map.clone(),
+            }),
+            Value::Null => Ok(StyleReader {
+                entries: Map::new(),
+            }),
+            other => Err(CoreError::style(
+                "(style)",
+                format!("must be a JSON object, got {}", kind(other)),
+            )),
+        }
+    }
+
+    pub fn parse(text: &str) -> CoreResult<StyleReader> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| CoreError::style("(style)", format!("is not valid JSON: {e}")))?;
+        StyleReader::new(&value)
+    }
+
+    /// A number within `[min, max]`, or `default` when absent.
+    pub fn number(&mut self, key: &str, default: f64, min: f64, max: f64) -> CoreResult<f64> {
+        match self.entries.remove(key) {
+            None => Ok(default),
+            Some(Value::Number(n)) => {
+                let v = n.as_f64().unwrap_or(f64::NAN);
+                if v.is_finite() && v >= min && v <= max {
+                    Ok(v)
+                } else {
+                    Err(CoreError::style(
+                        key,
+                        format!("must be between {min} and {max}, got {n}"),
+                    ))
+                }
+            }
+            Some(other) => Err(CoreError::style(
+                key,
+                format!("must be a number, got {}", kind(&other)),
+            )),
+        }
+    }
+
+    /// A CSS colour (`#rgb`, `#rrggbbaa`, `rgb(...)`, `hsl(...)`, names like `steelblue`) as RGBA8.
+    pub fn color(&mut self, key: &str, default: [u8; 4]) -> CoreResult<[u8; 4]> {
+        match self.entries.remove(key) {
+            None => Ok(default),
+            Some(Value::String(s)) => {
+                parse_color(&s).map_err(|detail| CoreError::style(key, detail))
+            }
+            Some(other) => Err(CoreError::style(
+                key,
+                format!("must be a CSS colour string, got {}", kind(&other)),
+            )),
+        }
+    }
+
+    /// Tile size in pixels: 256 (default) or 512.
+    pub fn tile_size(&mut self, key: &str) -> CoreResult<TileSize> {
+        match self.entries.remove(key) {
+            None => Ok(TileSize::Px256),
+            Some(Value::Number(n)) => TileSize::from_px(n.as_i64().unwrap_or(-1))
+                .map_err(|_| CoreError::style(key, format!("must be 256 or 512, got {n}"))),
+            Some(other) => Err(CoreError::style(
+                key,
+                format!("must be 256 or 512, got {}", kind(&other)),
+            )),
+        }
+    }
+
+    /// Call once every known key was read: any key left is unknown.
+    pub fn finish(self, known: &[&str]) -> CoreResult<()> {
+        match self.entries.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(CoreError::style(
+                key.clone(),
+                format!("is not a known option (known: {})", known.join(", ")),
+            )),
+        }
+    }
+}
+
+pub fn parse_color(s: &str) -> Result<[u8; 4], String> {
+    csscolorparser::parse(s)
+        .map(|c| c.to_rgba8())
+        .map_err(|e| format!("\"{s}\" is not a colour: {e}"))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_known_keys_and_rejects_the_rest() {
+        let mut r =
+            StyleReader::parse(r##"{"radius": 2, "color": "#ff000080", "size": 512}"##).unwrap();
+        assert_eq!(r.number("radius", 1.0, 0.0, 64.0).unwrap(), 2.0);
+        assert_eq!(r.color("color", [0; 4]).unwrap(), [255, 0, 0, 128]);
+        assert_eq!(r.tile_size("size").unwrap(), TileSize::Px512);
+        assert!(r.finish(&["radius", "color", "size"]).is_ok());
+
+        let mut r = StyleReader::parse(r#"{"radius": 2, "colour": "red"}"#).unwrap();
+        r.number("radius", 1.0, 0.0, 64.0).unwrap();
+        let err = r.finish(&["radius", "color"]).unwrap_err().to_string();
+        assert!(err.contains("\"colour\""), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (r#"{"radius": -1}"#, "radius"),
+            (r#"{"radius": "big"}"#, "radius"),
+            (r#"{"radius": 1e300}"#, "radius"),
+            (r#"{"color": "blurple"}"#, "color"),
+            (r#"{"color": 7}"#, "color"),
+            (r#"{"size": 300}"#, "size"),
+        ];
+        for (json, key) in cases {
+            let mut r = StyleReader::parse(json).unwrap();
+            let err = r
+                .number("radius", 1.0, 0.0, 64.0)
+                .and_then(|_| r.color("color", [0; 4]))
+                .and_then(|_| r.tile_size("size"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("\"{key}\"")), "{json}: {err}");
+        }
+        assert!(StyleReader::parse("[1]").is_err());
+        assert!(StyleReader::parse("{").is_err());
+    }
+}
