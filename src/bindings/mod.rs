@@ -85,3 +85,20 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RawJsonb {
 pub fn quoted_relation_name(rel: &pgrx::PgRelation) -> String {
     spi::quote_qualified_identifier(rel.namespace(), rel.name())
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+pub(crate) mod test_support {
+    use pgrx::prelude::*;
+
+    /// Run `sql` and return the SQLSTATE it fails with, or "ok".
+    pub fn sqlstate_of(sql: &str) -> String {
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $f$ \
+             BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $f$",
+        )
+        .unwrap();
+        Spi::get_one_with_args::<String>("SELECT pg_temp.sqlstate_of($1)", &[sql.into()])
+            .unwrap()
+            .unwrap_or_default()
+    }
+}

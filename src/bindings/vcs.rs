@@ -156,3 +156,81 @@ fn tile_envelope(
 > {
     TableIterator::once(Tile::new(z, x, y).or_raise().envelope())
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::bindings::test_support::sqlstate_of;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn conversions_agree_with_the_core() {
+        let x = Spi::get_one::<i32>("SELECT vasttile.lon_to_vcs(-87.63)").unwrap();
+        assert_eq!(x, crate::core::vcs::lon_to_vcs(-87.63).ok());
+        let key = Spi::get_one::<i64>("SELECT vasttile.lonlat_to_key(-87.63, 41.88)").unwrap();
+        let (kx, ky) = crate::core::vcs::vcs_from_key(key.unwrap()).unwrap();
+        assert_eq!(Some(kx), x);
+        assert_eq!(Some(ky), crate::core::vcs::lat_to_vcs(41.88).ok());
+    }
+
+    #[pg_test]
+    fn nulls_follow_strict() {
+        for f in [
+            "vasttile.lon_to_vcs(NULL)::text",
+            "vasttile.vcs_key(1, NULL)::text",
+            "vasttile.tile_key_lo(NULL, 0, 0)::text",
+            "vasttile.pixel_key(1, NULL)::text",
+        ] {
+            assert_eq!(
+                Spi::get_one::<String>(&format!("SELECT {f}")).unwrap(),
+                None,
+                "{f}"
+            );
+        }
+    }
+
+    #[pg_test]
+    fn bad_vcs_input_is_22023() {
+        for sql in [
+            "SELECT vasttile.lon_to_vcs('NaN')",
+            "SELECT vasttile.lat_to_vcs('Infinity')",
+            "SELECT vasttile.lat_to_vcs(90.5)",
+            "SELECT vasttile.tile_key_lo(24, 0, 0)",
+            "SELECT vasttile.tile_key_lo(-1, 0, 0)",
+            "SELECT vasttile.tile_key_hi(2, 4, 0)",
+            "SELECT vasttile.tile_key_hi(2, 0, -1)",
+            "SELECT vasttile.vcs_pixel_in_tile(5, 3, 300)",
+            "SELECT vasttile.pixel_key(5, 23, 512)",
+            "SELECT vasttile.vcs_key_x(-1)",
+            "SELECT vasttile.vcs_key(-1, 0)",
+            "SELECT * FROM vasttile.tile_key_ranges(3, 1, 1, -1)",
+        ] {
+            assert_eq!(sqlstate_of(sql), "22023", "{sql}");
+        }
+    }
+
+    #[pg_test]
+    fn key_range_filters_use_the_index() {
+        Spi::run(
+            "CREATE TABLE pts AS SELECT vasttile.lonlat_to_key(g % 360 - 180, (g % 170) - 85) AS k \
+             FROM generate_series(1, 20000) g; CREATE INDEX ON pts (k); ANALYZE pts;",
+        )
+        .unwrap();
+        let plan = Spi::explain(
+            "SELECT count(*) FROM pts \
+             WHERE k >= vasttile.tile_key_lo(6, 10, 20) AND k < vasttile.tile_key_hi(6, 10, 20)",
+        )
+        .unwrap()
+        .0
+        .to_string();
+        // The bounds fold to constants at plan time and become the index condition.
+        let lo = crate::core::vcs::Tile::new(6, 10, 20)
+            .unwrap()
+            .key_range()
+            .0;
+        assert!(
+            plan.contains(&format!(r#""Index Cond":"((k >= '{lo}'::bigint)"#)),
+            "{plan}"
+        );
+    }
+}

@@ -33,6 +33,7 @@ impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CoreError::OutOfRange { what, detail } => write!(f, "{what} {detail}"),
+            CoreError::Style { key, detail } if key.is_empty() => write!(f, "style {detail}"),
             CoreError::Style { key, detail } => write!(f, "style option \"{key}\": {detail}"),
             CoreError::TooLarge { detail } => write!(f, "{detail}"),
         }

@@ -20,7 +20,7 @@ impl StyleReader {
                 entries: Map::new(),
             }),
             other => Err(CoreError::style(
-                "(style)",
+                "",
                 format!("must be a JSON object, got {}", kind(other)),
             )),
         }
@@ -28,7 +28,7 @@ impl StyleReader {
 
     pub fn parse(text: &str) -> CoreResult<StyleReader> {
         let value: Value = serde_json::from_str(text)
-            .map_err(|e| CoreError::style("(style)", format!("is not valid JSON: {e}")))?;
+            .map_err(|e| CoreError::style("", format!("is not valid JSON: {e}")))?;
         StyleReader::new(&value)
     }
 
