@@ -36,3 +36,12 @@ fn png_info(
         visible,
     ))
 }
+
+/// Number of pixels that differ between two PNGs of one size (transparent pixels are equal
+/// whatever their RGB): compare tiles by what they show, not by their bytes.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn png_diff(a: &[u8], b: &[u8]) -> i64 {
+    let a = png::decode(a).or_raise();
+    let b = png::decode(b).or_raise();
+    png::pixel_diff(&a, &b).or_raise() as i64
+}

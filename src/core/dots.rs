@@ -508,6 +508,37 @@ mod tests {
         assert!(PixelSet::from_bytes(&bytes).is_err());
     }
 
+    /// Golden image, compared pixel by pixel (never byte by byte). `VASTTILE_BLESS=1` rewrites it;
+    /// look at the PNG before committing a new one.
+    #[test]
+    fn golden_dot_scene_matches_pixel_for_pixel() {
+        let tile = Tile::new(3, 2, 3).unwrap();
+        let style =
+            DotStyle::from_json(&serde_json::json!({"radius": 2.5, "color": "#2ca02c99"})).unwrap();
+        let mut set = PixelSet::new(tile, TileSize::Px256, style.reach()).unwrap();
+        let (x0, y0, _, _) = tile.vcs_bounds();
+        let mut seed = 12345u64;
+        for _ in 0..400 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Points over the tile and up to 22 px beyond it, so dots straddle its edges.
+            let px = ((seed >> 33) % 300) as i64 - 22;
+            let py = ((seed >> 13) % 300) as i64 - 22;
+            set.insert_vcs((x0 + px * (1 << 20)) as u32, (y0 + py * (1 << 20)) as u32);
+        }
+        let image = render_dots(&set, &style, &mut || {});
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/dot-scene.png");
+        if std::env::var_os("VASTTILE_BLESS").is_some() {
+            std::fs::write(path, encode(&image, Effort::Small).unwrap()).unwrap();
+        }
+        let golden = crate::core::png::decode(
+            &std::fs::read(path).expect("golden PNG missing: run with VASTTILE_BLESS=1"),
+        )
+        .unwrap();
+        assert_eq!(crate::core::png::pixel_diff(&image, &golden).unwrap(), 0);
+    }
+
     proptest! {
         #[test]
         fn split_merge_and_serialise_equal_one_pass(points in prop::collection::vec((0u32..1 << 31, 0u32..1 << 31), 0..300),

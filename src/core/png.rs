@@ -247,6 +247,25 @@ pub fn decode(bytes: &[u8]) -> CoreResult<RgbaImage> {
     })
 }
 
+/// Number of pixels that differ between two images of one size. Fully transparent pixels are
+/// equal whatever their RGB, since they look the same.
+pub fn pixel_diff(a: &RgbaImage, b: &RgbaImage) -> CoreResult<usize> {
+    if (a.width, a.height) != (b.width, b.height) {
+        return Err(CoreError::out_of_range(
+            "PNG size",
+            format!(
+                "must match to compare: {}x{} vs {}x{}",
+                a.width, a.height, b.width, b.height
+            ),
+        ));
+    }
+    Ok(a.data
+        .chunks_exact(4)
+        .zip(b.data.chunks_exact(4))
+        .filter(|(p, q)| p != q && (p[3] != 0 || q[3] != 0))
+        .count())
+}
+
 /// Header facts of a PNG without decoding its pixels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PngInfo {
@@ -289,7 +308,7 @@ mod tests {
                 (c & 255) as u8,
                 (c >> 8) as u8,
                 77,
-                if c % 3 == 0 { 255 } else { 128 },
+                if c.is_multiple_of(3) { 255 } else { 128 },
             ]);
         }
         img

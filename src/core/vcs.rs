@@ -71,10 +71,7 @@ pub fn check_vcs(v: i32, what: &'static str) -> CoreResult<u32> {
     } else {
         Err(CoreError::out_of_range(
             what,
-            format!(
-                "must be a VCS coordinate between 0 and {}, got {v}",
-                i32::MAX
-            ),
+            format!("must be between 0 and {}, got {v}", i32::MAX),
         ))
     }
 }
