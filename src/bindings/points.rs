@@ -10,6 +10,9 @@ use crate::core::vcs::{tile_key_ranges, Tile};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::spi::{self, OwnedPreparedStatement};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// The aggregate's memory context: states must live there, not in the per-row context.
 unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::MemoryContext {
@@ -184,15 +187,6 @@ fn dot_tile(
     let tile = Tile::new(z, x, y).or_raise();
     let dot_style = DotStyle::from_json(&style.0).or_raise();
     let ranges = tile_key_ranges(tile, dot_style.size, dot_style.reach() as i64).or_raise();
-    let key = spi::quote_identifier(key_column);
-    // A join against the ranges plans as a nested loop of parameterised index(-only) scans; it
-    // plans in well under a millisecond, where an OR of ~100 ranges takes several.
-    let sql = format!(
-        "SELECT vasttile.dot_tile_agg(t.{key}, $1, $2, $3, $4) \
-         FROM unnest($5::int8[], $6::int8[]) AS r(lo, hi) \
-         JOIN {table} AS t ON t.{key} >= r.lo AND t.{key} < r.hi",
-        table = quoted_relation_name(&tbl),
-    );
     let (lo, hi): (Vec<i64>, Vec<i64>) = ranges.into_iter().unzip();
     let args = [
         z.into(),
@@ -202,12 +196,74 @@ fn dot_tile(
         lo.into(),
         hi.into(),
     ];
-    Spi::get_one_with_args::<Vec<u8>>(&sql, &args).unwrap_or_else(|e| {
+    let result = Spi::connect(|client| {
+        with_dot_tile_plan(client, &tbl, key_column, |plan| {
+            client
+                .select(plan, Some(1), &args)?
+                .first()
+                .get_one::<Vec<u8>>()
+        })
+    });
+    result.unwrap_or_else(|e| {
         sql_error(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             format!("dot_tile: {e}"),
         )
     })
+}
+
+thread_local! {
+    /// Saved plans of `dot_tile`'s query by (relation OID, relation name, key column): planning
+    /// the join costs more than reading a small tile. PostgreSQL's plan cache re-plans them when
+    /// the table changes; the name is in the key so that a renamed table is prepared afresh.
+    static DOT_TILE_PLANS: RefCell<HashMap<(u32, String, String), OwnedPreparedStatement>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Run `f` with the prepared `dot_tile` query for this table and key column.
+fn with_dot_tile_plan<R>(
+    client: &spi::SpiClient<'_>,
+    tbl: &pgrx::PgRelation,
+    key_column: &str,
+    f: impl FnOnce(&OwnedPreparedStatement) -> spi::SpiResult<R>,
+) -> spi::SpiResult<R> {
+    let table = quoted_relation_name(tbl);
+    let cache_key = (tbl.oid().to_u32(), table.clone(), key_column.to_string());
+    let cached = DOT_TILE_PLANS.with(|plans| plans.borrow_mut().remove(&cache_key));
+    let plan = match cached {
+        Some(plan) => plan,
+        None => {
+            let key = spi::quote_identifier(key_column);
+            // A join against the ranges plans as a nested loop of parameterised index(-only)
+            // scans, where an OR of ~100 ranges would take milliseconds to plan.
+            let sql = format!(
+                "SELECT vasttile.dot_tile_agg(t.{key}, $1, $2, $3, $4) \
+                 FROM unnest($5::int8[], $6::int8[]) AS r(lo, hi) \
+                 JOIN {table} AS t ON t.{key} >= r.lo AND t.{key} < r.hi"
+            );
+            use pgrx::{PgBuiltInOids as T, PgOid};
+            let types = [
+                T::INT4OID,
+                T::INT4OID,
+                T::INT4OID,
+                T::JSONBOID,
+                T::INT8ARRAYOID,
+                T::INT8ARRAYOID,
+            ];
+            let types: Vec<PgOid> = types.into_iter().map(PgOid::BuiltIn).collect();
+            client.prepare(sql.as_str(), &types)?.keep()
+        }
+    };
+    let result = f(&plan);
+    DOT_TILE_PLANS.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        // A backend rarely draws from many tables; bound the cache all the same.
+        if plans.len() >= 64 {
+            plans.clear();
+        }
+        plans.insert(cache_key, plan);
+    });
+    result
 }
 
 #[cfg(any(test, feature = "pg_test"))]

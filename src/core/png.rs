@@ -50,24 +50,55 @@ pub enum Effort {
 
 /// Encode an image as PNG, indexed when it has at most 256 colours.
 pub fn encode(image: &RgbaImage, effort: Effort) -> CoreResult<Vec<u8>> {
-    let compression = match effort {
+    let compression = compression_of(effort);
+    match Palette::of(image) {
+        Some(p) => encode_indexed(image.width, image.height, &p.indices, &p.colors, effort),
+        None => {
+            let mut out = Vec::with_capacity(1024);
+            write_rgba(image, compression, &mut out).map_err(encoding_failed)?;
+            Ok(out)
+        }
+    }
+}
+
+/// Encode palette indices (one byte per pixel, each below `palette.len()`, at most 256 entries)
+/// as an indexed PNG at the smallest bit depth that holds them.
+pub fn encode_indexed(
+    width: u32,
+    height: u32,
+    indices: &[u8],
+    palette: &[[u8; 4]],
+    effort: Effort,
+) -> CoreResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(1024);
+    write_indexed(
+        width,
+        height,
+        indices,
+        palette,
+        compression_of(effort),
+        &mut out,
+    )
+    .map_err(encoding_failed)?;
+    Ok(out)
+}
+
+fn compression_of(effort: Effort) -> png::Compression {
+    match effort {
         Effort::Fast => png::Compression::Fast,
         Effort::Small => png::Compression::High,
-    };
-    let mut out = Vec::with_capacity(1024);
-    let result = match Palette::of(image) {
-        Some(palette) => write_indexed(image, &palette, compression, &mut out),
-        None => write_rgba(image, compression, &mut out),
-    };
-    result.map_err(|e| CoreError::TooLarge {
+    }
+}
+
+fn encoding_failed(e: png::EncodingError) -> CoreError {
+    CoreError::TooLarge {
         detail: format!("PNG encoding failed: {e}"),
-    })?;
-    Ok(out)
+    }
 }
 
 /// Colours of an image with at most 256 of them, and each pixel's index.
 struct Palette {
-    /// RGBA entries, the non-opaque ones first so that tRNS stays short.
+    /// RGBA entries, the non-opaque ones first so that tRNS is short.
     colors: Vec<[u8; 4]>,
     indices: Vec<u8>,
 }
@@ -127,50 +158,39 @@ impl Palette {
         let colors = order.iter().map(|&i| colors[i].to_le_bytes()).collect();
         Some(Palette { colors, indices })
     }
-
-    fn bit_depth(&self) -> (png::BitDepth, u32) {
-        match self.colors.len() {
-            0..=2 => (png::BitDepth::One, 1),
-            3..=4 => (png::BitDepth::Two, 2),
-            5..=16 => (png::BitDepth::Four, 4),
-            _ => (png::BitDepth::Eight, 8),
-        }
-    }
 }
 
 fn write_indexed(
-    image: &RgbaImage,
-    palette: &Palette,
+    width: u32,
+    height: u32,
+    indices: &[u8],
+    palette: &[[u8; 4]],
     compression: png::Compression,
     out: &mut Vec<u8>,
 ) -> Result<(), png::EncodingError> {
-    let (depth, bits) = palette.bit_depth();
-    let mut encoder = png::Encoder::new(&mut *out, image.width, image.height);
+    let (depth, bits) = match palette.len() {
+        0..=2 => (png::BitDepth::One, 1),
+        3..=4 => (png::BitDepth::Two, 2),
+        5..=16 => (png::BitDepth::Four, 4),
+        _ => (png::BitDepth::Eight, 8),
+    };
+    let mut encoder = png::Encoder::new(&mut *out, width, height);
     encoder.set_color(png::ColorType::Indexed);
     encoder.set_depth(depth);
     encoder.set_compression(compression);
     // Filters do not help palette indices; skipping them is also faster.
     encoder.set_filter(png::Filter::NoFilter);
-    let plte: Vec<u8> = palette
-        .colors
-        .iter()
-        .flat_map(|c| [c[0], c[1], c[2]])
-        .collect();
+    let plte: Vec<u8> = palette.iter().flat_map(|c| [c[0], c[1], c[2]]).collect();
     encoder.set_palette(plte);
-    let trns: Vec<u8> = palette
-        .colors
-        .iter()
-        .map(|c| c[3])
-        .take_while(|&a| a != 255)
-        .collect();
-    if !trns.is_empty() {
-        encoder.set_trns(trns);
+    // tRNS runs up to the last entry that is not opaque; the rest are opaque by default.
+    if let Some(last) = palette.iter().rposition(|c| c[3] != 255) {
+        encoder.set_trns(palette[..=last].iter().map(|c| c[3]).collect::<Vec<u8>>());
     }
     let mut writer = encoder.write_header()?;
     if bits == 8 {
-        writer.write_image_data(&palette.indices)?;
+        writer.write_image_data(indices)?;
     } else {
-        writer.write_image_data(&pack_rows(&palette.indices, image.width as usize, bits))?;
+        writer.write_image_data(&pack_rows(indices, width as usize, bits))?;
     }
     writer.finish()
 }
