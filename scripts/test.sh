@@ -4,7 +4,8 @@
 #   2. `cargo pgrx test`: the core's #[test]s (property tests, golden PNGs) and the #[pg_test]s
 #      of the SQL bindings, in a throwaway cluster run by the `postgres` OS user;
 #   3. golden SQL output with pg_regress (tests/pg_regress) against the local cluster, with the
-#      release build installed and the ZIP codes loaded.
+#      release build installed and the ZIP codes loaded;
+#   4. every ```sql example of README.md, run in a fresh database.
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
@@ -35,4 +36,9 @@ if ! VASTTILE_REPO="$REPO" PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" PGUSER=postgre
   cat "$REGRESS_OUT/regression.diffs" >&2 || true
   exit 1
 fi
+log "README examples"
+# Every ```sql block of the README, in order, in a fresh database: they must run without error.
+psql_db postgres -c "DROP DATABASE IF EXISTS vasttile_readme" -c "CREATE DATABASE vasttile_readme"
+awk '/^```sql/ {on = 1; next} /^```/ {on = 0} on' README.md | psql_db vasttile_readme -o /dev/null -f -
+
 log "all tests passed"
