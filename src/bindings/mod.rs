@@ -42,7 +42,7 @@ impl<T> OrRaise<T> for Result<T, CoreError> {
 
 /// A `jsonb` argument kept as its raw datum, so that an aggregate's transition function can read
 /// the style once (on the first row) instead of converting it on every row.
-pub struct RawJsonb(pg_sys::Datum);
+pub struct RawJsonb(pub pg_sys::Datum);
 
 impl FromDatum for RawJsonb {
     unsafe fn from_polymorphic_datum(
