@@ -197,16 +197,27 @@ fn write_indexed(
 
 /// Pack 8-bit indices into rows of `bits`-bit samples, most significant first, rows byte-aligned.
 fn pack_rows(indices: &[u8], width: usize, bits: u32) -> Vec<u8> {
-    let per_byte = (8 / bits) as usize;
+    match bits {
+        1 => pack_rows_as::<1>(indices, width),
+        2 => pack_rows_as::<2>(indices, width),
+        _ => pack_rows_as::<4>(indices, width),
+    }
+}
+
+fn pack_rows_as<const BITS: usize>(indices: &[u8], width: usize) -> Vec<u8> {
+    let per_byte = 8 / BITS;
     let row_bytes = width.div_ceil(per_byte);
     let mut packed = vec![0u8; row_bytes * (indices.len() / width.max(1))];
     for (row, out_row) in indices
         .chunks_exact(width)
         .zip(packed.chunks_exact_mut(row_bytes))
     {
-        for (i, &v) in row.iter().enumerate() {
-            let shift = 8 - bits as usize * (i % per_byte + 1);
-            out_row[i / per_byte] |= v << shift;
+        for (samples, out) in row.chunks(per_byte).zip(out_row.iter_mut()) {
+            let mut byte = 0u8;
+            for (i, &v) in samples.iter().enumerate() {
+                byte |= v << (8 - BITS * (i + 1));
+            }
+            *out = byte;
         }
     }
     packed
