@@ -452,10 +452,6 @@ mod tests {
         }
     }
 
-    fn sizes() -> impl Strategy<Value = TileSize> {
-        prop_oneof![Just(TileSize::Px256), Just(TileSize::Px512)]
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
