@@ -6,7 +6,9 @@
 
 pub mod dots;
 pub mod error;
+pub mod heat;
 pub mod png;
+pub mod shade;
 pub mod style;
 pub mod vcs;
 

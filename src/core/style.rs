@@ -32,6 +32,11 @@ impl StyleReader {
         StyleReader::new(&value)
     }
 
+    /// The raw value of a key, for options with their own shapes.
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.entries.remove(key)
+    }
+
     /// A number within `[min, max]`, or `default` when absent.
     pub fn number(&mut self, key: &str, default: f64, min: f64, max: f64) -> CoreResult<f64> {
         match self.entries.remove(key) {

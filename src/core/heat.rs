@@ -1,0 +1,372 @@
+//! Heat grids: a count, or a weighted sum, per pixel of one tile.
+//!
+//! The first stage of every heat kind. A grid knows its tile and size, how many rows went in, and
+//! one `f64` per pixel (exact for counts up to 2^53). Grids of the same tile merge by adding, which
+//! is what parallel aggregation, rollups and zoom pyramids need. On the wire (the SQL type
+//! `heatgrid`, a domain over `bytea`) a grid is dense or sparse, whichever is smaller.
+
+use super::error::{CoreError, CoreResult};
+use super::vcs::{morton_deinterleave, PixelGrid, Tile, TileSize, VCS_SPAN};
+
+const MAGIC: &[u8; 4] = b"VTHG";
+const VERSION: u8 = 1;
+const HEADER: usize = 32;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeatGrid {
+    pub tile: Tile,
+    pub size: TileSize,
+    /// Rows that went in (with any weight), for statistics.
+    pub rows: u64,
+    grid: PixelGrid,
+    /// Row-major, `size * size` values, all finite and non-negative.
+    values: Vec<f64>,
+}
+
+impl HeatGrid {
+    pub fn new(tile: Tile, size: TileSize) -> CoreResult<HeatGrid> {
+        let grid = PixelGrid::new(tile.z, size)?;
+        let n = (size.px() * size.px()) as usize;
+        Ok(HeatGrid {
+            tile,
+            size,
+            rows: 0,
+            grid,
+            values: vec![0.0; n],
+        })
+    }
+
+    /// A grid from values already laid out row by row (used by kernels that compute every pixel).
+    pub fn from_values(
+        tile: Tile,
+        size: TileSize,
+        rows: u64,
+        values: Vec<f64>,
+    ) -> CoreResult<HeatGrid> {
+        let mut grid = HeatGrid::new(tile, size)?;
+        if values.len() != grid.values.len() || values.iter().any(|v| !(v.is_finite() && *v >= 0.0))
+        {
+            return Err(CoreError::out_of_range(
+                "heat values",
+                "must be finite, non-negative and one per pixel",
+            ));
+        }
+        grid.values = values;
+        grid.rows = rows;
+        Ok(grid)
+    }
+
+    pub fn side(&self) -> u32 {
+        self.size.px()
+    }
+
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// Every row of one grid must name the same tile and size.
+    #[inline]
+    pub fn check_tile(&self, z: i32, x: i32, y: i32, size: TileSize) -> CoreResult<()> {
+        let t = self.tile;
+        if (t.z as i32, t.x as i32, t.y as i32, self.size) == (z, x, y, size) {
+            Ok(())
+        } else {
+            Err(CoreError::out_of_range(
+                "tile",
+                format!(
+                    "must be the same in every row of one heat grid: started as ({}, {}, {}) at {} px, got ({z}, {x}, {y}) at {} px",
+                    t.z, t.x, t.y, self.size.px(), size.px()
+                ),
+            ))
+        }
+    }
+
+    #[inline]
+    fn check_weight(weight: f64) -> CoreResult<()> {
+        if weight.is_finite() && weight >= 0.0 {
+            Ok(())
+        } else {
+            Err(CoreError::out_of_range(
+                "weight",
+                format!("must be a finite number >= 0, got {weight}"),
+            ))
+        }
+    }
+
+    /// Add a VCS point with a weight; points outside the tile are ignored.
+    #[inline]
+    pub fn add_point(&mut self, x: i32, y: i32, weight: f64) -> CoreResult<()> {
+        if x < 0 || y < 0 {
+            return Err(CoreError::out_of_range(
+                "VCS point",
+                format!(
+                    "must have coordinates between 0 and {}, got ({x}, {y})",
+                    i32::MAX
+                ),
+            ));
+        }
+        Self::check_weight(weight)?;
+        if self.add_world_pixel(self.grid.pixel(x as u32), self.grid.pixel(y as u32), weight) {
+            self.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// Add a point by its Morton key with a weight; points outside the tile are ignored.
+    #[inline]
+    pub fn add_key(&mut self, key: i64, weight: f64) -> CoreResult<()> {
+        if !(0..VCS_SPAN * VCS_SPAN).contains(&key) {
+            return Err(CoreError::out_of_range(
+                "Morton key",
+                format!("must be between 0 and 2^62 - 1, got {key}"),
+            ));
+        }
+        Self::check_weight(weight)?;
+        let (px, py) = morton_deinterleave(self.grid.pixel_key(key) as u64);
+        if self.add_world_pixel(px, py, weight) {
+            self.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// Add a value to a pixel given by its pixel key at this grid's zoom and size (the pairs of a
+    /// `GROUP BY pixel_key` query); pixels outside the tile are ignored.
+    pub fn add_pixel_key(&mut self, pixel_key: i64, value: f64, rows: u64) -> CoreResult<()> {
+        if !(0..1i64 << (2 * self.grid.level)).contains(&pixel_key) {
+            return Err(CoreError::out_of_range(
+                "pixel key",
+                format!(
+                    "must be between 0 and 4^{} - 1 at this zoom, got {pixel_key}",
+                    self.grid.level
+                ),
+            ));
+        }
+        Self::check_weight(value)?;
+        let (px, py) = morton_deinterleave(pixel_key as u64);
+        if self.add_world_pixel(px, py, value) {
+            self.rows += rows;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn add_world_pixel(&mut self, px: u32, py: u32, weight: f64) -> bool {
+        let bits = self.size.bits();
+        if px >> bits != self.tile.x || py >> bits != self.tile.y {
+            return false;
+        }
+        let mask = self.size.px() - 1;
+        let i = (((py & mask) << bits) | (px & mask)) as usize;
+        self.values[i] += weight;
+        true
+    }
+
+    /// Add another grid of the same tile and size, pixel by pixel.
+    pub fn merge(&mut self, other: &HeatGrid) -> CoreResult<()> {
+        self.check_tile(
+            other.tile.z as i32,
+            other.tile.x as i32,
+            other.tile.y as i32,
+            other.size,
+        )?;
+        for (a, b) in self.values.iter_mut().zip(&other.values) {
+            *a += *b;
+        }
+        self.rows += other.rows;
+        Ok(())
+    }
+
+    /// Pixels with heat.
+    pub fn lit(&self) -> usize {
+        self.values.iter().filter(|&&v| v > 0.0).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.iter().all(|&v| v == 0.0)
+    }
+
+    /// Serialise: a 32-byte header then dense values, or (index, value) pairs when that is smaller.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let lit = self.lit();
+        let sparse = lit * 12 < self.values.len() * 8;
+        let body = if sparse {
+            lit * 12
+        } else {
+            self.values.len() * 8
+        };
+        let mut out = Vec::with_capacity(HEADER + body);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.push(sparse as u8);
+        out.push(self.tile.z as u8);
+        out.push((self.size == TileSize::Px512) as u8);
+        out.extend_from_slice(&self.tile.x.to_le_bytes());
+        out.extend_from_slice(&self.tile.y.to_le_bytes());
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        out.extend_from_slice(&(lit as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        if sparse {
+            for (i, &v) in self.values.iter().enumerate().filter(|(_, v)| **v > 0.0) {
+                out.extend_from_slice(&(i as u32).to_le_bytes());
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        } else {
+            for v in &self.values {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> CoreResult<HeatGrid> {
+        let bad = |why: &str| CoreError::out_of_range("heat grid", format!("is not valid: {why}"));
+        if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+            return Err(bad("no heat grid header"));
+        }
+        if bytes[4] != VERSION {
+            return Err(bad("unknown version"));
+        }
+        let u32_at =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let sparse = bytes[5] == 1;
+        let size = if bytes[7] == 1 {
+            TileSize::Px512
+        } else {
+            TileSize::Px256
+        };
+        let tile = Tile::new(bytes[6] as i32, u32_at(8) as i32, u32_at(12) as i32)?;
+        let mut rows = [0u8; 8];
+        rows.copy_from_slice(&bytes[16..24]);
+        let lit = u32_at(24) as usize;
+        let mut grid = HeatGrid::new(tile, size)?;
+        grid.rows = u64::from_le_bytes(rows);
+        let body = &bytes[HEADER..];
+        let f64_at = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            f64::from_le_bytes(a)
+        };
+        if sparse {
+            if body.len() != lit * 12 {
+                return Err(bad("wrong length"));
+            }
+            for pair in body.chunks_exact(12) {
+                let i = u32::from_le_bytes([pair[0], pair[1], pair[2], pair[3]]) as usize;
+                let slot = grid
+                    .values
+                    .get_mut(i)
+                    .ok_or_else(|| bad("pixel index out of range"))?;
+                *slot = f64_at(&pair[4..]);
+            }
+        } else {
+            if body.len() != grid.values.len() * 8 {
+                return Err(bad("wrong length"));
+            }
+            for (slot, b) in grid.values.iter_mut().zip(body.chunks_exact(8)) {
+                *slot = f64_at(b);
+            }
+        }
+        if grid.values.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Err(bad("values must be finite and non-negative"));
+        }
+        Ok(grid)
+    }
+
+    /// Statistics of the grid: rows, lit pixels, total heat, max, and percentiles of lit pixels.
+    pub fn stats(&self) -> HeatStats {
+        let mut lit: Vec<f64> = self.values.iter().copied().filter(|&v| v > 0.0).collect();
+        lit.sort_unstable_by(|a, b| a.total_cmp(b));
+        let q = |p: f64| -> f64 {
+            if lit.is_empty() {
+                return 0.0;
+            }
+            lit[((lit.len() - 1) as f64 * p).round() as usize]
+        };
+        HeatStats {
+            rows: self.rows,
+            pixels: self.values.len() as u64,
+            lit: lit.len() as u64,
+            total: lit.iter().sum(),
+            max: lit.last().copied().unwrap_or(0.0),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeatStats {
+    pub rows: u64,
+    pub pixels: u64,
+    pub lit: u64,
+    pub total: f64,
+    pub max: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::vcs::morton_interleave;
+    use proptest::prelude::*;
+
+    fn tile() -> Tile {
+        Tile::new(4, 4, 6).unwrap()
+    }
+
+    #[test]
+    fn counts_land_in_their_pixel() {
+        let mut g = HeatGrid::new(tile(), TileSize::Px256).unwrap();
+        let (x0, y0, _, _) = tile().vcs_bounds();
+        let unit = 1i64 << (31 - 12); // VCS units per z4 pixel
+        let (x, y) = ((x0 + 10 * unit + 5) as i32, (y0 + 20 * unit) as i32);
+        g.add_point(x, y, 1.0).unwrap();
+        g.add_point(x, y, 2.5).unwrap();
+        g.add_key(morton_interleave(x as u32, y as u32) as i64, 1.0)
+            .unwrap();
+        g.add_point(0, 0, 1.0).unwrap(); // outside: ignored, not counted
+        assert_eq!(g.values()[20 * 256 + 10], 4.5);
+        assert_eq!((g.rows, g.lit()), (3, 1));
+    }
+
+    #[test]
+    fn bad_weights_and_points_are_errors() {
+        let mut g = HeatGrid::new(tile(), TileSize::Px256).unwrap();
+        for w in [f64::NAN, -1.0, f64::INFINITY] {
+            assert!(g.add_point(1, 1, w).is_err(), "{w}");
+        }
+        assert!(g.add_point(-1, 1, 1.0).is_err());
+        assert!(g.add_key(-1, 1.0).is_err());
+        assert!(g.check_tile(4, 4, 6, TileSize::Px512).is_err());
+        assert!(HeatGrid::from_bytes(b"VTHG").is_err());
+        assert!(HeatGrid::from_bytes(&[0; 40]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn bytes_round_trip_and_merge_is_addition(
+            pts in prop::collection::vec((0u32..256, 0u32..256, 0u32..5), 0..3000),
+            size512 in any::<bool>()
+        ) {
+            let size = if size512 { TileSize::Px512 } else { TileSize::Px256 };
+            let t = tile();
+            let (x0, y0, _, _) = t.vcs_bounds();
+            let unit = 1i64 << (31 - 12 - size512 as i64);
+            let mut whole = HeatGrid::new(t, size).unwrap();
+            let mut a = whole.clone();
+            let mut b = whole.clone();
+            for (i, &(px, py, w)) in pts.iter().enumerate() {
+                let (x, y) = ((x0 + px as i64 * unit) as i32, (y0 + py as i64 * unit) as i32);
+                whole.add_point(x, y, w as f64).unwrap();
+                if i % 3 == 0 { a.add_point(x, y, w as f64).unwrap() } else { b.add_point(x, y, w as f64).unwrap() }
+            }
+            let back = HeatGrid::from_bytes(&whole.to_bytes()).unwrap();
+            prop_assert_eq!(&back, &whole);
+            a.merge(&HeatGrid::from_bytes(&b.to_bytes()).unwrap()).unwrap();
+            prop_assert_eq!(&a, &whole);
+        }
+    }
+}
