@@ -1,5 +1,6 @@
 //! The SQL layer: argument conversion, error mapping, and one module per SQL family.
 
+pub mod heat;
 pub mod png;
 pub mod points;
 pub mod vcs;
@@ -38,6 +39,21 @@ impl<T> OrRaise<T> for Result<T, CoreError> {
             Err(e) => raise(e),
         }
     }
+}
+
+/// The aggregate's memory context, where states must live (not in the per-row context).
+///
+/// # Safety
+/// `fcinfo` must be the call info of the running function.
+pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::MemoryContext {
+    let mut context = std::ptr::null_mut();
+    if fcinfo.is_null() || unsafe { pg_sys::AggCheckCallContext(fcinfo, &mut context) } == 0 {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "aggregate support functions can only be called by their aggregate",
+        );
+    }
+    context
 }
 
 /// A `jsonb` argument kept as its raw datum, so that an aggregate's transition function can read
@@ -79,6 +95,44 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RawJsonb {
     ) -> pgrx::nullable::Nullable<Self> {
         unsafe { arg.unbox_arg_using_from_datum() }.into()
     }
+}
+
+thread_local! {
+    /// Saved SPI plans by (relation OID, SQL text): planning costs more than reading a small
+    /// tile. PostgreSQL's plan cache re-plans them when the table changes; the text holds the
+    /// relation's current name, so a renamed table is prepared afresh.
+    static PLANS: std::cell::RefCell<std::collections::HashMap<(u32, String), pgrx::spi::OwnedPreparedStatement>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Run `f` with the saved plan of `sql` (parameters of `types`) for the relation `oid`,
+/// preparing it on first use. The plan leaves the cache while it runs, so that a nested call
+/// cannot find it borrowed.
+pub fn with_saved_plan<R>(
+    client: &spi::SpiClient<'_>,
+    oid: pg_sys::Oid,
+    sql: String,
+    types: &[pgrx::PgBuiltInOids],
+    f: impl FnOnce(&pgrx::spi::OwnedPreparedStatement) -> spi::SpiResult<R>,
+) -> spi::SpiResult<R> {
+    let key = (oid.to_u32(), sql);
+    let plan = match PLANS.with(|plans| plans.borrow_mut().remove(&key)) {
+        Some(plan) => plan,
+        None => {
+            let types: Vec<pgrx::PgOid> = types.iter().map(|t| pgrx::PgOid::BuiltIn(*t)).collect();
+            client.prepare(key.1.as_str(), &types)?.keep()
+        }
+    };
+    let result = f(&plan);
+    PLANS.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        // A backend rarely draws from many tables; bound the cache all the same.
+        if plans.len() >= 64 {
+            plans.clear();
+        }
+        plans.insert(key, plan);
+    });
+    result
 }
 
 /// A relation's name as SQL text, schema-qualified and quoted.

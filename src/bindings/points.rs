@@ -4,28 +4,16 @@
 //! table through its Morton key ranges and runs that aggregate. The aggregate's state is
 //! `internal` with combine/serialise/deserialise, so PostgreSQL's parallel query can split it.
 
-use super::{quoted_relation_name, sql_error, OrRaise, RawJsonb};
+use super::{
+    aggregate_context, quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb,
+};
 use crate::core::dots::{DotStyle, DotTileState};
 use crate::core::error::CoreResult;
 use crate::core::vcs::{tile_key_ranges, Tile};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::{self, OwnedPreparedStatement};
-use std::cell::RefCell;
-use std::collections::HashMap;
-
-/// The aggregate's memory context: states must live there, not in the per-row context.
-unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::MemoryContext {
-    let mut context = std::ptr::null_mut();
-    if fcinfo.is_null() || unsafe { pg_sys::AggCheckCallContext(fcinfo, &mut context) } == 0 {
-        sql_error(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "dot_tile_agg support functions can only be called by the aggregate",
-        );
-    }
-    context
-}
+use pgrx::spi;
 
 /// Store a new state in the aggregate's memory context; it is dropped when that context is reset.
 unsafe fn new_state(fcinfo: pg_sys::FunctionCallInfo, state: DotTileState) -> Internal {
@@ -241,58 +229,32 @@ fn dot_tile(
     })
 }
 
-thread_local! {
-    /// Saved plans of `dot_tile`'s query by (relation OID, relation name, key column): planning
-    /// the join costs more than reading a small tile. PostgreSQL's plan cache re-plans them when
-    /// the table changes; the name is in the key so that a renamed table is prepared afresh.
-    static DOT_TILE_PLANS: RefCell<HashMap<(u32, String, String), OwnedPreparedStatement>> =
-        RefCell::new(HashMap::new());
-}
-
 /// Run `f` with the prepared `dot_tile` query for this table and key column.
 fn with_dot_tile_plan<R>(
     client: &spi::SpiClient<'_>,
     tbl: &pgrx::PgRelation,
     key_column: &str,
-    f: impl FnOnce(&OwnedPreparedStatement) -> spi::SpiResult<R>,
+    f: impl FnOnce(&spi::OwnedPreparedStatement) -> spi::SpiResult<R>,
 ) -> spi::SpiResult<R> {
-    let table = quoted_relation_name(tbl);
-    let cache_key = (tbl.oid().to_u32(), table.clone(), key_column.to_string());
-    let cached = DOT_TILE_PLANS.with(|plans| plans.borrow_mut().remove(&cache_key));
-    let plan = match cached {
-        Some(plan) => plan,
-        None => {
-            let key = spi::quote_identifier(key_column);
-            // A join against the ranges plans as a nested loop of parameterised index(-only)
-            // scans, where an OR of ~100 ranges would take milliseconds to plan.
-            let sql = format!(
-                "SELECT vasttile.dot_tile_agg(t.{key}, $1, $2, $3, $4) \
-                 FROM unnest($5::int8[], $6::int8[]) AS r(lo, hi) \
-                 JOIN {table} AS t ON t.{key} >= r.lo AND t.{key} < r.hi"
-            );
-            use pgrx::{PgBuiltInOids as T, PgOid};
-            let types = [
-                T::INT4OID,
-                T::INT4OID,
-                T::INT4OID,
-                T::JSONBOID,
-                T::INT8ARRAYOID,
-                T::INT8ARRAYOID,
-            ];
-            let types: Vec<PgOid> = types.into_iter().map(PgOid::BuiltIn).collect();
-            client.prepare(sql.as_str(), &types)?.keep()
-        }
-    };
-    let result = f(&plan);
-    DOT_TILE_PLANS.with(|plans| {
-        let mut plans = plans.borrow_mut();
-        // A backend rarely draws from many tables; bound the cache all the same.
-        if plans.len() >= 64 {
-            plans.clear();
-        }
-        plans.insert(cache_key, plan);
-    });
-    result
+    let key = spi::quote_identifier(key_column);
+    // A join against the ranges plans as a nested loop of parameterised index(-only) scans,
+    // where an OR of ~100 ranges would take milliseconds to plan.
+    let sql = format!(
+        "SELECT vasttile.dot_tile_agg(t.{key}, $1, $2, $3, $4) \
+         FROM unnest($5::int8[], $6::int8[]) AS r(lo, hi) \
+         JOIN {table} AS t ON t.{key} >= r.lo AND t.{key} < r.hi",
+        table = quoted_relation_name(tbl),
+    );
+    use pgrx::PgBuiltInOids as T;
+    let types = [
+        T::INT4OID,
+        T::INT4OID,
+        T::INT4OID,
+        T::JSONBOID,
+        T::INT8ARRAYOID,
+        T::INT8ARRAYOID,
+    ];
+    with_saved_plan(client, tbl.oid(), sql, &types, f)
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -8,6 +8,7 @@ pub mod dots;
 pub mod error;
 pub mod heat;
 pub mod png;
+pub mod preview;
 pub mod shade;
 pub mod style;
 pub mod vcs;

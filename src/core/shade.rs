@@ -234,30 +234,23 @@ impl HeatStyle {
     pub fn read(r: &mut StyleReader, defaults: HeatStyle) -> CoreResult<HeatStyle> {
         let mut s = defaults;
         if let Some(v) = r.take("normalize") {
-            s.normalize =
-                match v.as_str() {
-                    Some("linear") => Normalize::Linear,
-                    Some("log") => Normalize::Log,
-                    Some("cbrt") => Normalize::Cbrt,
-                    Some("eq_hist") | Some("cdf") => Normalize::EqHist,
-                    _ => return Err(CoreError::style(
+            s.normalize = match v.as_str() {
+                Some("linear") => Normalize::Linear,
+                Some("log") => Normalize::Log,
+                Some("cbrt") => Normalize::Cbrt,
+                Some("eq_hist") | Some("cdf") => Normalize::EqHist,
+                _ => {
+                    return Err(CoreError::style(
                         "normalize",
                         format!(
                             "must be one of \"linear\", \"log\", \"cbrt\", \"eq_hist\", got {v}"
                         ),
-                    )),
-                };
-        }
-        if let Some(v) = r.take("max") {
-            s.max = match v.as_f64() {
-                Some(m) if m.is_finite() && m > 0.0 => Some(m),
-                _ => {
-                    return Err(CoreError::style(
-                        "max",
-                        format!("must be a number > 0, got {v}"),
                     ))
                 }
             };
+        }
+        if let Some(m) = r.optional_number("max", f64::MIN_POSITIVE, f64::MAX)? {
+            s.max = Some(m);
         }
         s.low_heat = r.number("low_heat", s.low_heat, 0.0, 1e300)?;
         if let Some(v) = r.take("colormap") {

@@ -39,17 +39,27 @@ impl StyleReader {
 
     /// A number within `[min, max]`, or `default` when absent.
     pub fn number(&mut self, key: &str, default: f64, min: f64, max: f64) -> CoreResult<f64> {
+        Ok(self.optional_number(key, min, max)?.unwrap_or(default))
+    }
+
+    /// A number within `[min, max]`, or `None` when absent.
+    pub fn optional_number(&mut self, key: &str, min: f64, max: f64) -> CoreResult<Option<f64>> {
         match self.entries.remove(key) {
-            None => Ok(default),
-            Some(Value::Number(n)) => {
-                let v = n.as_f64().unwrap_or(f64::NAN);
-                if v.is_finite() && v >= min && v <= max {
-                    Ok(v)
-                } else {
-                    Err(CoreError::style(
+            None => Ok(None),
+            // Tile servers pass URL query parameters as strings: "2.5" is a number too.
+            Some(v @ (Value::Number(_) | Value::String(_))) => {
+                let n = match &v {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                };
+                match n {
+                    Some(n) if n.is_finite() && n >= min && n <= max => Ok(Some(n)),
+                    Some(_) => Err(CoreError::style(
                         key,
-                        format!("must be between {min} and {max}, got {n}"),
-                    ))
+                        format!("must be between {min} and {max}, got {v}"),
+                    )),
+                    None => Err(CoreError::style(key, format!("must be a number, got {v}"))),
                 }
             }
             Some(other) => Err(CoreError::style(
@@ -77,8 +87,15 @@ impl StyleReader {
     pub fn tile_size(&mut self, key: &str) -> CoreResult<TileSize> {
         match self.entries.remove(key) {
             None => Ok(TileSize::Px256),
-            Some(Value::Number(n)) => TileSize::from_px(n.as_i64().unwrap_or(-1))
-                .map_err(|_| CoreError::style(key, format!("must be 256 or 512, got {n}"))),
+            Some(v @ (Value::Number(_) | Value::String(_))) => {
+                let px = match &v {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => s.trim().parse::<i64>().ok(),
+                    _ => None,
+                };
+                TileSize::from_px(px.unwrap_or(-1))
+                    .map_err(|_| CoreError::style(key, format!("must be 256 or 512, got {v}")))
+            }
             Some(other) => Err(CoreError::style(
                 key,
                 format!("must be 256 or 512, got {}", kind(&other)),
@@ -139,6 +156,7 @@ mod tests {
         let cases = [
             (r#"{"radius": -1}"#, "radius"),
             (r#"{"radius": "big"}"#, "radius"),
+            (r#"{"radius": true}"#, "radius"),
             (r#"{"radius": 1e300}"#, "radius"),
             (r#"{"color": "blurple"}"#, "color"),
             (r#"{"color": 7}"#, "color"),

@@ -1,0 +1,524 @@
+//! SQL family: heat tiles.
+//!
+//! Two steps, like the best aggregate extensions: `heat_grid(...)` aggregates rows into a
+//! `heatgrid` (a domain over `bytea`: counts or weighted sums per pixel of one tile), then
+//! `heat_render(grid, style)` normalises, colours and encodes it. `heat_merge` adds grids of one
+//! tile; `heat_grid_from_pixels` builds one from `GROUP BY pixel_key` pairs (the path that
+//! distributes on Citus); `heat_tile` does it all over a table; `create_heat_layer` publishes a
+//! `(z, x, y, query_params)` function for tile servers. `heat_stats` and `heat_preview` let a
+//! person in psql see a tile without an image viewer.
+
+use super::{aggregate_context, quoted_relation_name, sql_error, with_saved_plan, OrRaise};
+use crate::core::error::{CoreError, CoreResult};
+use crate::core::heat::HeatGrid;
+use crate::core::preview::shade_blocks;
+use crate::core::shade::{levels, shade, HeatStyle};
+use crate::core::style::StyleReader;
+use crate::core::vcs::{Tile, TileSize};
+use pgrx::datum::Internal;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi;
+
+pgrx::extension_sql!(
+    r#"
+-- Counts or weighted sums per pixel of one tile, as written by heat_grid(...) and read by
+-- heat_render(...). A domain over bytea: it travels anywhere bytea does (COPY, Citus, caches).
+CREATE DOMAIN heatgrid AS bytea;
+COMMENT ON DOMAIN heatgrid IS 'vasttile heat grid: counts or weighted sums per pixel of one tile';
+"#,
+    name = "heatgrid_domain",
+    bootstrap
+);
+
+/// A `heatgrid` value: the bytes of a serialised `HeatGrid`.
+pub struct HeatGridBytes(pub Vec<u8>);
+
+impl FromDatum for HeatGridBytes {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        oid: pg_sys::Oid,
+    ) -> Option<Self> {
+        unsafe { Vec::<u8>::from_polymorphic_datum(datum, is_null, oid) }.map(HeatGridBytes)
+    }
+}
+
+impl IntoDatum for HeatGridBytes {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        self.0.into_datum()
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::BYTEAOID
+    }
+}
+
+// SAFETY: unboxes through `FromDatum` exactly as pgrx does for `Vec<u8>`.
+unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for HeatGridBytes {
+    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+
+    unsafe fn unbox_nullable_arg(
+        arg: pgrx::callconv::Arg<'_, 'fcx>,
+    ) -> pgrx::nullable::Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
+    }
+}
+
+// SAFETY: returned as a bytea datum, which the domain is.
+unsafe impl pgrx::callconv::BoxRet for HeatGridBytes {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
+        match self.0.into_datum() {
+            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+pgrx::impl_sql_translatable!(HeatGridBytes, "heatgrid");
+
+impl HeatGridBytes {
+    fn grid(&self) -> HeatGrid {
+        HeatGrid::from_bytes(&self.0).or_raise()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The heat_grid aggregates.
+
+/// Per-row transition shared by the `heat_grid` overloads: a raw V1 function, since pgrx's
+/// argument conversion costs more than the work. Arguments after the state: the point
+/// (`point_args` of them), z, tile_x, tile_y, then optionally weight and tile size (told by
+/// the number of arguments). Rows with a NULL argument are skipped.
+///
+/// # Safety
+/// `fcinfo` must be a call of one of the transition functions declared below.
+unsafe fn transition(
+    fcinfo: pg_sys::FunctionCallInfo,
+    point_args: usize,
+    add: impl FnOnce(&mut HeatGrid, &[pg_sys::NullableDatum], f64) -> CoreResult<()>,
+) -> pg_sys::Datum {
+    // SAFETY: PostgreSQL passes the declared arguments.
+    let args = unsafe { (*fcinfo).args.as_slice((*fcinfo).nargs as usize) };
+    let mut state = args[0].value.cast_mut_ptr::<HeatGrid>();
+    if args[0].isnull {
+        state = std::ptr::null_mut();
+    }
+    if !args[1..].iter().any(|a| a.isnull) {
+        let tile = &args[1 + point_args..];
+        let (z, x, y) = (
+            tile[0].value.value() as i32,
+            tile[1].value.value() as i32,
+            tile[2].value.value() as i32,
+        );
+        // SAFETY: float8 is passed by value.
+        let weight = tile.get(3).map_or(1.0, |w| {
+            unsafe { f64::from_datum(w.value, false) }.unwrap_or(1.0)
+        });
+        let size = match tile.get(4) {
+            Some(s) => TileSize::from_px(s.value.value() as i32 as i64).or_raise(),
+            None => TileSize::Px256,
+        };
+        if state.is_null() {
+            let fresh = HeatGrid::new(Tile::new(z, x, y).or_raise(), size).or_raise();
+            let context = unsafe { aggregate_context(fcinfo) };
+            state = pgrx::PgMemoryContexts::For(context).leak_and_drop_on_delete(fresh);
+        }
+        // SAFETY: a non-null state of these aggregates is a HeatGrid in the aggregate context.
+        let grid = unsafe { &mut *state };
+        grid.check_tile(z, x, y, size).or_raise();
+        add(grid, &args[1..1 + point_args], weight).or_raise();
+    }
+    if state.is_null() {
+        unsafe { (*fcinfo).isnull = true };
+    }
+    pg_sys::Datum::from(state)
+}
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_vasttile_heat_grid_trans() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// Transition of `heat_grid(x int4, y int4, z, tile_x, tile_y [, weight [, tile_size]])`.
+///
+/// # Safety
+/// Called by PostgreSQL through the functions declared below.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn vasttile_heat_grid_trans(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    unsafe {
+        transition(fcinfo, 2, |g, p, w| {
+            g.add_point(p[0].value.value() as i32, p[1].value.value() as i32, w)
+        })
+    }
+}
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_vasttile_heat_grid_trans_key() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// Transition of `heat_grid(key int8, z, tile_x, tile_y [, weight [, tile_size]])`.
+///
+/// # Safety
+/// Called by PostgreSQL through the functions declared below.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn vasttile_heat_grid_trans_key(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    unsafe { transition(fcinfo, 1, |g, p, w| g.add_key(p[0].value.value() as i64, w)) }
+}
+
+unsafe fn new_state(fcinfo: pg_sys::FunctionCallInfo, grid: HeatGrid) -> Internal {
+    let context = unsafe { aggregate_context(fcinfo) };
+    unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(grid)) }
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn heat_grid_final(state: Internal) -> Option<HeatGridBytes> {
+    // SAFETY: these aggregates' state is only ever a HeatGrid.
+    let grid = unsafe { state.get::<HeatGrid>() }?;
+    Some(HeatGridBytes(grid.to_bytes()))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn heat_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    let mut a = a;
+    // SAFETY: these aggregates' states are only ever HeatGrids.
+    match (unsafe { a.get_mut::<HeatGrid>() }, unsafe {
+        b.get::<HeatGrid>()
+    }) {
+        (_, None) => a,
+        (None, Some(b)) => unsafe { new_state(fcinfo, b.clone()) },
+        (Some(ga), Some(gb)) => {
+            ga.merge(gb).or_raise();
+            a
+        }
+    }
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn heat_grid_serial(state: Internal) -> Vec<u8> {
+    // SAFETY: these aggregates' state is only ever a HeatGrid.
+    unsafe { state.get::<HeatGrid>() }
+        .map(HeatGrid::to_bytes)
+        .unwrap_or_default()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn heat_grid_deserial(bytes: &[u8], _unused: Internal) -> Internal {
+    Internal::new(HeatGrid::from_bytes(bytes).or_raise())
+}
+
+/// Transition of `heat_merge(heatgrid)`: few rows (one per grid), so a plain pgrx function.
+#[pg_extern(immutable, parallel_safe)]
+fn heat_merge_trans(
+    state: Internal,
+    grid: Option<HeatGridBytes>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let Some(grid) = grid else { return state };
+    let grid = grid.grid();
+    let mut state = state;
+    // SAFETY: this aggregate's state is only ever a HeatGrid.
+    match unsafe { state.get_mut::<HeatGrid>() } {
+        Some(acc) => {
+            acc.merge(&grid).or_raise();
+            state
+        }
+        None => unsafe { new_state(fcinfo, grid) },
+    }
+}
+
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION heat_grid_trans(internal, x int4, y int4, z int4, tile_x int4, tile_y int4)
+    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION heat_grid_trans(internal, x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8)
+    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION heat_grid_trans(internal, x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
+    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION heat_grid_trans(internal, key int8, z int4, tile_x int4, tile_y int4)
+    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+CREATE FUNCTION heat_grid_trans(internal, key int8, z int4, tile_x int4, tile_y int4, weight float8)
+    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+CREATE FUNCTION heat_grid_trans(internal, key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
+    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+
+CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4) (
+    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8) (
+    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
+    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4) (
+    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8) (
+    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
+    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+COMMENT ON AGGREGATE heat_grid(int8, int4, int4, int4) IS
+    'heat grid of tile (z, tile_x, tile_y): count of points per pixel; NULL when no row falls in the tile';
+
+CREATE AGGREGATE heat_merge(heatgrid) (
+    SFUNC = heat_merge_trans, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+COMMENT ON AGGREGATE heat_merge(heatgrid) IS 'sum of heat grids of one tile, pixel by pixel';
+"#,
+    name = "heat_grid_aggregates",
+    requires = [
+        heat_grid_final,
+        heat_grid_combine,
+        heat_grid_serial,
+        heat_grid_deserial,
+        heat_merge_trans
+    ],
+);
+
+// ---------------------------------------------------------------------------------------------
+// Rendering and looking at grids.
+
+/// Normalise, colour and encode a heat grid as PNG; NULL when nothing shows.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn heat_render(grid: HeatGridBytes, style: default!(pgrx::JsonB, "'{}'")) -> Option<Vec<u8>> {
+    let style = HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
+    shade(&grid.grid(), &style).or_raise()
+}
+
+/// Rows, lit pixels, total and maximum heat, and percentiles of the lit pixels' heat.
+#[pg_extern(immutable, strict, parallel_safe)]
+#[allow(clippy::type_complexity)]
+fn heat_stats(
+    grid: HeatGridBytes,
+) -> TableIterator<
+    'static,
+    (
+        name!(z, i32),
+        name!(x, i32),
+        name!(y, i32),
+        name!(tile_size, i32),
+        name!(rows, i64),
+        name!(lit_pixels, i64),
+        name!(total, f64),
+        name!(max, f64),
+        name!(p50, f64),
+        name!(p90, f64),
+        name!(p99, f64),
+    ),
+> {
+    let g = grid.grid();
+    let s = g.stats();
+    TableIterator::once((
+        g.tile.z as i32,
+        g.tile.x as i32,
+        g.tile.y as i32,
+        g.size.px() as i32,
+        s.rows as i64,
+        s.lit as i64,
+        s.total,
+        s.max,
+        s.p50,
+        s.p90,
+        s.p99,
+    ))
+}
+
+/// The grid drawn with Unicode shade blocks, `width` characters wide, normalised by `style`.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn heat_preview(
+    grid: HeatGridBytes,
+    style: default!(pgrx::JsonB, "'{}'"),
+    width: default!(i32, 64),
+) -> String {
+    let style = HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
+    let g = grid.grid();
+    if !(8..=512).contains(&width) {
+        super::raise(CoreError::out_of_range(
+            "width",
+            format!("must be between 8 and 512, got {width}"),
+        ));
+    }
+    shade_blocks(&levels(&g, &style), g.side(), width as u32)
+}
+
+/// A heat grid from (pixel key, heat) pairs, as `GROUP BY vasttile.pixel_key(key, z)` with
+/// `count(*)` or `sum(weight)` gives them: the aggregation runs anywhere, Citus included, and
+/// only the pairs meet here. Pixels outside the tile are ignored.
+#[pg_extern(immutable, parallel_safe)]
+fn heat_grid_from_pixels(
+    z: i32,
+    x: i32,
+    y: i32,
+    pixel_keys: Vec<Option<i64>>,
+    heat: Vec<Option<f64>>,
+    tile_size: default!(i32, 256),
+) -> Option<HeatGridBytes> {
+    if pixel_keys.len() != heat.len() {
+        super::raise(CoreError::out_of_range(
+            "pixel_keys and heat",
+            format!(
+                "must have the same length, got {} and {}",
+                pixel_keys.len(),
+                heat.len()
+            ),
+        ));
+    }
+    let size = TileSize::from_px(tile_size as i64).or_raise();
+    let mut grid = HeatGrid::new(Tile::new(z, x, y).or_raise(), size).or_raise();
+    for (k, h) in pixel_keys.into_iter().zip(heat) {
+        if let (Some(k), Some(h)) = (k, h) {
+            grid.add_pixel_key(k, h, 1).or_raise();
+        }
+    }
+    (grid.rows > 0).then(|| HeatGridBytes(grid.to_bytes()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiles from tables, and layers for tile servers.
+
+/// Heat tile of a table or view: one B-tree range scan for the tile into `heat_grid`, then
+/// `heat_render`. Style keys are `heat_render`'s plus `size` (256 or 512).
+#[pg_extern(stable, parallel_safe)]
+fn heat_tile(
+    tbl: pgrx::PgRelation,
+    z: i32,
+    x: i32,
+    y: i32,
+    style: default!(pgrx::JsonB, "'{}'"),
+    key_column: default!(&str, "'vcs_key'"),
+    weight_column: default!(Option<&str>, "NULL"),
+) -> Option<Vec<u8>> {
+    let tile = Tile::new(z, x, y).or_raise();
+    let mut reader = StyleReader::new(&style.0).or_raise();
+    let size = reader.tile_size("size").or_raise();
+    let heat_style = HeatStyle::read(&mut reader, HeatStyle::heat_defaults()).or_raise();
+    let mut known = HeatStyle::KEYS.to_vec();
+    known.push("size");
+    reader.finish(&known).or_raise();
+    let (lo, hi) = tile.key_range();
+    let args = [
+        z.into(),
+        x.into(),
+        y.into(),
+        (size.px() as i32).into(),
+        lo.into(),
+        hi.into(),
+    ];
+    let grid = Spi::connect(|client| {
+        with_heat_plan(client, &tbl, key_column, weight_column, |plan| {
+            client
+                .select(plan, Some(1), &args)?
+                .first()
+                .get_one::<Vec<u8>>()
+        })
+    })
+    .unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("heat_tile: {e}"),
+        )
+    })?;
+    shade(&HeatGrid::from_bytes(&grid).or_raise(), &heat_style).or_raise()
+}
+
+fn with_heat_plan<R>(
+    client: &spi::SpiClient<'_>,
+    tbl: &pgrx::PgRelation,
+    key_column: &str,
+    weight_column: Option<&str>,
+    f: impl FnOnce(&spi::OwnedPreparedStatement) -> spi::SpiResult<R>,
+) -> spi::SpiResult<R> {
+    let key = spi::quote_identifier(key_column);
+    let weight = match weight_column {
+        Some(w) => format!("t.{}::float8", spi::quote_identifier(w)),
+        None => "1.0::float8".to_string(),
+    };
+    let sql = format!(
+        "SELECT vasttile.heat_grid(t.{key}, $1, $2, $3, {weight}, $4) FROM {table} AS t \
+         WHERE t.{key} >= $5 AND t.{key} < $6",
+        table = quoted_relation_name(tbl),
+    );
+    use pgrx::PgBuiltInOids as T;
+    let types = [
+        T::INT4OID,
+        T::INT4OID,
+        T::INT4OID,
+        T::INT4OID,
+        T::INT8OID,
+        T::INT8OID,
+    ];
+    with_saved_plan(client, tbl.oid(), sql, &types, f)
+}
+
+/// Publish a heat layer: create `schema.name(z int, x int, y int, query_params json DEFAULT '{}')
+/// RETURNS bytea`, `STABLE PARALLEL SAFE`, drawing `heat_tile` over `tbl` with `style` and the
+/// request's query parameters on top (so `?colormap=viridis` works), and a JSON comment that
+/// tells Martin it serves `image/png`. Returns the function's name.
+#[pg_extern(volatile, parallel_unsafe)]
+fn create_heat_layer(
+    name: &str,
+    tbl: pgrx::PgRelation,
+    style: default!(pgrx::JsonB, "'{}'"),
+    key_column: default!(&str, "'vcs_key'"),
+    weight_column: default!(Option<&str>, "NULL"),
+    schema: default!(&str, "'public'"),
+) -> String {
+    // Check the style now rather than on the first request.
+    let mut reader = StyleReader::new(&style.0).or_raise();
+    reader.tile_size("size").or_raise();
+    HeatStyle::read(&mut reader, HeatStyle::heat_defaults()).or_raise();
+    let mut known = HeatStyle::KEYS.to_vec();
+    known.push("size");
+    reader.finish(&known).or_raise();
+    let function = spi::quote_qualified_identifier(schema, name);
+    let literal = |s: &str| spi::quote_literal(s);
+    let weight = weight_column.map_or("NULL".to_string(), literal);
+    let body = format!(
+        "SELECT vasttile.heat_tile({table}::regclass, z, x, y, {style}::jsonb || coalesce(query_params::jsonb, '{{}}'), {key}, {weight})",
+        table = literal(&quoted_relation_name(&tbl)),
+        style = literal(&style.0.to_string()),
+        key = literal(key_column),
+    );
+    let comment = serde_json::json!({
+        "content_type": "image/png",
+        "description": format!("vasttile heat layer over {}", quoted_relation_name(&tbl)),
+        "vasttile": {"kind": "heat", "style": style.0},
+    });
+    Spi::run(&format!(
+        "CREATE OR REPLACE FUNCTION {function}(z integer, x integer, y integer, query_params json DEFAULT '{{}}') \
+         RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE AS {body}; \
+         COMMENT ON FUNCTION {function}(integer, integer, integer, json) IS {comment}",
+        body = literal(&body),
+        comment = literal(&comment.to_string()),
+    ))
+    .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("create_heat_layer: {e}")));
+    function
+}
