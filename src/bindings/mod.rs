@@ -1,5 +1,6 @@
 //! The SQL layer: argument conversion, error mapping, and one module per SQL family.
 
+pub mod access;
 pub mod heat;
 pub mod png;
 pub mod points;

@@ -4,9 +4,11 @@
 //! plain `cargo test`, and could run on any thread. The SQL layer (`crate::bindings`) converts
 //! arguments, calls in here and turns `CoreError` into SQL errors.
 
+pub mod access;
 pub mod dots;
 pub mod error;
 pub mod heat;
+pub mod parallel;
 pub mod png;
 pub mod preview;
 pub mod shade;

@@ -363,6 +363,32 @@ pub fn tile_key_ranges(tile: Tile, size: TileSize, margin: i64) -> CoreResult<Ve
     Ok(merged)
 }
 
+/// Morton key ranges covering the VCS box `[x0, x1] x [y0, y1]` (inclusive) with aligned square
+/// blocks, at most `per_side` + 1 of them along each side, sorted and merged.
+pub fn bbox_key_ranges(x0: u32, y0: u32, x1: u32, y1: u32, per_side: u32) -> Vec<(i64, i64)> {
+    let extent = (x1.saturating_sub(x0)).max(y1.saturating_sub(y0)) as u64 + 1;
+    let mut bits = 0u32;
+    while (extent >> bits) > per_side.max(1) as u64 && bits < VCS_BITS {
+        bits += 1;
+    }
+    let mut ranges = Vec::new();
+    for by in (y0 >> bits)..=(y1 >> bits) {
+        for bx in (x0 >> bits)..=(x1 >> bits) {
+            let b = morton_interleave(bx, by) as i64;
+            ranges.push((b << (2 * bits), (b + 1) << (2 * bits)));
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +480,19 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn bbox_ranges_hold_every_point_of_the_box(x0 in 0u32..1 << 31, y0 in 0u32..1 << 31,
+                                                   w in 0u32..1 << 26, h in 0u32..1 << 26,
+                                                   fx in 0.0f64..=1.0, fy in 0.0f64..=1.0) {
+            let (x1, y1) = (x0.saturating_add(w).min(i32::MAX as u32), y0.saturating_add(h).min(i32::MAX as u32));
+            let ranges = bbox_key_ranges(x0, y0, x1, y1, 8);
+            prop_assert!(ranges.len() <= 81);
+            let px = x0 + ((x1 - x0) as f64 * fx) as u32;
+            let py = y0 + ((y1 - y0) as f64 * fy) as u32;
+            let key = morton_interleave(px, py) as i64;
+            prop_assert!(ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&key)));
+        }
 
         #[test]
         fn lonlat_round_trip_within_one_unit(lon in -180.0f64..=180.0, lat in -MAX_LAT..=MAX_LAT) {
