@@ -154,7 +154,7 @@ impl AccessState {
 
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<AccessState> {
         let bad = || CoreError::out_of_range("accessibility state", "is corrupt");
-        if bytes.len() < 24 || (bytes.len() - 24) % 16 != 0 {
+        if bytes.len() < 24 || !(bytes.len() - 24).is_multiple_of(16) {
             return Err(bad());
         }
         let u = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
