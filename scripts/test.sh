@@ -28,11 +28,10 @@ log "pg_regress (tests/pg_regress)"
 REGRESS_OUT="$STATE_DIR/regress"
 $SUDO install -d -o "$(id -un)" "$REGRESS_OUT"
 psql_db postgres -c "DROP DATABASE IF EXISTS vasttile_regress" -c "CREATE DATABASE vasttile_regress"
-tests=$(cd tests/pg_regress/sql && ls *.sql | sed 's/\.sql$//' | sort)
 if ! VASTTILE_REPO="$REPO" PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" PGUSER=postgres \
   "/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test/regress/pg_regress" \
     --use-existing --bindir="$PG_BIN" --dbname=vasttile_regress \
-    --inputdir=tests/pg_regress --outputdir="$REGRESS_OUT" $tests; then
+    --inputdir=tests/pg_regress --outputdir="$REGRESS_OUT" --schedule=tests/pg_regress/schedule; then
   cat "$REGRESS_OUT/regression.diffs" >&2 || true
   exit 1
 fi

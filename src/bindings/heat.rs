@@ -351,6 +351,23 @@ fn heat_stats(
     ))
 }
 
+/// Every pixel with heat: its column and row inside the tile, and its heat.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn heat_pixels(
+    grid: HeatGridBytes,
+) -> TableIterator<'static, (name!(px, i32), name!(py, i32), name!(heat, f64))> {
+    let g = grid.grid();
+    let side = g.side() as usize;
+    let lit: Vec<(i32, i32, f64)> = g
+        .values()
+        .iter()
+        .enumerate()
+        .filter(|(_, &h)| h > 0.0)
+        .map(|(i, &h)| ((i % side) as i32, (i / side) as i32, h))
+        .collect();
+    TableIterator::new(lit)
+}
+
 /// The grid drawn with Unicode shade blocks, `width` characters wide, normalised by `style`.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn heat_preview(
@@ -521,4 +538,73 @@ fn create_heat_layer(
     ))
     .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("create_heat_layer: {e}")));
     function
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::bindings::test_support::sqlstate_of;
+    use pgrx::prelude::*;
+
+    fn bytes(sql: &str) -> Option<Vec<u8>> {
+        Spi::get_one::<Vec<u8>>(sql).unwrap()
+    }
+
+    #[pg_test]
+    fn parallel_heat_grid_equals_serial_and_the_tile_is_byte_identical() {
+        // 400,000 points inside tile (2, 1, 1).
+        Spi::run(
+            "CREATE TABLE pts AS SELECT vasttile.vcs_key(((1::int8 << 29) + (g::int8 * 2654435761) % (1 << 29))::int4, \
+                                                    ((1::int8 << 29) + (g::int8 * 40503 * g) % (1 << 29))::int4) AS vcs_key \
+             FROM generate_series(1, 400000) g; ANALYZE pts;",
+        )
+        .unwrap();
+        let grid = "SELECT vasttile.heat_grid(vcs_key, 2, 1, 1) FROM pts";
+        Spi::run(
+            "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; \
+             SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2",
+        )
+        .unwrap();
+        let plan = Spi::explain(grid).unwrap().0.to_string();
+        assert!(plan.contains(r#""Partial Mode":"Partial""#), "{plan}");
+        assert!(plan.contains(r#""Workers Planned":2"#), "{plan}");
+        let parallel = bytes(grid);
+        let parallel_tile = bytes(&format!("SELECT vasttile.heat_render(({grid}))"));
+        Spi::run("SET max_parallel_workers_per_gather = 0").unwrap();
+        let serial = bytes(grid);
+        assert!(serial.is_some());
+        assert_eq!(parallel, serial);
+        assert_eq!(
+            parallel_tile,
+            bytes(&format!("SELECT vasttile.heat_render(({grid}))"))
+        );
+    }
+
+    #[pg_test]
+    fn bad_heat_input_is_22023() {
+        Spi::run("CREATE TABLE h AS SELECT vasttile.lonlat_to_key(-87.6, 41.8) AS vcs_key, 1.0::float8 AS w").unwrap();
+        for sql in [
+            "SELECT vasttile.heat_grid(vcs_key, 4, 4, 5, 'NaN') FROM h",
+            "SELECT vasttile.heat_grid(vcs_key, 4, 4, 5, '-Infinity') FROM h",
+            "SELECT vasttile.heat_grid(vcs_key, 4, 4, 5, -0.5) FROM h",
+            "SELECT vasttile.heat_grid(vcs_key, 24, 4, 5) FROM h",
+            "SELECT vasttile.heat_grid(vcs_key, 4, 16, 5) FROM h",
+            "SELECT vasttile.heat_grid(-vcs_key, 4, 4, 5) FROM h",
+            "SELECT vasttile.heat_tile('h', 4, 4, 5, '{\"normalize\": \"median\"}')",
+            "SELECT vasttile.heat_tile('h', 4, 4, 5, '{\"colormap\": [\"#000\"]}')",
+            "SELECT vasttile.heat_tile('h', 4, 4, 5, '{\"size\": 128}')",
+            "SELECT vasttile.heat_tile('h', 4, 4, 5, '{\"opacity\": -1}')",
+            "SELECT vasttile.heat_render('\\x00'::bytea::vasttile.heatgrid)",
+            "SELECT vasttile.access_tile('h', 12, 1050, 1522, '{\"radius_km\": -1}')",
+            "SELECT vasttile.create_heat_layer('bad_layer', 'h', '{\"nope\": 1}')",
+        ] {
+            assert_eq!(sqlstate_of(sql), "22023", "{sql}");
+        }
+        // Weights that are NULL skip the row, as STRICT would.
+        let grid = Spi::get_one::<Vec<u8>>(
+            "SELECT vasttile.heat_grid(vcs_key, 4, 4, 5, NULL::float8) FROM h",
+        )
+        .unwrap();
+        assert_eq!(grid, None);
+    }
 }

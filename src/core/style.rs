@@ -57,7 +57,7 @@ impl StyleReader {
                     Some(n) if n.is_finite() && n >= min && n <= max => Ok(Some(n)),
                     Some(_) => Err(CoreError::style(
                         key,
-                        format!("must be between {min} and {max}, got {v}"),
+                        format!("must be {}, got {v}", bounds(min, max)),
                     )),
                     None => Err(CoreError::style(key, format!("must be a number, got {v}"))),
                 }
@@ -112,6 +112,16 @@ impl StyleReader {
                 format!("is not a known option (known: {})", known.join(", ")),
             )),
         }
+    }
+}
+
+/// "between 0 and 64", "greater than 0", "at least 1" for a number's allowed range.
+fn bounds(min: f64, max: f64) -> String {
+    match (min, max) {
+        (m, x) if m == f64::MIN_POSITIVE && x >= 1e300 => "greater than 0".into(),
+        (m, x) if m == f64::MIN_POSITIVE => format!("greater than 0 and at most {x}"),
+        (m, x) if x >= 1e300 => format!("at least {m}"),
+        (m, x) => format!("between {m} and {x}"),
     }
 }
 
