@@ -450,7 +450,7 @@ fn heat_tile(
         hi.into(),
     ];
     let grid = Spi::connect(|client| {
-        with_heat_plan(client, &tbl, key_column, weight_column, |plan| {
+        with_heat_plan(client, &tbl, key_column, weight_column, size, |plan| {
             client
                 .select(plan, Some(1), &args)?
                 .first()
@@ -471,15 +471,18 @@ fn with_heat_plan<R>(
     tbl: &pgrx::PgRelation,
     key_column: &str,
     weight_column: Option<&str>,
+    size: TileSize,
     f: impl FnOnce(&spi::OwnedPreparedStatement) -> spi::SpiResult<R>,
 ) -> spi::SpiResult<R> {
     let key = spi::quote_identifier(key_column);
-    let weight = match weight_column {
-        Some(w) => format!("t.{}::float8", spi::quote_identifier(w)),
-        None => "1.0::float8".to_string(),
+    // Counts at 256 px take the four-argument form: fewer arguments to evaluate per row.
+    let extra = match (weight_column, size) {
+        (None, TileSize::Px256) => String::new(),
+        (None, TileSize::Px512) => ", 1.0::float8, $4".to_string(),
+        (Some(w), _) => format!(", t.{}::float8, $4", spi::quote_identifier(w)),
     };
     let sql = format!(
-        "SELECT vasttile.heat_grid(t.{key}, $1, $2, $3, {weight}, $4) FROM {table} AS t \
+        "SELECT vasttile.heat_grid(t.{key}, $1, $2, $3{extra}) FROM {table} AS t \
          WHERE t.{key} >= $5 AND t.{key} < $6",
         table = quoted_relation_name(tbl),
     );

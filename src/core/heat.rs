@@ -6,7 +6,27 @@
 //! `heatgrid`, a domain over `bytea`) a grid is dense or sparse, whichever is smaller.
 
 use super::error::{CoreError, CoreResult};
-use super::vcs::{morton_deinterleave, PixelGrid, Tile, TileSize, VCS_SPAN};
+use super::vcs::{morton_deinterleave, morton_interleave, PixelGrid, Tile, TileSize, VCS_SPAN};
+
+/// Morton index of pixel (x, y) inside a tile (x, y < 512), from a table of spread bits.
+#[inline]
+fn z_index(x: usize, y: usize) -> usize {
+    const fn spread9() -> [u32; 512] {
+        let mut t = [0u32; 512];
+        let mut i = 0;
+        while i < 512 {
+            let mut b = 0;
+            while b < 9 {
+                t[i] |= (((i >> b) & 1) as u32) << (2 * b);
+                b += 1;
+            }
+            i += 1;
+        }
+        t
+    }
+    static SPREAD: [u32; 512] = spread9();
+    (SPREAD[x] | (SPREAD[y] << 1)) as usize
+}
 
 const MAGIC: &[u8; 4] = b"VTHG";
 const VERSION: u8 = 1;
@@ -19,7 +39,10 @@ pub struct HeatGrid {
     /// Rows that went in (with any weight), for statistics.
     pub rows: u64,
     grid: PixelGrid,
-    /// Row-major, `size * size` values, all finite and non-negative.
+    /// Morton code of the tile (its x and y interleaved).
+    tile_code: u64,
+    /// `size * size` values, all finite and non-negative, in Morton (Z) order of the pixels: the
+    /// low bits of a point's pixel key are its index, so adding a point costs a shift and a mask.
     values: Vec<f64>,
 }
 
@@ -32,6 +55,7 @@ impl HeatGrid {
             size,
             rows: 0,
             grid,
+            tile_code: morton_interleave(tile.x, tile.y),
             values: vec![0.0; n],
         })
     }
@@ -51,7 +75,10 @@ impl HeatGrid {
                 "must be finite, non-negative and one per pixel",
             ));
         }
-        grid.values = values;
+        let side = size.px() as usize;
+        for (i, v) in values.into_iter().enumerate() {
+            grid.values[z_index(i % side, i / side)] = v;
+        }
         grid.rows = rows;
         Ok(grid)
     }
@@ -60,8 +87,16 @@ impl HeatGrid {
         self.size.px()
     }
 
-    pub fn values(&self) -> &[f64] {
-        &self.values
+    /// The values row by row (row-major), as images are laid out.
+    pub fn values(&self) -> Vec<f64> {
+        let side = self.size.px() as usize;
+        let mut out = vec![0.0; self.values.len()];
+        for y in 0..side {
+            for (x, o) in out[y * side..(y + 1) * side].iter_mut().enumerate() {
+                *o = self.values[z_index(x, y)];
+            }
+        }
+        out
     }
 
     /// Every row of one grid must name the same tile and size.
@@ -122,8 +157,11 @@ impl HeatGrid {
             ));
         }
         Self::check_weight(weight)?;
-        let (px, py) = morton_deinterleave(self.grid.pixel_key(key) as u64);
-        if self.add_world_pixel(px, py, weight) {
+        // The pixel key is the tile's Morton code followed by the pixel's Morton index.
+        let pixel_key = self.grid.pixel_key(key) as u64;
+        let bits = 2 * self.size.bits();
+        if pixel_key >> bits == self.tile_code {
+            self.values[(pixel_key & ((1 << bits) - 1)) as usize] += weight;
             self.rows += 1;
         }
         Ok(())
@@ -155,9 +193,8 @@ impl HeatGrid {
         if px >> bits != self.tile.x || py >> bits != self.tile.y {
             return false;
         }
-        let mask = self.size.px() - 1;
-        let i = (((py & mask) << bits) | (px & mask)) as usize;
-        self.values[i] += weight;
+        let mask = (self.size.px() - 1) as usize;
+        self.values[z_index(px as usize & mask, py as usize & mask)] += weight;
         true
     }
 
@@ -275,6 +312,7 @@ impl HeatGrid {
     /// Statistics of the grid: rows, lit pixels, total heat, max, and percentiles of lit pixels.
     pub fn stats(&self) -> HeatStats {
         let mut lit: Vec<f64> = self.values.iter().copied().filter(|&v| v > 0.0).collect();
+        // (Order does not matter for statistics: no need to go row by row.)
         lit.sort_unstable_by(|a, b| a.total_cmp(b));
         let q = |p: f64| -> f64 {
             if lit.is_empty() {
@@ -310,7 +348,6 @@ pub struct HeatStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::vcs::morton_interleave;
     use proptest::prelude::*;
 
     fn tile() -> Tile {

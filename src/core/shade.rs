@@ -287,7 +287,7 @@ impl HeatStyle {
 
 /// Normalised level (0 = no heat, 1..=255) of every pixel.
 pub fn levels(grid: &HeatGrid, style: &HeatStyle) -> Vec<u8> {
-    let values = grid.values();
+    let values = &grid.values();
     let max_heat = values.iter().fold(0.0f64, |m, &v| m.max(v));
     if max_heat == 0.0 {
         return vec![0; values.len()];
