@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # Benchmarks (not timed tests): each hot path beside its peer in the same run, medians and ratios.
-# Needs the set-up of scripts/setup.sh (cluster running, ZIP codes loaded); does it if missing.
+#   benches/points.sql  point tiles from the ZIP codes, z0..z10, beside count(*) and SQL DISTINCT
+#   benches/heat.py     heat and accessibility beside count(*), datashader, PostGIS and Numba
+# Installs the peers it needs (PostGIS from Debian; datashader, numba from PyPI into a venv) and
+# does the set-up of scripts/setup.sh if it has not run.
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
+ensure_apt_packages postgresql-$PG_MAJOR-postgis-3 python3-venv
+VENV="$STATE_DIR/bench-venv"
+if ! "$VENV/bin/python" -c "import datashader, numba, PIL, psycopg2" 2>/dev/null; then
+  log "pip: datashader, numba, pillow, psycopg2 into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q datashader numba pillow psycopg2-binary
+fi
 ensure_cluster
 if ! psql_db vasttile_demo -tAc "SELECT to_regclass('zipcodes') IS NOT NULL" 2>/dev/null | grep -q t; then
   "$REPO/scripts/setup.sh"
 fi
 psql_db vasttile_demo -f benches/points.sql
+ensure_database vasttile_bench
+PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/heat.py
