@@ -13,23 +13,31 @@ install_extension
 ensure_cluster
 ensure_database vasttile_demo
 psql_db vasttile_demo -c "DROP EXTENSION IF EXISTS vasttile CASCADE" -c "CREATE EXTENSION vasttile" 2>/dev/null
-log "loading ZIP codes"
-psql_db vasttile_demo -f pgrx-examples/zipcodes/load.sql 2>&1 | grep -v NOTICE || true
+log "loading ZIP codes and earthquakes"
+psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/zipcodes/load.sql
+psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/earthquakes/load.sql
 
 log "rendering tiles"
 mkdir -p "$OUT_DIR"
-render() { # name z x y style
-  save_png vasttile_demo "SELECT vasttile.dot_tile('zipcodes', $2, $3, $4, '$5')" "$OUT_DIR/$1.png"
-  printf '  %-34s z=%-2s x=%-4s y=%-4s %s\n' "$OUT_DIR/$1.png" "$2" "$3" "$4" "$5"
+render() { # name "SQL returning a PNG"
+  save_png vasttile_demo "$2" "$OUT_DIR/$1.png"
+  printf '  %s\n      %s\n' "$OUT_DIR/$1.png" "$2"
 }
-render zip-z0-world            0   0   0 '{}'
-render zip-z4-southeast-us     4   4   6 '{"radius": 1.2, "color": "#d62728"}'
-render zip-z4-northeast-us     4   4   5 '{"radius": 1.2, "color": "#d62728"}'
-render zip-z4-southwest-us     4   3   6 '{"radius": 1.2, "color": "#d62728"}'
-render zip-z4-northwest-us     4   3   5 '{"radius": 1.2, "color": "#d62728"}'
-render zip-z4-southeast-us@2x  4   4   6 '{"radius": 2.4, "color": "#d62728", "size": 512}'
-render zip-z10-chicago        10 262 380 '{"radius": 3, "color": "#6a3d9acc"}'
-render zip-z10-new-york       10 301 384 '{"radius": 3, "color": "#6a3d9acc"}'
+dots() { # name z x y style
+  render "$1" "SELECT vasttile.dot_tile('zipcodes', $2, $3, $4, '$5')"
+}
+dots zip-z0-world            0   0   0 '{}'
+dots zip-z4-southeast-us     4   4   6 '{"radius": 1.2, "color": "#d62728"}'
+dots zip-z4-northeast-us     4   4   5 '{"radius": 1.2, "color": "#d62728"}'
+dots zip-z4-southwest-us     4   3   6 '{"radius": 1.2, "color": "#d62728"}'
+dots zip-z4-northwest-us     4   3   5 '{"radius": 1.2, "color": "#d62728"}'
+dots zip-z4-southeast-us@2x  4   4   6 '{"radius": 2.4, "color": "#d62728", "size": 512}'
+dots zip-z10-chicago        10 262 380 '{"radius": 3, "color": "#6a3d9acc"}'
+dots zip-z10-new-york       10 301 384 '{"radius": 3, "color": "#6a3d9acc"}'
+render heat-zip-z4-southeast-us@2x "SELECT vasttile.heat_tile('zipcodes', 4, 4, 6, '{\"size\": 512}')"
+render heat-zip-z3-log-viridis "SELECT vasttile.heat_tile('zipcodes', 3, 2, 3, '{\"normalize\": \"log\", \"colormap\": \"viridis\"}')"
+render heat-earthquakes-z0-magnitude "SELECT vasttile.heat_tile('earthquakes_by_magnitude', 0, 0, 0, '{\"normalize\": \"log\", \"colormap\": \"inferno\"}', 'vcs_key', 'mag')"
+render access-zip-z11-new-york "SELECT vasttile.access_tile('zipcodes', 11, 603, 769, '{\"radius_km\": 2}')"
 
 cat <<DONE
 

@@ -23,3 +23,7 @@ FROM jsonb_array_elements((:'doc')::jsonb -> 'features') AS f;
 \unset doc
 CREATE INDEX earthquakes_vcs_key ON earthquakes (vcs_key);
 VACUUM ANALYZE earthquakes;
+
+-- Heat weights must be >= 0; tiny quakes have negative magnitudes. A view is a layer too:
+-- heat_tile('earthquakes_by_magnitude', z, x, y, style, 'vcs_key', 'mag').
+CREATE VIEW earthquakes_by_magnitude AS SELECT vcs_key, mag FROM earthquakes WHERE mag >= 0;
