@@ -3,6 +3,7 @@
 CREATE EXTENSION IF NOT EXISTS vasttile;
 \set doc `cat data/vega-datasets/earthquakes.json`
 
+DROP VIEW IF EXISTS earthquakes_by_magnitude;
 DROP TABLE IF EXISTS earthquakes;
 CREATE TABLE earthquakes (
     id      text PRIMARY KEY,

@@ -193,7 +193,8 @@ unsafe fn new_state(fcinfo: pg_sys::FunctionCallInfo, grid: HeatGrid) -> Interna
 fn heat_grid_final(state: Internal) -> Option<HeatGridBytes> {
     // SAFETY: these aggregates' state is only ever a HeatGrid.
     let grid = unsafe { state.get::<HeatGrid>() }?;
-    Some(HeatGridBytes(grid.to_bytes()))
+    // No row fell in the tile: NULL, like any aggregate over nothing.
+    (grid.rows > 0).then(|| HeatGridBytes(grid.to_bytes()))
 }
 
 #[pg_extern(immutable, parallel_safe)]
