@@ -3,10 +3,11 @@
 //! `heatgrid` of sum(max(0, R - d)) in km; `heat_render` colours it (use the article's style, or
 //! `access_tile`, whose defaults are the article's); `access_tile` reads POIs from a table.
 
+use super::aggregate::{self, float8, int4, int8, v1_function};
 use super::heat::HeatGridBytes;
-use super::{aggregate_context, quoted_relation_name, sql_error, with_saved_plan, OrRaise};
+use super::{quoted_relation_name, sql_error, with_saved_plan, OrRaise};
 use crate::core::access::AccessState;
-use crate::core::error::CoreResult;
+use crate::core::error::{CoreError, CoreResult};
 use crate::core::parallel::available_threads;
 use crate::core::shade::{shade, HeatStyle};
 use crate::core::style::StyleReader;
@@ -27,109 +28,81 @@ fn threads() -> usize {
     }
 }
 
-/// Per-row transition of the `access_grid` overloads (raw V1, as for heat): after the state, the
-/// point (`point_args` values), z, tile_x, tile_y, radius_km and optionally tile_size.
+/// Transition body of the `access_grid` overloads: after the state come the point (`point_args`
+/// values), z, tile_x, tile_y, radius_km and optionally the tile size.
 ///
 /// # Safety
 /// `fcinfo` must be a call of one of the transition functions declared below.
-unsafe fn transition(
+unsafe fn access_transition(
     fcinfo: pg_sys::FunctionCallInfo,
     point_args: usize,
     add: impl FnOnce(&mut AccessState, &[pg_sys::NullableDatum]) -> CoreResult<()>,
 ) -> pg_sys::Datum {
-    // SAFETY: PostgreSQL passes the declared arguments.
-    let args = unsafe { (*fcinfo).args.as_slice((*fcinfo).nargs as usize) };
-    let mut state = args[0].value.cast_mut_ptr::<AccessState>();
-    if args[0].isnull {
-        state = std::ptr::null_mut();
-    }
-    if !args[1..].iter().any(|a| a.isnull) {
-        let rest = &args[1 + point_args..];
-        let (z, x, y) = (
-            rest[0].value.value() as i32,
-            rest[1].value.value() as i32,
-            rest[2].value.value() as i32,
-        );
-        // SAFETY: float8 is passed by value.
-        let radius = unsafe { f64::from_datum(rest[3].value, false) }.unwrap_or(f64::NAN);
-        let size = match rest.get(4) {
-            Some(s) => TileSize::from_px(s.value.value() as i32 as i64).or_raise(),
+    let spec = |t: &[pg_sys::NullableDatum]| -> CoreResult<(Tile, TileSize, f64)> {
+        let size = match t.get(4) {
+            Some(s) => TileSize::from_px(int4(s) as i64)?,
             None => TileSize::Px256,
         };
-        if state.is_null() {
-            let fresh = AccessState::new(Tile::new(z, x, y).or_raise(), size, radius).or_raise();
-            let context = unsafe { aggregate_context(fcinfo) };
-            state = pgrx::PgMemoryContexts::For(context).leak_and_drop_on_delete(fresh);
-        }
-        // SAFETY: a non-null state of these aggregates is an AccessState in the aggregate context.
-        let st = unsafe { &mut *state };
-        let t = st.tile;
-        if (t.z as i32, t.x as i32, t.y as i32, st.size, st.radius_km) != (z, x, y, size, radius) {
-            super::raise(crate::core::error::CoreError::out_of_range(
-                "tile and radius",
-                "must be the same in every row of one accessibility grid".to_string(),
-            ));
-        }
-        add(st, &args[1..1 + point_args]).or_raise();
-    }
-    if state.is_null() {
-        unsafe { (*fcinfo).isnull = true };
-    }
-    pg_sys::Datum::from(state)
-}
-
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_vasttile_access_grid_trans() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
-/// Transition of `access_grid(x int4, y int4, z, tile_x, tile_y, radius_km [, tile_size])`.
-///
-/// # Safety
-/// Called by PostgreSQL through the functions declared below.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn vasttile_access_grid_trans(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
+        Ok((
+            Tile::new(int4(&t[0]), int4(&t[1]), int4(&t[2]))?,
+            size,
+            float8(&t[3]),
+        ))
+    };
     unsafe {
-        transition(fcinfo, 2, |s, p| {
-            s.add_point(p[0].value.value() as i32, p[1].value.value() as i32)
-        })
+        aggregate::transition(
+            fcinfo,
+            |row| {
+                let (tile, size, radius) = spec(&row[point_args..])?;
+                AccessState::new(tile, size, radius)
+            },
+            |st, row| {
+                if spec(&row[point_args..])? != (st.tile, st.size, st.radius_km) {
+                    return Err(CoreError::out_of_range(
+                        "tile and radius",
+                        "must be the same in every row of one accessibility grid",
+                    ));
+                }
+                add(st, row)
+            },
+        )
     }
 }
 
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_vasttile_access_grid_trans_key() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+/// # Safety
+/// `fcinfo` must be a call of the transition function declared below.
+unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe { access_transition(fcinfo, 2, |s, p| s.add_point(int4(&p[0]), int4(&p[1]))) }
 }
 
-/// Transition of `access_grid(key int8, z, tile_x, tile_y, radius_km [, tile_size])`.
-///
+v1_function!(
+    /// Transition of `access_grid(x int4, y int4, z, tile_x, tile_y, radius_km [, tile_size])`.
+    vasttile_access_grid_trans,
+    pg_finfo_vasttile_access_grid_trans,
+    trans_xy
+);
+
 /// # Safety
-/// Called by PostgreSQL through the functions declared below.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn vasttile_access_grid_trans_key(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
+/// `fcinfo` must be a call of the transition function declared below.
+unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe {
-        transition(fcinfo, 1, |s, p| {
-            let (x, y) = crate::core::vcs::vcs_from_key(p[0].value.value() as i64)?;
+        access_transition(fcinfo, 1, |s, p| {
+            let (x, y) = crate::core::vcs::vcs_from_key(int8(&p[0]))?;
             s.add_point(x, y)
         })
     }
 }
 
+v1_function!(
+    /// Transition of `access_grid(key int8, z, tile_x, tile_y, radius_km [, tile_size])`.
+    vasttile_access_grid_trans_key,
+    pg_finfo_vasttile_access_grid_trans_key,
+    trans_key
+);
+
 #[pg_extern(immutable, parallel_safe)]
 fn access_grid_final(state: Internal) -> Option<HeatGridBytes> {
-    // SAFETY: these aggregates' state is only ever an AccessState.
-    let st = unsafe { state.get::<AccessState>() }?;
-    let grid = st
+    let grid = aggregate::state::<AccessState>(&state)?
         .compute(threads(), &mut || {
             pgrx::check_for_interrupts!();
         })
@@ -139,34 +112,18 @@ fn access_grid_final(state: Internal) -> Option<HeatGridBytes> {
 
 #[pg_extern(immutable, parallel_safe)]
 fn access_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    let mut a = a;
-    // SAFETY: these aggregates' states are only ever AccessStates.
-    match (unsafe { a.get_mut::<AccessState>() }, unsafe {
-        b.get::<AccessState>()
-    }) {
-        (_, None) => a,
-        (None, Some(b)) => {
-            let context = unsafe { aggregate_context(fcinfo) };
-            unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(b.clone())) }
-        }
-        (Some(sa), Some(sb)) => {
-            sa.merge(sb).or_raise();
-            a
-        }
-    }
+    // SAFETY: called by PostgreSQL as this aggregate's combine function.
+    unsafe { aggregate::combine::<AccessState>(a, b, fcinfo) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn access_grid_serial(state: Internal) -> Vec<u8> {
-    // SAFETY: these aggregates' state is only ever an AccessState.
-    unsafe { state.get::<AccessState>() }
-        .map(AccessState::to_bytes)
-        .unwrap_or_default()
+    aggregate::serialize::<AccessState>(state)
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn access_grid_deserial(bytes: &[u8], _unused: Internal) -> Internal {
-    Internal::new(AccessState::from_bytes(bytes).or_raise())
+    aggregate::deserialize::<AccessState>(bytes)
 }
 
 pgrx::extension_sql!(

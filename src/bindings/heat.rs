@@ -8,7 +8,8 @@
 //! `(z, x, y, query_params)` function for tile servers. `heat_stats` and `heat_preview` let a
 //! person in psql see a tile without an image viewer.
 
-use super::{aggregate_context, quoted_relation_name, sql_error, with_saved_plan, OrRaise};
+use super::aggregate::{self, float8, int4, int8, v1_function};
+use super::{quoted_relation_name, sql_error, with_saved_plan, OrRaise};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::heat::HeatGrid;
 use crate::core::preview::shade_blocks;
@@ -93,137 +94,91 @@ impl HeatGridBytes {
 // ---------------------------------------------------------------------------------------------
 // The heat_grid aggregates.
 
-/// Per-row transition shared by the `heat_grid` overloads: a raw V1 function, since pgrx's
-/// argument conversion costs more than the work. Arguments after the state: the point
-/// (`point_args` of them), z, tile_x, tile_y, then optionally weight and tile size (told by
-/// the number of arguments). Rows with a NULL argument are skipped.
+/// Transition body of the `heat_grid` overloads: after the state come the point (`point_args`
+/// values), z, tile_x, tile_y, then optionally the weight and the tile size (told by the number
+/// of arguments).
 ///
 /// # Safety
 /// `fcinfo` must be a call of one of the transition functions declared below.
-unsafe fn transition(
+unsafe fn heat_transition(
     fcinfo: pg_sys::FunctionCallInfo,
     point_args: usize,
     add: impl FnOnce(&mut HeatGrid, &[pg_sys::NullableDatum], f64) -> CoreResult<()>,
 ) -> pg_sys::Datum {
-    // SAFETY: PostgreSQL passes the declared arguments.
-    let args = unsafe { (*fcinfo).args.as_slice((*fcinfo).nargs as usize) };
-    let mut state = args[0].value.cast_mut_ptr::<HeatGrid>();
-    if args[0].isnull {
-        state = std::ptr::null_mut();
-    }
-    if !args[1..].iter().any(|a| a.isnull) {
-        let tile = &args[1 + point_args..];
-        let (z, x, y) = (
-            tile[0].value.value() as i32,
-            tile[1].value.value() as i32,
-            tile[2].value.value() as i32,
-        );
-        // SAFETY: float8 is passed by value.
-        let weight = tile.get(3).map_or(1.0, |w| {
-            unsafe { f64::from_datum(w.value, false) }.unwrap_or(1.0)
-        });
-        let size = match tile.get(4) {
-            Some(s) => TileSize::from_px(s.value.value() as i32 as i64).or_raise(),
-            None => TileSize::Px256,
-        };
-        if state.is_null() {
-            let fresh = HeatGrid::new(Tile::new(z, x, y).or_raise(), size).or_raise();
-            let context = unsafe { aggregate_context(fcinfo) };
-            state = pgrx::PgMemoryContexts::For(context).leak_and_drop_on_delete(fresh);
-        }
-        // SAFETY: a non-null state of these aggregates is a HeatGrid in the aggregate context.
-        let grid = unsafe { &mut *state };
-        grid.check_tile(z, x, y, size).or_raise();
-        add(grid, &args[1..1 + point_args], weight).or_raise();
-    }
-    if state.is_null() {
-        unsafe { (*fcinfo).isnull = true };
-    }
-    pg_sys::Datum::from(state)
-}
-
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_vasttile_heat_grid_trans() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
-/// Transition of `heat_grid(x int4, y int4, z, tile_x, tile_y [, weight [, tile_size]])`.
-///
-/// # Safety
-/// Called by PostgreSQL through the functions declared below.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn vasttile_heat_grid_trans(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
+    let size_of = |t: &[pg_sys::NullableDatum]| match t.get(4) {
+        Some(s) => TileSize::from_px(int4(s) as i64),
+        None => Ok(TileSize::Px256),
+    };
     unsafe {
-        transition(fcinfo, 2, |g, p, w| {
-            g.add_point(p[0].value.value() as i32, p[1].value.value() as i32, w)
+        aggregate::transition(
+            fcinfo,
+            |row| {
+                let t = &row[point_args..];
+                HeatGrid::new(
+                    Tile::new(int4(&t[0]), int4(&t[1]), int4(&t[2]))?,
+                    size_of(t)?,
+                )
+            },
+            |g, row| {
+                let t = &row[point_args..];
+                g.check_tile(int4(&t[0]), int4(&t[1]), int4(&t[2]), size_of(t)?)?;
+                add(g, row, t.get(3).map_or(1.0, float8))
+            },
+        )
+    }
+}
+
+/// # Safety
+/// `fcinfo` must be a call of the transition function declared below.
+unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe {
+        heat_transition(fcinfo, 2, |g, p, w| {
+            g.add_point(int4(&p[0]), int4(&p[1]), w)
         })
     }
 }
 
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_vasttile_heat_grid_trans_key() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+v1_function!(
+    /// Transition of `heat_grid(x int4, y int4, z, tile_x, tile_y [, weight [, tile_size]])`.
+    vasttile_heat_grid_trans,
+    pg_finfo_vasttile_heat_grid_trans,
+    trans_xy
+);
 
-/// Transition of `heat_grid(key int8, z, tile_x, tile_y [, weight [, tile_size]])`.
-///
 /// # Safety
-/// Called by PostgreSQL through the functions declared below.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn vasttile_heat_grid_trans_key(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    unsafe { transition(fcinfo, 1, |g, p, w| g.add_key(p[0].value.value() as i64, w)) }
+/// `fcinfo` must be a call of the transition function declared below.
+unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe { heat_transition(fcinfo, 1, |g, p, w| g.add_key(int8(&p[0]), w)) }
 }
 
-unsafe fn new_state(fcinfo: pg_sys::FunctionCallInfo, grid: HeatGrid) -> Internal {
-    let context = unsafe { aggregate_context(fcinfo) };
-    unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(grid)) }
-}
+v1_function!(
+    /// Transition of `heat_grid(key int8, z, tile_x, tile_y [, weight [, tile_size]])`.
+    vasttile_heat_grid_trans_key,
+    pg_finfo_vasttile_heat_grid_trans_key,
+    trans_key
+);
 
 #[pg_extern(immutable, parallel_safe)]
 fn heat_grid_final(state: Internal) -> Option<HeatGridBytes> {
-    // SAFETY: these aggregates' state is only ever a HeatGrid.
-    let grid = unsafe { state.get::<HeatGrid>() }?;
+    let grid = aggregate::state::<HeatGrid>(&state)?;
     // No row fell in the tile: NULL, like any aggregate over nothing.
     (grid.rows > 0).then(|| HeatGridBytes(grid.to_bytes()))
 }
 
 #[pg_extern(immutable, parallel_safe)]
 fn heat_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    let mut a = a;
-    // SAFETY: these aggregates' states are only ever HeatGrids.
-    match (unsafe { a.get_mut::<HeatGrid>() }, unsafe {
-        b.get::<HeatGrid>()
-    }) {
-        (_, None) => a,
-        (None, Some(b)) => unsafe { new_state(fcinfo, b.clone()) },
-        (Some(ga), Some(gb)) => {
-            ga.merge(gb).or_raise();
-            a
-        }
-    }
+    // SAFETY: called by PostgreSQL as this aggregate's combine function.
+    unsafe { aggregate::combine::<HeatGrid>(a, b, fcinfo) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn heat_grid_serial(state: Internal) -> Vec<u8> {
-    // SAFETY: these aggregates' state is only ever a HeatGrid.
-    unsafe { state.get::<HeatGrid>() }
-        .map(HeatGrid::to_bytes)
-        .unwrap_or_default()
+    aggregate::serialize::<HeatGrid>(state)
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn heat_grid_deserial(bytes: &[u8], _unused: Internal) -> Internal {
-    Internal::new(HeatGrid::from_bytes(bytes).or_raise())
+    aggregate::deserialize::<HeatGrid>(bytes)
 }
 
 /// Transition of `heat_merge(heatgrid)`: few rows (one per grid), so a plain pgrx function.
@@ -242,7 +197,10 @@ fn heat_merge_trans(
             acc.merge(&grid).or_raise();
             state
         }
-        None => unsafe { new_state(fcinfo, grid) },
+        None => {
+            let context = unsafe { aggregate::aggregate_context(fcinfo) };
+            unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(grid)) }
+        }
     }
 }
 

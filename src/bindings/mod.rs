@@ -1,6 +1,7 @@
 //! The SQL layer: argument conversion, error mapping, and one module per SQL family.
 
 pub mod access;
+pub mod aggregate;
 pub mod heat;
 pub mod png;
 pub mod points;
@@ -40,21 +41,6 @@ impl<T> OrRaise<T> for Result<T, CoreError> {
             Err(e) => raise(e),
         }
     }
-}
-
-/// The aggregate's memory context, where states must live (not in the per-row context).
-///
-/// # Safety
-/// `fcinfo` must be the call info of the running function.
-pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::MemoryContext {
-    let mut context = std::ptr::null_mut();
-    if fcinfo.is_null() || unsafe { pg_sys::AggCheckCallContext(fcinfo, &mut context) } == 0 {
-        sql_error(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "aggregate support functions can only be called by their aggregate",
-        );
-    }
-    context
 }
 
 /// A `jsonb` argument kept as its raw datum, so that an aggregate's transition function can read

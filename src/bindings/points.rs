@@ -4,9 +4,8 @@
 //! table through its Morton key ranges and runs that aggregate. The aggregate's state is
 //! `internal` with combine/serialise/deserialise, so PostgreSQL's parallel query can split it.
 
-use super::{
-    aggregate_context, quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb,
-};
+use super::aggregate::{self, int4, int8, v1_function};
+use super::{quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb};
 use crate::core::dots::{DotStyle, DotTileState};
 use crate::core::error::CoreResult;
 use crate::core::vcs::{tile_key_ranges, Tile};
@@ -15,102 +14,62 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
 
-/// Store a new state in the aggregate's memory context; it is dropped when that context is reset.
-unsafe fn new_state(fcinfo: pg_sys::FunctionCallInfo, state: DotTileState) -> Internal {
-    let context = unsafe { aggregate_context(fcinfo) };
-    unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(state)) }
-}
-
-/// The transition functions are the per-row hot path, so they are raw V1 functions that read their
-/// arguments straight from `fcinfo`: pgrx's argument conversion cost more than the work (about 60
-/// of 110 ns a row). Both share this body. `point_args` is how many point arguments follow the
-/// state (1 for a key, 2 for x and y); then come z, tile_x, tile_y and the style.
+/// Transition body of both `dot_tile_agg` forms: after the state come the point (`point_args`
+/// values), z, tile_x, tile_y and the style (read from the first row only).
 ///
 /// # Safety
-/// `fcinfo` must be a call of one of the two transition functions declared below.
-unsafe fn transition(
+/// `fcinfo` must be a call of one of the transition functions declared below.
+unsafe fn dot_transition(
     fcinfo: pg_sys::FunctionCallInfo,
     point_args: usize,
     add: impl FnOnce(&mut DotTileState, &[pg_sys::NullableDatum]) -> CoreResult<()>,
 ) -> pg_sys::Datum {
-    // SAFETY: PostgreSQL passes the declared arguments: state, points, z, x, y, style.
-    let args = unsafe { (*fcinfo).args.as_slice(point_args + 5) };
-    let mut state = args[0].value.cast_mut_ptr::<DotTileState>();
-    if args[0].isnull {
-        state = std::ptr::null_mut();
-    }
-    // Rows with a NULL argument are skipped, as by a STRICT transition function.
-    if !args[1..].iter().any(|a| a.isnull) {
-        let tile = &args[1 + point_args..];
-        let (z, x, y) = (
-            tile[0].value.value() as i32,
-            tile[1].value.value() as i32,
-            tile[2].value.value() as i32,
-        );
-        if state.is_null() {
-            let style = RawJsonb(tile[3].value).to_value();
-            let fresh = DotTileState::new(z, x, y, &style).or_raise();
-            let context = unsafe { aggregate_context(fcinfo) };
-            state = pgrx::PgMemoryContexts::For(context).leak_and_drop_on_delete(fresh);
-        }
-        // SAFETY: a non-null state of this aggregate is a DotTileState in the aggregate context.
-        let s = unsafe { &mut *state };
-        s.check_tile(z, x, y).or_raise();
-        add(s, &args[1..1 + point_args]).or_raise();
-    }
-    if state.is_null() {
-        unsafe { (*fcinfo).isnull = true };
-    }
-    pg_sys::Datum::from(state)
-}
-
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_vasttile_dot_tile_trans() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
-/// Transition of `dot_tile_agg(x int4, y int4, z, tile_x, tile_y, style)`.
-///
-/// # Safety
-/// Called by PostgreSQL as `(internal, int4, int4, int4, int4, int4, jsonb) RETURNS internal`.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn vasttile_dot_tile_trans(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
     unsafe {
-        transition(fcinfo, 2, |s, p| {
-            s.add_point(p[0].value.value() as i32, p[1].value.value() as i32)
-        })
+        aggregate::transition(
+            fcinfo,
+            |row| {
+                let t = &row[point_args..];
+                let style = RawJsonb(t[3].value).to_value();
+                DotTileState::new(int4(&t[0]), int4(&t[1]), int4(&t[2]), &style)
+            },
+            |s, row| {
+                let t = &row[point_args..];
+                s.check_tile(int4(&t[0]), int4(&t[1]), int4(&t[2]))?;
+                add(s, row)
+            },
+        )
     }
 }
 
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_vasttile_dot_tile_trans_key() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+/// # Safety
+/// `fcinfo` must be a call of the transition function declared below.
+unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe { dot_transition(fcinfo, 2, |s, p| s.add_point(int4(&p[0]), int4(&p[1]))) }
 }
 
-/// Transition of `dot_tile_agg(key int8, z, tile_x, tile_y, style)`.
-///
+v1_function!(
+    /// Transition of `dot_tile_agg(x int4, y int4, z, tile_x, tile_y, style)`.
+    vasttile_dot_tile_trans,
+    pg_finfo_vasttile_dot_tile_trans,
+    trans_xy
+);
+
 /// # Safety
-/// Called by PostgreSQL as `(internal, int8, int4, int4, int4, jsonb) RETURNS internal`.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn vasttile_dot_tile_trans_key(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    unsafe { transition(fcinfo, 1, |s, p| s.add_key(p[0].value.value() as i64)) }
+/// `fcinfo` must be a call of the transition function declared below.
+unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe { dot_transition(fcinfo, 1, |s, p| s.add_key(int8(&p[0]))) }
 }
+
+v1_function!(
+    /// Transition of `dot_tile_agg(key int8, z, tile_x, tile_y, style)`.
+    vasttile_dot_tile_trans_key,
+    pg_finfo_vasttile_dot_tile_trans_key,
+    trans_key
+);
 
 #[pg_extern(immutable, parallel_safe)]
 fn dot_tile_final(state: Internal) -> Option<Vec<u8>> {
-    // SAFETY: this aggregate's state is only ever a DotTileState.
-    let state = unsafe { state.get::<DotTileState>() }?;
-    state
+    aggregate::state::<DotTileState>(&state)?
         .render_png(&mut || {
             pgrx::check_for_interrupts!();
         })
@@ -119,32 +78,18 @@ fn dot_tile_final(state: Internal) -> Option<Vec<u8>> {
 
 #[pg_extern(immutable, parallel_safe)]
 fn dot_tile_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    // SAFETY: this aggregate's states are only ever DotTileStates.
-    let mut a = a;
-    match (unsafe { a.get_mut::<DotTileState>() }, unsafe {
-        b.get::<DotTileState>()
-    }) {
-        (_, None) => a,
-        (None, Some(b)) => unsafe { new_state(fcinfo, b.clone()) },
-        (Some(sa), Some(sb)) => {
-            sa.merge(sb).or_raise();
-            a
-        }
-    }
+    // SAFETY: called by PostgreSQL as this aggregate's combine function.
+    unsafe { aggregate::combine::<DotTileState>(a, b, fcinfo) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn dot_tile_serial(state: Internal) -> Vec<u8> {
-    // SAFETY: this aggregate's state is only ever a DotTileState.
-    match unsafe { state.get::<DotTileState>() } {
-        Some(s) => s.to_bytes(),
-        None => Vec::new(),
-    }
+    aggregate::serialize::<DotTileState>(state)
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn dot_tile_deserial(bytes: &[u8], _unused: Internal) -> Internal {
-    Internal::new(DotTileState::from_bytes(bytes).or_raise())
+    aggregate::deserialize::<DotTileState>(bytes)
 }
 
 pgrx::extension_sql!(
