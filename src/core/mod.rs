@@ -10,8 +10,10 @@ pub mod error;
 pub mod heat;
 pub mod parallel;
 pub mod png;
+pub mod polygon;
 pub mod preview;
 pub mod shade;
+pub mod skeleton;
 pub mod style;
 pub mod vcs;
 

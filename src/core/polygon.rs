@@ -1,0 +1,320 @@
+//! Polygons in VCS integers: multipolygons with holes, imported from GeoJSON, TopoJSON and WKB
+//! (so PostGIS users pass `ST_AsBinary(geom)`, without vasttile needing PostGIS), and stored
+//! compactly as bytes (the SQL type `vcspolygon`, a domain over `bytea`).
+
+use super::error::{CoreError, CoreResult};
+use super::vcs::{lat_to_vcs, lon_to_vcs};
+use geo_traits::{
+    CoordTrait, GeometryTrait, GeometryType, LineStringTrait, MultiPolygonTrait, PolygonTrait,
+};
+
+/// Most vertices one polygon may have: a county has thousands, a coastline a few million.
+pub const MAX_VERTICES: usize = 10_000_000;
+const MAGIC: &[u8; 4] = b"VTPG";
+
+/// Polygons, each a list of rings (the first the outline, the others holes), each ring a closed
+/// list of VCS points (last == first). Filled by the even-odd rule over all rings.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MultiPolygon {
+    pub polygons: Vec<Vec<Vec<(u32, u32)>>>,
+}
+
+fn invalid(detail: impl Into<String>) -> CoreError {
+    CoreError::out_of_range("polygon", detail)
+}
+
+impl MultiPolygon {
+    pub fn vertices(&self) -> usize {
+        self.polygons.iter().flatten().map(Vec::len).sum()
+    }
+
+    /// Bounding box in VCS units, inclusive: (xmin, ymin, xmax, ymax); `None` when empty.
+    pub fn bbox(&self) -> Option<(u32, u32, u32, u32)> {
+        let mut pts = self.polygons.iter().flatten().flatten();
+        let &(x, y) = pts.next()?;
+        Some(pts.fold((x, y, x, y), |(a, b, c, d), &(x, y)| {
+            (a.min(x), b.min(y), c.max(x), d.max(y))
+        }))
+    }
+
+    /// Add a ring of (lon, lat) degrees: closed, at least 4 positions, finite, in range.
+    fn push_ring(
+        &mut self,
+        polygon: usize,
+        ring: impl Iterator<Item = (f64, f64)>,
+    ) -> CoreResult<()> {
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        let mut first_last: Option<((f64, f64), (f64, f64))> = None;
+        for (lon, lat) in ring {
+            if self.vertices() + out.len() >= MAX_VERTICES {
+                return Err(CoreError::TooLarge {
+                    detail: format!("polygon has more than {MAX_VERTICES} vertices"),
+                });
+            }
+            let p = (lon_to_vcs(lon)? as u32, lat_to_vcs(lat)? as u32);
+            first_last = Some(match first_last {
+                None => ((lon, lat), (lon, lat)),
+                Some((f, _)) => (f, (lon, lat)),
+            });
+            out.push(p);
+        }
+        if out.len() < 4 {
+            return Err(invalid(format!(
+                "ring must have at least 4 positions (3 corners and the closing one), got {}",
+                out.len()
+            )));
+        }
+        if let Some((f, l)) = first_last {
+            if f != l {
+                return Err(invalid(format!(
+                    "ring must be closed: first position {f:?} is not the last {l:?}"
+                )));
+            }
+        }
+        self.polygons[polygon].push(out);
+        Ok(())
+    }
+
+    /// From any geometry of the `geo-traits` family (what WKB and GeoJSON readers give).
+    fn from_geometry<G: GeometryTrait<T = f64>>(g: &G) -> CoreResult<MultiPolygon> {
+        let mut mp = MultiPolygon::default();
+        match g.as_type() {
+            GeometryType::Polygon(p) => mp.push_polygon(p)?,
+            GeometryType::MultiPolygon(m) => {
+                for p in m.polygons() {
+                    mp.push_polygon(&p)?;
+                }
+            }
+            _ => return Err(invalid("must be a Polygon or a MultiPolygon")),
+        }
+        Ok(mp)
+    }
+
+    fn push_polygon<P: PolygonTrait<T = f64>>(&mut self, p: &P) -> CoreResult<()> {
+        self.polygons.push(Vec::new());
+        let i = self.polygons.len() - 1;
+        let Some(outer) = p.exterior() else {
+            self.polygons.pop();
+            return Ok(()); // an empty polygon adds nothing
+        };
+        self.push_ring(i, outer.coords().map(|c| (c.x(), c.y())))?;
+        for hole in p.interiors() {
+            self.push_ring(i, hole.coords().map(|c| (c.x(), c.y())))?;
+        }
+        Ok(())
+    }
+
+    /// From WKB (ISO or extended, either byte order) of a Polygon or MultiPolygon in lon/lat degrees.
+    pub fn from_wkb(bytes: &[u8]) -> CoreResult<MultiPolygon> {
+        let g =
+            wkb::reader::read_wkb(bytes).map_err(|e| invalid(format!("WKB is not valid: {e}")))?;
+        MultiPolygon::from_geometry(&g)
+    }
+
+    /// From a GeoJSON Polygon or MultiPolygon geometry (or a Feature holding one).
+    pub fn from_geojson(value: &serde_json::Value) -> CoreResult<MultiPolygon> {
+        let geometry = match value.get("type").and_then(|t| t.as_str()) {
+            Some("Feature") => value
+                .get("geometry")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+            _ => value.clone(),
+        };
+        let g = geojson::Geometry::from_json_value(geometry)
+            .map_err(|e| invalid(format!("GeoJSON is not valid: {e}")))?;
+        MultiPolygon::from_geojson_value(&g.value)
+    }
+
+    fn from_geojson_value(v: &geojson::Value) -> CoreResult<MultiPolygon> {
+        let mut mp = MultiPolygon::default();
+        let push = |mp: &mut MultiPolygon, rings: &Vec<Vec<Vec<f64>>>| -> CoreResult<()> {
+            mp.polygons.push(Vec::new());
+            let i = mp.polygons.len() - 1;
+            for ring in rings {
+                if ring.iter().any(|pos| pos.len() < 2) {
+                    return Err(invalid("positions must have at least two numbers"));
+                }
+                mp.push_ring(i, ring.iter().map(|pos| (pos[0], pos[1])))?;
+            }
+            Ok(())
+        };
+        match v {
+            geojson::Value::Polygon(rings) => push(&mut mp, rings)?,
+            geojson::Value::MultiPolygon(polys) => {
+                for rings in polys {
+                    push(&mut mp, rings)?;
+                }
+            }
+            _ => return Err(invalid("must be a Polygon or a MultiPolygon")),
+        }
+        mp.polygons.retain(|p| !p.is_empty());
+        Ok(mp)
+    }
+
+    /// The polygon features of object `object` of a TopoJSON topology: (id, properties, polygon).
+    pub fn from_topojson(
+        text: &str,
+        object: &str,
+    ) -> CoreResult<Vec<(Option<String>, serde_json::Value, MultiPolygon)>> {
+        let topo = match text.parse::<topojson::TopoJson>() {
+            Ok(topojson::TopoJson::Topology(t)) => t,
+            Ok(_) => return Err(invalid("TopoJSON must be a Topology")),
+            Err(e) => return Err(invalid(format!("TopoJSON is not valid: {e}"))),
+        };
+        let fc = topojson::to_geojson(&topo, object)
+            .map_err(|e| invalid(format!("TopoJSON object \"{object}\": {e}")))?;
+        let mut out = Vec::with_capacity(fc.features.len());
+        for f in fc.features {
+            let id = f.id.as_ref().map(|id| match id {
+                geojson::feature::Id::String(s) => s.clone(),
+                geojson::feature::Id::Number(n) => n.to_string(),
+            });
+            let props = f
+                .properties
+                .clone()
+                .map(serde_json::Value::Object)
+                .unwrap_or(serde_json::Value::Null);
+            let Some(g) = f.geometry else { continue };
+            match &g.value {
+                geojson::Value::Polygon(_) | geojson::Value::MultiPolygon(_) => {
+                    out.push((id, props, MultiPolygon::from_geojson_value(&g.value)?))
+                }
+                _ => continue, // not an area: nothing to fill
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes: magic, polygon count, then per polygon its ring count, per ring its point count,
+    /// then the points (x, y as little-endian u32).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.vertices() * 8 + self.polygons.len() * 16);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.polygons.len() as u32).to_le_bytes());
+        for p in &self.polygons {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            for ring in p {
+                out.extend_from_slice(&(ring.len() as u32).to_le_bytes());
+                for (x, y) in ring {
+                    out.extend_from_slice(&x.to_le_bytes());
+                    out.extend_from_slice(&y.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> CoreResult<MultiPolygon> {
+        let bad = || invalid("bytes are not a vcspolygon");
+        if bytes.len() < 8 || &bytes[..4] != MAGIC {
+            return Err(bad());
+        }
+        let mut at = 4;
+        let mut next = || -> CoreResult<u32> {
+            let b = bytes.get(at..at + 4).ok_or_else(bad)?;
+            at += 4;
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let mut mp = MultiPolygon::default();
+        let mut total = 0usize;
+        for _ in 0..next()? {
+            let mut rings = Vec::new();
+            for _ in 0..next()? {
+                let n = next()? as usize;
+                total += n;
+                if total > MAX_VERTICES || n < 4 {
+                    return Err(bad());
+                }
+                let mut ring = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let (x, y) = (next()?, next()?);
+                    if x > i32::MAX as u32 || y > i32::MAX as u32 {
+                        return Err(bad());
+                    }
+                    ring.push((x, y));
+                }
+                rings.push(ring);
+            }
+            mp.polygons.push(rings);
+        }
+        Ok(mp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn square(x0: f64, y0: f64, d: f64) -> serde_json::Value {
+        json!({"type": "Polygon", "coordinates": [[[x0, y0], [x0 + d, y0], [x0 + d, y0 + d], [x0, y0 + d], [x0, y0]]]})
+    }
+
+    #[test]
+    fn geojson_and_wkb_agree_and_round_trip() {
+        let mp = MultiPolygon::from_geojson(&square(-90.0, 30.0, 1.0)).unwrap();
+        assert_eq!((mp.polygons.len(), mp.vertices()), (1, 5));
+        // The same square as little-endian WKB.
+        let mut wkb = vec![1u8, 3, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0];
+        for (x, y) in [
+            (-90.0f64, 30.0f64),
+            (-89.0, 30.0),
+            (-89.0, 31.0),
+            (-90.0, 31.0),
+            (-90.0, 30.0),
+        ] {
+            wkb.extend_from_slice(&x.to_le_bytes());
+            wkb.extend_from_slice(&y.to_le_bytes());
+        }
+        assert_eq!(MultiPolygon::from_wkb(&wkb).unwrap(), mp);
+        assert_eq!(MultiPolygon::from_bytes(&mp.to_bytes()).unwrap(), mp);
+        let feature =
+            json!({"type": "Feature", "properties": {}, "geometry": square(-90.0, 30.0, 1.0)});
+        assert_eq!(MultiPolygon::from_geojson(&feature).unwrap(), mp);
+    }
+
+    #[test]
+    fn malformed_input_is_an_error() {
+        let unclosed =
+            json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]});
+        let short = json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]});
+        let point = json!({"type": "Point", "coordinates": [0, 0]});
+        let valid =
+            json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]});
+        for (bad, what) in [
+            (unclosed, "closed"),
+            (short, "at least 4"),
+            (point, "Polygon"),
+        ] {
+            let err = MultiPolygon::from_geojson(&bad).unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+        }
+        assert!(MultiPolygon::from_geojson(&valid).is_ok());
+        assert!(MultiPolygon::from_geojson(&square(200.0, 0.0, 1.0)).is_err());
+        assert!(MultiPolygon::from_wkb(&[1, 3, 0]).is_err());
+        let mut wkb_nan = vec![1u8, 3, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0];
+        for v in [f64::NAN, 0.0, 1.0, 0.0, 1.0, 1.0, f64::NAN, 0.0] {
+            wkb_nan.extend_from_slice(&v.to_le_bytes());
+        }
+        assert!(MultiPolygon::from_wkb(&wkb_nan).is_err());
+        assert!(MultiPolygon::from_bytes(b"VTPG\x01\x00\x00\x00").is_err());
+        assert!(MultiPolygon::from_topojson("{}", "x").is_err());
+    }
+
+    #[test]
+    fn topojson_objects_become_features() {
+        // Two unit squares sharing an edge, as one topology with shared arc 0.
+        let topo = r#"{"type": "Topology",
+          "arcs": [[[1, 0], [1, 1]], [[1, 1], [0, 1], [0, 0], [1, 0]], [[1, 0], [2, 0], [2, 1], [1, 1]]],
+          "objects": {"squares": {"type": "GeometryCollection", "geometries": [
+            {"type": "Polygon", "id": "A", "properties": {"name": "left"}, "arcs": [[0, 1]]},
+            {"type": "Polygon", "id": 7, "arcs": [[2, -1]]}]}}}"#;
+        let features = MultiPolygon::from_topojson(topo, "squares").unwrap();
+        assert_eq!(features.len(), 2);
+        assert_eq!(features[0].0.as_deref(), Some("A"));
+        assert_eq!(features[1].0.as_deref(), Some("7"));
+        assert_eq!(features[0].1["name"], "left");
+        assert!(features.iter().all(|f| f.2.vertices() >= 5));
+        assert!(MultiPolygon::from_topojson(topo, "nope").is_err());
+    }
+}
