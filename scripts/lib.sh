@@ -130,6 +130,20 @@ ensure_vega_datasets() {
   fi
 }
 
+# us-atlas (TopoJSON of US counties and states), fetched the same way.
+US_ATLAS_VERSION=3.0.1
+ensure_us_atlas() {
+  ensure_node
+  if [ ! -f "$DATA_DIR/us-atlas/counties-10m.json" ]; then
+    log "npm pack us-atlas@$US_ATLAS_VERSION"
+    local tmp; tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "us-atlas@$US_ATLAS_VERSION" >/dev/null)
+    mkdir -p "$DATA_DIR/us-atlas"
+    tar -xzf "$tmp"/us-atlas-*.tgz -C "$DATA_DIR/us-atlas" --strip-components=1 package/counties-10m.json package/states-10m.json
+    rm -rf "$tmp"
+  fi
+}
+
 # Write a bytea query result to a file: save_png DB "SQL returning one bytea" FILE
 save_png() {
   local db="$1" sql="$2" file="$3"

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod aggregate;
+pub mod choropleth;
 pub mod heat;
 pub mod png;
 pub mod points;

@@ -5,6 +5,7 @@
 //! arguments, calls in here and turns `CoreError` into SQL errors.
 
 pub mod access;
+pub mod choropleth;
 pub mod dots;
 pub mod error;
 pub mod heat;

@@ -125,7 +125,9 @@ impl MultiPolygon {
         MultiPolygon::from_geojson_value(&g.value)
     }
 
-    fn from_geojson_value(v: &geojson::Value) -> CoreResult<MultiPolygon> {
+    /// `lenient`: skip rings too short to enclose anything (TopoJSON's quantisation collapses
+    /// tiny islands to a point) instead of failing.
+    fn from_geojson_value_with(v: &geojson::Value, lenient: bool) -> CoreResult<MultiPolygon> {
         let mut mp = MultiPolygon::default();
         let push = |mp: &mut MultiPolygon, rings: &Vec<Vec<Vec<f64>>>| -> CoreResult<()> {
             mp.polygons.push(Vec::new());
@@ -133,6 +135,9 @@ impl MultiPolygon {
             for ring in rings {
                 if ring.iter().any(|pos| pos.len() < 2) {
                     return Err(invalid("positions must have at least two numbers"));
+                }
+                if lenient && ring.len() < 4 {
+                    continue;
                 }
                 mp.push_ring(i, ring.iter().map(|pos| (pos[0], pos[1])))?;
             }
@@ -151,7 +156,12 @@ impl MultiPolygon {
         Ok(mp)
     }
 
+    fn from_geojson_value(v: &geojson::Value) -> CoreResult<MultiPolygon> {
+        MultiPolygon::from_geojson_value_with(v, false)
+    }
+
     /// The polygon features of object `object` of a TopoJSON topology: (id, properties, polygon).
+    /// Rings that quantisation collapsed below 4 positions are skipped.
     pub fn from_topojson(
         text: &str,
         object: &str,
@@ -177,7 +187,7 @@ impl MultiPolygon {
             let Some(g) = f.geometry else { continue };
             match &g.value {
                 geojson::Value::Polygon(_) | geojson::Value::MultiPolygon(_) => {
-                    out.push((id, props, MultiPolygon::from_geojson_value(&g.value)?))
+                    out.push((id, props, MultiPolygon::from_geojson_value_with(&g.value, true)?))
                 }
                 _ => continue, // not an area: nothing to fill
             }
