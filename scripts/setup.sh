@@ -9,6 +9,7 @@ cd "$REPO"
 
 ensure_toolchain
 ensure_vega_datasets
+ensure_us_atlas
 install_extension
 ensure_cluster
 ensure_database vasttile_demo
@@ -16,6 +17,8 @@ psql_db vasttile_demo -c "DROP EXTENSION IF EXISTS vasttile CASCADE" -c "CREATE 
 log "loading ZIP codes and earthquakes"
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/zipcodes/load.sql
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/earthquakes/load.sql
+log "loading US counties and unemployment"
+psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/counties/load.sql >/dev/null
 
 log "rendering tiles"
 mkdir -p "$OUT_DIR"
@@ -37,6 +40,14 @@ dots zip-z10-new-york       10 301 384 '{"radius": 3, "color": "#6a3d9acc"}'
 render heat-zip-z4-southeast-us@2x "SELECT vasttile.heat_tile('zipcodes', 4, 4, 6, '{\"size\": 512}')"
 render heat-zip-z3-log-viridis "SELECT vasttile.heat_tile('zipcodes', 3, 2, 3, '{\"normalize\": \"log\", \"colormap\": \"viridis\"}')"
 render heat-earthquakes-z0-magnitude "SELECT vasttile.heat_tile('earthquakes_by_magnitude', 0, 0, 0, '{\"normalize\": \"log\", \"colormap\": \"inferno\"}', 'vcs_key', 'mag')"
+CLASSES='{"classes": {"breaks": [0.03, 0.05, 0.07, 0.09, 0.11, 0.13], "colors": ["#f7fbff", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#084594"]}, "missing": "#cccccc"}'
+choropleth() { # name z x y
+  render "$1" "SELECT vasttile.skeleton_render(vasttile.skeleton_tile('counties', $2, $3, $4), array_agg(id), array_agg(rate), '$CLASSES') FROM unemployment"
+}
+choropleth counties-unemployment-z3 3 1 3
+choropleth counties-unemployment-z3-east 3 2 3
+choropleth counties-unemployment-z5 5 8 12
+choropleth counties-unemployment-z8 8 64 96
 render access-zip-z11-new-york "SELECT vasttile.access_tile('zipcodes', 11, 603, 769, '{\"radius_km\": 2}')"
 
 cat <<DONE

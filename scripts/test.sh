@@ -11,6 +11,7 @@ cd "$REPO"
 
 ensure_toolchain
 ensure_vega_datasets
+ensure_us_atlas
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 
 log "cargo fmt --check"

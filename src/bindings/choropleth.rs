@@ -56,7 +56,11 @@ END $$;
 pub struct PolygonBytes(pub Vec<u8>);
 
 impl FromDatum for PolygonBytes {
-    unsafe fn from_polymorphic_datum(datum: pgrx::pg_sys::Datum, is_null: bool, oid: pgrx::pg_sys::Oid) -> Option<Self> {
+    unsafe fn from_polymorphic_datum(
+        datum: pgrx::pg_sys::Datum,
+        is_null: bool,
+        oid: pgrx::pg_sys::Oid,
+    ) -> Option<Self> {
         unsafe { Vec::<u8>::from_polymorphic_datum(datum, is_null, oid) }.map(PolygonBytes)
     }
 }
@@ -74,16 +78,22 @@ impl IntoDatum for PolygonBytes {
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for PolygonBytes {
     unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be null"))
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be null"))
     }
-    unsafe fn unbox_nullable_arg(arg: pgrx::callconv::Arg<'_, 'fcx>) -> pgrx::nullable::Nullable<Self> {
+    unsafe fn unbox_nullable_arg(
+        arg: pgrx::callconv::Arg<'_, 'fcx>,
+    ) -> pgrx::nullable::Nullable<Self> {
         unsafe { arg.unbox_arg_using_from_datum() }.into()
     }
 }
 
 // SAFETY: returned as a bytea datum, which the domain is.
 unsafe impl pgrx::callconv::BoxRet for PolygonBytes {
-    unsafe fn box_into<'fcx>(self, fcinfo: &mut pgrx::callconv::FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
         match self.0.into_datum() {
             Some(d) => unsafe { fcinfo.return_raw_datum(d) },
             None => fcinfo.return_null(),
@@ -110,9 +120,20 @@ fn polygon_from_wkb(wkb: &[u8]) -> PolygonBytes {
 fn polygons_from_topojson(
     topojson: &str,
     object: &str,
-) -> TableIterator<'static, (name!(id, Option<String>), name!(properties, pgrx::JsonB), name!(polygon, PolygonBytes))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(id, Option<String>),
+        name!(properties, pgrx::JsonB),
+        name!(polygon, PolygonBytes),
+    ),
+> {
     let features = MultiPolygon::from_topojson(topojson, object).or_raise();
-    TableIterator::new(features.into_iter().map(|(id, props, mp)| (id, pgrx::JsonB(props), PolygonBytes(mp.to_bytes()))))
+    TableIterator::new(
+        features
+            .into_iter()
+            .map(|(id, props, mp)| (id, pgrx::JsonB(props), PolygonBytes(mp.to_bytes()))),
+    )
 }
 
 /// Parts, rings, vertices and VCS bounding box of a polygon.
@@ -122,12 +143,28 @@ fn polygon_info(
     polygon: PolygonBytes,
 ) -> TableIterator<
     'static,
-    (name!(polygons, i32), name!(rings, i32), name!(vertices, i64), name!(xmin, i32), name!(ymin, i32), name!(xmax, i32), name!(ymax, i32)),
+    (
+        name!(polygons, i32),
+        name!(rings, i32),
+        name!(vertices, i64),
+        name!(xmin, i32),
+        name!(ymin, i32),
+        name!(xmax, i32),
+        name!(ymax, i32),
+    ),
 > {
     let mp = MultiPolygon::from_bytes(&polygon.0).or_raise();
     let (a, b, c, d) = mp.bbox().unwrap_or((0, 0, 0, 0));
     let rings = mp.polygons.iter().map(Vec::len).sum::<usize>();
-    TableIterator::once((mp.polygons.len() as i32, rings as i32, mp.vertices() as i64, a as i32, b as i32, c as i32, d as i32))
+    TableIterator::once((
+        mp.polygons.len() as i32,
+        rings as i32,
+        mp.vertices() as i64,
+        a as i32,
+        b as i32,
+        c as i32,
+        d as i32,
+    ))
 }
 
 /// Register a table of (id, polygon) as a skeleton layer, with a trigger that empties the layer's
@@ -158,7 +195,12 @@ fn create_skeleton_layer(
          FOR EACH STATEMENT EXECUTE FUNCTION vasttile.skeleton_invalidate({lit})",
         lit = spi::quote_literal(name),
     ))
-    .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("create_skeleton_layer: {e}")));
+    .unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("create_skeleton_layer: {e}"),
+        )
+    });
     name.to_string()
 }
 
@@ -170,9 +212,15 @@ fn render_skeleton(layer: &str, tile: Tile, size: TileSize) -> Skeleton {
     );
     let (Ok((Some(table), Some(id), Some(poly))), Ok(bits)) = (
         row,
-        Spi::get_one_with_args::<bool>("SELECT feature_bits FROM vasttile.skeleton_layers WHERE name = $1", &[layer.into()]),
+        Spi::get_one_with_args::<bool>(
+            "SELECT feature_bits FROM vasttile.skeleton_layers WHERE name = $1",
+            &[layer.into()],
+        ),
     ) else {
-        sql_error(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("skeleton layer \"{layer}\" does not exist"));
+        sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("skeleton layer \"{layer}\" does not exist"),
+        );
     };
     let bits = bits.unwrap_or(false);
     let (x0, y0, x1, y1) = tile.vcs_bounds();
@@ -185,24 +233,39 @@ fn render_skeleton(layer: &str, tile: Tile, size: TileSize) -> Skeleton {
     Spi::connect(|client| -> spi::SpiResult<()> {
         for row in client.select(&sql, None, &[])? {
             pgrx::check_for_interrupts!();
-            let (Some(id), Some(bytes)) = (row.get::<i64>(1)?, row.get::<Vec<u8>>(2)?) else { continue };
+            let (Some(id), Some(bytes)) = (row.get::<i64>(1)?, row.get::<Vec<u8>>(2)?) else {
+                continue;
+            };
             let mp = MultiPolygon::from_bytes(&bytes).or_raise();
-            let Some((a, b, c, d)) = mp.bbox() else { continue };
+            let Some((a, b, c, d)) = mp.bbox() else {
+                continue;
+            };
             if (c as i64) < x0 || (a as i64) >= x1 || (d as i64) < y0 || (b as i64) >= y1 {
                 continue;
             }
             if bits {
                 sk.fill_bit(u32::try_from(id).unwrap_or(99), &mp).or_raise();
             } else {
-                let id = u32::try_from(id).ok().filter(|&i| i > 0).unwrap_or_else(|| {
-                    super::raise(CoreError::out_of_range("polygon id", format!("must be between 1 and 4294967295, got {id}")))
-                });
+                let id = u32::try_from(id)
+                    .ok()
+                    .filter(|&i| i > 0)
+                    .unwrap_or_else(|| {
+                        super::raise(CoreError::out_of_range(
+                            "polygon id",
+                            format!("must be between 1 and 4294967295, got {id}"),
+                        ))
+                    });
                 sk.fill(id, &mp);
             }
         }
         Ok(())
     })
-    .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("skeleton_tile: {e}")));
+    .unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("skeleton_tile: {e}"),
+        )
+    });
     sk
 }
 
@@ -237,7 +300,10 @@ fn skeleton_tile(layer: &str, z: i32, x: i32, y: i32, tile_size: default!(i32, 2
 #[pg_extern(volatile, parallel_unsafe, requires = ["skeleton_tables"])]
 fn skeleton_prerender(layer: &str, zmin: i32, zmax: i32, tile_size: default!(i32, 256)) -> i64 {
     if !(0..=zmax).contains(&zmin) || zmax > 12 {
-        super::raise(CoreError::out_of_range("zoom range", format!("must satisfy 0 <= zmin <= zmax <= 12, got {zmin}..{zmax}")));
+        super::raise(CoreError::out_of_range(
+            "zoom range",
+            format!("must satisfy 0 <= zmin <= zmax <= 12, got {zmin}..{zmax}"),
+        ));
     }
     let boxes: Vec<(i64, i64, i64, i64)> = Spi::connect(|client| -> spi::SpiResult<Vec<_>> {
         let (table, poly) = Spi::get_two_with_args::<String, String>(
@@ -290,7 +356,14 @@ fn skeleton_render(
     let style = ChoroplethStyle::from_json(&style.0).or_raise();
     let (ids, vals) = (ids.unwrap_or_default(), vals.unwrap_or_default());
     if ids.len() != vals.len() {
-        super::raise(CoreError::out_of_range("ids and vals", format!("must have the same length, got {} and {}", ids.len(), vals.len())));
+        super::raise(CoreError::out_of_range(
+            "ids and vals",
+            format!(
+                "must have the same length, got {} and {}",
+                ids.len(),
+                vals.len()
+            ),
+        ));
     }
     let values: HashMap<u32, f64> = ids
         .into_iter()

@@ -10,9 +10,16 @@ use std::collections::HashMap;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mapping {
     /// value -> colormap over [min, max] (min and max default to the values' range).
-    Continuous { colormap: Colormap, min: Option<f64>, max: Option<f64> },
+    Continuous {
+        colormap: Colormap,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     /// value < breaks[0] -> colors[0], ..., value >= breaks[n-1] -> colors[n].
-    Classes { breaks: Vec<f64>, colors: Vec<[u8; 4]> },
+    Classes {
+        breaks: Vec<f64>,
+        colors: Vec<[u8; 4]>,
+    },
     /// ID -> colour, values ignored.
     Explicit(HashMap<u32, [u8; 4]>),
     /// Feature bits: the first listed bit a pixel has gives its colour.
@@ -27,12 +34,17 @@ pub struct ChoroplethStyle {
     pub opacity: f64,
 }
 
-pub const KEYS: [&str; 8] = ["colormap", "min", "max", "classes", "colors", "features", "missing", "opacity"];
+pub const KEYS: [&str; 8] = [
+    "colormap", "min", "max", "classes", "colors", "features", "missing", "opacity",
+];
 
 fn colour(key: &str, v: &Value) -> CoreResult<[u8; 4]> {
     match v {
         Value::String(s) => parse_color(s).map_err(|d| CoreError::style(key, d)),
-        other => Err(CoreError::style(key, format!("colours must be CSS strings, got {other}"))),
+        other => Err(CoreError::style(
+            key,
+            format!("colours must be CSS strings, got {other}"),
+        )),
     }
 }
 
@@ -51,9 +63,17 @@ impl ChoroplethStyle {
         let colors = r.take("colors");
         let features = r.take("features");
         r.finish(&KEYS)?;
-        let given = [colormap.is_some(), classes.is_some(), colors.is_some(), features.is_some()];
+        let given = [
+            colormap.is_some(),
+            classes.is_some(),
+            colors.is_some(),
+            features.is_some(),
+        ];
         if given.iter().filter(|&&g| g).count() > 1 {
-            return Err(CoreError::style("colormap", "give one of \"colormap\", \"classes\", \"colors\", \"features\""));
+            return Err(CoreError::style(
+                "colormap",
+                "give one of \"colormap\", \"classes\", \"colors\", \"features\"",
+            ));
         }
         let mapping = if let Some(c) = classes {
             let breaks: Vec<f64> = c
@@ -61,7 +81,11 @@ impl ChoroplethStyle {
                 .and_then(Value::as_array)
                 .ok_or_else(|| CoreError::style("classes", "needs \"breaks\": [numbers]"))?
                 .iter()
-                .map(|b| b.as_f64().filter(|f| f.is_finite()).ok_or_else(|| CoreError::style("classes", "breaks must be numbers")))
+                .map(|b| {
+                    b.as_f64()
+                        .filter(|f| f.is_finite())
+                        .ok_or_else(|| CoreError::style("classes", "breaks must be numbers"))
+                })
                 .collect::<CoreResult<_>>()?;
             let colors: Vec<[u8; 4]> = c
                 .get("colors")
@@ -78,20 +102,29 @@ impl ChoroplethStyle {
             }
             Mapping::Classes { breaks, colors }
         } else if let Some(c) = colors {
-            let obj = c.as_object().ok_or_else(|| CoreError::style("colors", "must be an object of id -> colour"))?;
+            let obj = c
+                .as_object()
+                .ok_or_else(|| CoreError::style("colors", "must be an object of id -> colour"))?;
             let mut map = HashMap::with_capacity(obj.len());
             for (id, v) in obj {
-                let id: u32 = id.parse().map_err(|_| CoreError::style("colors", format!("ids must be integers, got \"{id}\"")))?;
+                let id: u32 = id.parse().map_err(|_| {
+                    CoreError::style("colors", format!("ids must be integers, got \"{id}\""))
+                })?;
                 map.insert(id, colour("colors", v)?);
             }
             Mapping::Explicit(map)
         } else if let Some(f) = features {
-            let list = f.as_array().ok_or_else(|| CoreError::style("features", "must be [[bit, colour], ...]"))?;
+            let list = f
+                .as_array()
+                .ok_or_else(|| CoreError::style("features", "must be [[bit, colour], ...]"))?;
             let mut out = Vec::with_capacity(list.len());
             for item in list {
                 match item.as_array().map(Vec::as_slice) {
                     Some([b, c]) => {
-                        let bit = b.as_u64().filter(|&b| b < 32).ok_or_else(|| CoreError::style("features", "bits must be 0..31"))?;
+                        let bit = b
+                            .as_u64()
+                            .filter(|&b| b < 32)
+                            .ok_or_else(|| CoreError::style("features", "bits must be 0..31"))?;
                         out.push((bit as u32, colour("features", c)?));
                     }
                     _ => return Err(CoreError::style("features", "must be [[bit, colour], ...]")),
@@ -99,25 +132,39 @@ impl ChoroplethStyle {
             }
             Mapping::Features(out)
         } else {
-            let colormap = Colormap::from_json("colormap", colormap.as_ref().unwrap_or(&Value::String("viridis".into())))?;
+            let colormap = Colormap::from_json(
+                "colormap",
+                colormap
+                    .as_ref()
+                    .unwrap_or(&Value::String("viridis".into())),
+            )?;
             Mapping::Continuous { colormap, min, max }
         };
-        Ok(ChoroplethStyle { mapping, missing, opacity })
+        Ok(ChoroplethStyle {
+            mapping,
+            missing,
+            opacity,
+        })
     }
 
     /// The colour of each pixel value, given the values of IDs.
     pub fn colorer<'a>(&'a self, values: &'a HashMap<u32, f64>) -> impl FnMut(u32) -> [u8; 4] + 'a {
         let (lo, hi) = match &self.mapping {
             Mapping::Continuous { min, max, .. } => {
-                let lo = min.unwrap_or_else(|| values.values().copied().fold(f64::INFINITY, f64::min));
-                let hi = max.unwrap_or_else(|| values.values().copied().fold(f64::NEG_INFINITY, f64::max));
+                let lo =
+                    min.unwrap_or_else(|| values.values().copied().fold(f64::INFINITY, f64::min));
+                let hi = max
+                    .unwrap_or_else(|| values.values().copied().fold(f64::NEG_INFINITY, f64::max));
                 (lo, hi)
             }
             _ => (0.0, 0.0),
         };
         move |cell: u32| {
             let c = match &self.mapping {
-                Mapping::Features(list) => list.iter().find(|(b, _)| cell & (1 << b) != 0).map_or([0; 4], |(_, c)| *c),
+                Mapping::Features(list) => list
+                    .iter()
+                    .find(|(b, _)| cell & (1 << b) != 0)
+                    .map_or([0; 4], |(_, c)| *c),
                 Mapping::Explicit(map) => map.get(&cell).copied().unwrap_or(self.missing),
                 Mapping::Classes { breaks, colors } => match values.get(&cell) {
                     Some(v) => colors[breaks.partition_point(|b| b <= v)],
@@ -125,7 +172,11 @@ impl ChoroplethStyle {
                 },
                 Mapping::Continuous { colormap, .. } => match values.get(&cell) {
                     Some(v) => {
-                        let t = if hi > lo { ((v - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 1.0 };
+                        let t = if hi > lo {
+                            ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+                        } else {
+                            1.0
+                        };
                         colormap.colors[(t * 255.0).round() as usize]
                     }
                     None => self.missing,
@@ -146,22 +197,39 @@ mod tests {
         let values = HashMap::from([(1u32, 2.0), (2, 5.0), (3, 9.0)]);
         let s = ChoroplethStyle::from_json(&json!({"classes": {"breaks": [3, 6], "colors": ["#100", "#200", "#300"]}, "missing": "#999"})).unwrap();
         let mut f = s.colorer(&values);
-        assert_eq!((f(1)[0], f(2)[0], f(3)[0], f(4)), (0x11, 0x22, 0x33, [0x99, 0x99, 0x99, 255]));
+        assert_eq!(
+            (f(1)[0], f(2)[0], f(3)[0], f(4)),
+            (0x11, 0x22, 0x33, [0x99, 0x99, 0x99, 255])
+        );
         let s = ChoroplethStyle::from_json(&json!({"colormap": ["#000", "#fff"]})).unwrap();
         let mut f = s.colorer(&values);
-        assert_eq!((f(1), f(3), f(4)), ([0, 0, 0, 255], [255, 255, 255, 255], [0, 0, 0, 0]));
-        let s = ChoroplethStyle::from_json(&json!({"colors": {"2": "red"}, "opacity": 0.5})).unwrap();
+        assert_eq!(
+            (f(1), f(3), f(4)),
+            ([0, 0, 0, 255], [255, 255, 255, 255], [0, 0, 0, 0])
+        );
+        let s =
+            ChoroplethStyle::from_json(&json!({"colors": {"2": "red"}, "opacity": 0.5})).unwrap();
         assert_eq!(s.colorer(&values)(2), [255, 0, 0, 128]);
-        let s = ChoroplethStyle::from_json(&json!({"features": [[3, "blue"], [0, "red"]]})).unwrap();
+        let s =
+            ChoroplethStyle::from_json(&json!({"features": [[3, "blue"], [0, "red"]]})).unwrap();
         let mut f = s.colorer(&values);
-        assert_eq!((f(0b1001), f(0b0001), f(0b0100)), ([0, 0, 255, 255], [255, 0, 0, 255], [0, 0, 0, 0]));
+        assert_eq!(
+            (f(0b1001), f(0b0001), f(0b0100)),
+            ([0, 0, 255, 255], [255, 0, 0, 255], [0, 0, 0, 0])
+        );
     }
 
     #[test]
     fn bad_styles_name_their_key() {
         for (bad, key) in [
-            (json!({"classes": {"breaks": [3, 1], "colors": ["#1", "#2", "#3"]}}), "classes"),
-            (json!({"classes": {"breaks": [3], "colors": ["#111"]}}), "classes"),
+            (
+                json!({"classes": {"breaks": [3, 1], "colors": ["#1", "#2", "#3"]}}),
+                "classes",
+            ),
+            (
+                json!({"classes": {"breaks": [3], "colors": ["#111"]}}),
+                "classes",
+            ),
             (json!({"colors": {"abc": "red"}}), "colors"),
             (json!({"features": [[40, "red"]]}), "features"),
             (json!({"colormap": "nope"}), "colormap"),

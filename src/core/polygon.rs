@@ -186,9 +186,11 @@ impl MultiPolygon {
                 .unwrap_or(serde_json::Value::Null);
             let Some(g) = f.geometry else { continue };
             match &g.value {
-                geojson::Value::Polygon(_) | geojson::Value::MultiPolygon(_) => {
-                    out.push((id, props, MultiPolygon::from_geojson_value_with(&g.value, true)?))
-                }
+                geojson::Value::Polygon(_) | geojson::Value::MultiPolygon(_) => out.push((
+                    id,
+                    props,
+                    MultiPolygon::from_geojson_value_with(&g.value, true)?,
+                )),
                 _ => continue, // not an area: nothing to fill
             }
         }
