@@ -36,6 +36,18 @@ if ! VASTTILE_REPO="$REPO" PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" PGUSER=postgre
   cat "$REGRESS_OUT/regression.diffs" >&2 || true
   exit 1
 fi
+log "concurrent skeleton cache misses"
+# Eight sessions ask for the same uncached skeleton at once: each gets the same bytes and the
+# cache holds the tile once (a miss renders; the first insert wins, the others are ignored).
+psql_db vasttile_regress -c "DELETE FROM vasttile.skeleton_cache WHERE layer = 'counties'" >/dev/null
+for i in 1 2 3 4 5 6 7 8; do
+  psql_db vasttile_regress -tAc "SELECT md5(vasttile.skeleton_tile('counties', 4, 3, 6))" >"$REGRESS_OUT/concurrent.$i" &
+done
+wait
+[ "$(cat "$REGRESS_OUT"/concurrent.* | sort -u | wc -l)" = 1 ] || { echo "concurrent skeletons differ" >&2; exit 1; }
+[ "$(psql_db vasttile_regress -tAc "SELECT count(*) FROM vasttile.skeleton_cache WHERE layer = 'counties' AND z = 4")" = 1 ] \
+  || { echo "the cache holds the tile more than once" >&2; exit 1; }
+
 log "README examples"
 # Every ```sql block of the README, in order, in a fresh database: they must run without error.
 psql_db postgres -c "DROP DATABASE IF EXISTS vasttile_readme" -c "CREATE DATABASE vasttile_readme"
