@@ -20,3 +20,4 @@ fi
 psql_db vasttile_demo -f benches/points.sql
 ensure_database vasttile_bench
 PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/heat.py
+psql_db vasttile_demo -f benches/choropleth.sql

@@ -136,6 +136,12 @@ fn polygons_from_topojson(
     )
 }
 
+/// A polygon as a GeoJSON MultiPolygon in lon/lat degrees (for PostGIS, `ST_GeomFromGeoJSON`).
+#[pg_extern(immutable, strict, parallel_safe, requires = ["skeleton_tables"])]
+fn polygon_to_geojson(polygon: PolygonBytes) -> pgrx::JsonB {
+    pgrx::JsonB(MultiPolygon::from_bytes(&polygon.0).or_raise().to_geojson())
+}
+
 /// Parts, rings, vertices and VCS bounding box of a polygon.
 #[pg_extern(immutable, strict, parallel_safe, requires = ["skeleton_tables"])]
 #[allow(clippy::type_complexity)]

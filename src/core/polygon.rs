@@ -197,6 +197,29 @@ impl MultiPolygon {
         Ok(out)
     }
 
+    /// GeoJSON MultiPolygon in lon/lat degrees (each VCS point at the centre of its unit).
+    pub fn to_geojson(&self) -> serde_json::Value {
+        let coords: Vec<Vec<Vec<[f64; 2]>>> = self
+            .polygons
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|ring| {
+                        ring.iter()
+                            .map(|&(x, y)| {
+                                [
+                                    super::vcs::vcs_to_lon(x as i32).unwrap_or(0.0),
+                                    super::vcs::vcs_to_lat(y as i32).unwrap_or(0.0),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        serde_json::json!({"type": "MultiPolygon", "coordinates": coords})
+    }
+
     /// Bytes: magic, polygon count, then per polygon its ring count, per ring its point count,
     /// then the points (x, y as little-endian u32).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -280,6 +303,7 @@ mod tests {
         }
         assert_eq!(MultiPolygon::from_wkb(&wkb).unwrap(), mp);
         assert_eq!(MultiPolygon::from_bytes(&mp.to_bytes()).unwrap(), mp);
+        assert_eq!(MultiPolygon::from_geojson(&mp.to_geojson()).unwrap(), mp);
         let feature =
             json!({"type": "Feature", "properties": {}, "geometry": square(-90.0, 30.0, 1.0)});
         assert_eq!(MultiPolygon::from_geojson(&feature).unwrap(), mp);
