@@ -117,31 +117,30 @@ ensure_database() {
   fi
 }
 
-# The vega-datasets files, fetched from the npm registry with `npm pack`.
-ensure_vega_datasets() {
+# Files of an npm package, fetched from the registry with `npm pack` into data/NAME/:
+# fetch_npm_files NAME VERSION DIR-IN-PACKAGE FILE...  (skipped when the first file is there)
+fetch_npm_files() {
+  local name="$1" version="$2" dir="$3"; shift 3
+  [ -f "$DATA_DIR/$name/$1" ] && return 0
   ensure_node
-  if [ ! -f "$DATA_DIR/vega-datasets/zipcodes.csv" ]; then
-    log "npm pack vega-datasets@$VEGA_DATASETS_VERSION"
-    local tmp; tmp="$(mktemp -d)"
-    (cd "$tmp" && npm pack --silent "vega-datasets@$VEGA_DATASETS_VERSION" >/dev/null)
-    mkdir -p "$DATA_DIR/vega-datasets"
-    tar -xzf "$tmp"/vega-datasets-*.tgz -C "$DATA_DIR/vega-datasets" --strip-components=2 package/data
-    rm -rf "$tmp"
-  fi
+  log "npm pack $name@$version"
+  local tmp; tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "$name@$version" >/dev/null)
+  mkdir -p "$DATA_DIR/$name"
+  local strip=1
+  [ -n "$dir" ] && strip=$(( 2 + $(tr -cd / <<<"$dir" | wc -c) ))
+  tar -xzf "$tmp/$name-$version.tgz" -C "$DATA_DIR/$name" --strip-components="$strip" \
+    $(for f in "$@"; do printf 'package/%s ' "${dir:+$dir/}$f"; done)
+  rm -rf "$tmp"
 }
 
-# us-atlas (TopoJSON of US counties and states), fetched the same way.
+ensure_vega_datasets() {
+  fetch_npm_files vega-datasets "$VEGA_DATASETS_VERSION" data zipcodes.csv earthquakes.json unemployment.tsv
+}
+
 US_ATLAS_VERSION=3.0.1
 ensure_us_atlas() {
-  ensure_node
-  if [ ! -f "$DATA_DIR/us-atlas/counties-10m.json" ]; then
-    log "npm pack us-atlas@$US_ATLAS_VERSION"
-    local tmp; tmp="$(mktemp -d)"
-    (cd "$tmp" && npm pack --silent "us-atlas@$US_ATLAS_VERSION" >/dev/null)
-    mkdir -p "$DATA_DIR/us-atlas"
-    tar -xzf "$tmp"/us-atlas-*.tgz -C "$DATA_DIR/us-atlas" --strip-components=1 package/counties-10m.json package/states-10m.json
-    rm -rf "$tmp"
-  fi
+  fetch_npm_files us-atlas "$US_ATLAS_VERSION" "" counties-10m.json states-10m.json
 }
 
 # Write a bytea query result to a file: save_png DB "SQL returning one bytea" FILE

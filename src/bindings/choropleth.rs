@@ -52,56 +52,11 @@ END $$;
     name = "skeleton_tables",
 );
 
-/// A `vcspolygon` argument or result (bytes of a `MultiPolygon`).
-pub struct PolygonBytes(pub Vec<u8>);
-
-impl FromDatum for PolygonBytes {
-    unsafe fn from_polymorphic_datum(
-        datum: pgrx::pg_sys::Datum,
-        is_null: bool,
-        oid: pgrx::pg_sys::Oid,
-    ) -> Option<Self> {
-        unsafe { Vec::<u8>::from_polymorphic_datum(datum, is_null, oid) }.map(PolygonBytes)
-    }
-}
-
-impl IntoDatum for PolygonBytes {
-    fn into_datum(self) -> Option<pgrx::pg_sys::Datum> {
-        self.0.into_datum()
-    }
-    fn type_oid() -> pgrx::pg_sys::Oid {
-        pgrx::pg_sys::BYTEAOID
-    }
-}
-
-// SAFETY: unboxes through `FromDatum` exactly as pgrx does for `Vec<u8>`.
-unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for PolygonBytes {
-    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be null"))
-    }
-    unsafe fn unbox_nullable_arg(
-        arg: pgrx::callconv::Arg<'_, 'fcx>,
-    ) -> pgrx::nullable::Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum() }.into()
-    }
-}
-
-// SAFETY: returned as a bytea datum, which the domain is.
-unsafe impl pgrx::callconv::BoxRet for PolygonBytes {
-    unsafe fn box_into<'fcx>(
-        self,
-        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
-    ) -> pgrx::datum::Datum<'fcx> {
-        match self.0.into_datum() {
-            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
-            None => fcinfo.return_null(),
-        }
-    }
-}
-
-pgrx::impl_sql_translatable!(PolygonBytes, "vcspolygon");
+super::bytea_domain!(
+    /// A `vcspolygon` argument or result (bytes of a `MultiPolygon`).
+    PolygonBytes,
+    "vcspolygon"
+);
 
 /// A polygon from a GeoJSON Polygon or MultiPolygon (or a Feature of one), in lon/lat degrees.
 #[pg_extern(immutable, strict, parallel_safe, requires = ["skeleton_tables"])]
@@ -194,9 +149,20 @@ fn create_skeleton_layer(
         &[name.into(), table.as_str().into(), id_column.into(), polygon_column.into(), feature_bits.into()],
     )
     .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("create_skeleton_layer: {e}")));
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2)",
+        &[table.as_str().into(), format!("vasttile_skeleton_{name}").into()],
+    )
+    .unwrap_or(Some(false))
+    .unwrap_or(false);
+    let drop = if exists {
+        format!("DROP TRIGGER {trigger} ON {table};")
+    } else {
+        String::new()
+    };
     Spi::run(&format!(
         "DELETE FROM vasttile.skeleton_cache WHERE layer = {lit}; \
-         DROP TRIGGER IF EXISTS {trigger} ON {table}; \
+         {drop} \
          CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
          FOR EACH STATEMENT EXECUTE FUNCTION vasttile.skeleton_invalidate({lit})",
         lit = spi::quote_literal(name),

@@ -32,58 +32,11 @@ COMMENT ON DOMAIN heatgrid IS 'vasttile heat grid: counts or weighted sums per p
     bootstrap
 );
 
-/// A `heatgrid` value: the bytes of a serialised `HeatGrid`.
-pub struct HeatGridBytes(pub Vec<u8>);
-
-impl FromDatum for HeatGridBytes {
-    unsafe fn from_polymorphic_datum(
-        datum: pg_sys::Datum,
-        is_null: bool,
-        oid: pg_sys::Oid,
-    ) -> Option<Self> {
-        unsafe { Vec::<u8>::from_polymorphic_datum(datum, is_null, oid) }.map(HeatGridBytes)
-    }
-}
-
-impl IntoDatum for HeatGridBytes {
-    fn into_datum(self) -> Option<pg_sys::Datum> {
-        self.0.into_datum()
-    }
-
-    fn type_oid() -> pg_sys::Oid {
-        pg_sys::BYTEAOID
-    }
-}
-
-// SAFETY: unboxes through `FromDatum` exactly as pgrx does for `Vec<u8>`.
-unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for HeatGridBytes {
-    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be null"))
-    }
-
-    unsafe fn unbox_nullable_arg(
-        arg: pgrx::callconv::Arg<'_, 'fcx>,
-    ) -> pgrx::nullable::Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum() }.into()
-    }
-}
-
-// SAFETY: returned as a bytea datum, which the domain is.
-unsafe impl pgrx::callconv::BoxRet for HeatGridBytes {
-    unsafe fn box_into<'fcx>(
-        self,
-        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
-    ) -> pgrx::datum::Datum<'fcx> {
-        match self.0.into_datum() {
-            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
-            None => fcinfo.return_null(),
-        }
-    }
-}
-
-pgrx::impl_sql_translatable!(HeatGridBytes, "heatgrid");
+super::bytea_domain!(
+    /// A `heatgrid` value: the bytes of a serialised `HeatGrid`.
+    HeatGridBytes,
+    "heatgrid"
+);
 
 impl HeatGridBytes {
     fn grid(&self) -> HeatGrid {

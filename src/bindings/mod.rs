@@ -44,6 +44,74 @@ impl<T> OrRaise<T> for Result<T, CoreError> {
     }
 }
 
+/// `ArgAbi` for an argument type that converts through `FromDatum`, as pgrx's own types do.
+macro_rules! arg_through_from_datum {
+    ($ty:ty) => {
+        // SAFETY: unboxes through `FromDatum` exactly as pgrx does for its own argument types.
+        unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for $ty {
+            unsafe fn unbox_arg_unchecked(arg: ::pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+                let index = arg.index();
+                unsafe { arg.unbox_arg_using_from_datum() }
+                    .unwrap_or_else(|| panic!("argument {index} must not be null"))
+            }
+
+            unsafe fn unbox_nullable_arg(
+                arg: ::pgrx::callconv::Arg<'_, 'fcx>,
+            ) -> ::pgrx::nullable::Nullable<Self> {
+                unsafe { arg.unbox_arg_using_from_datum() }.into()
+            }
+        }
+    };
+}
+pub(crate) use arg_through_from_datum;
+
+/// A newtype over `Vec<u8>` for a domain over `bytea` (`heatgrid`, `vcspolygon`): pgrx passes
+/// and returns it as `bytea`, and the generated SQL names the domain.
+macro_rules! bytea_domain {
+    ($(#[$doc:meta])* $name:ident, $sql:literal) => {
+        $(#[$doc])*
+        pub struct $name(pub Vec<u8>);
+
+        impl ::pgrx::FromDatum for $name {
+            unsafe fn from_polymorphic_datum(
+                datum: ::pgrx::pg_sys::Datum,
+                is_null: bool,
+                oid: ::pgrx::pg_sys::Oid,
+            ) -> Option<Self> {
+                unsafe { Vec::<u8>::from_polymorphic_datum(datum, is_null, oid) }.map($name)
+            }
+        }
+
+        impl ::pgrx::IntoDatum for $name {
+            fn into_datum(self) -> Option<::pgrx::pg_sys::Datum> {
+                self.0.into_datum()
+            }
+
+            fn type_oid() -> ::pgrx::pg_sys::Oid {
+                ::pgrx::pg_sys::BYTEAOID
+            }
+        }
+
+        $crate::bindings::arg_through_from_datum!($name);
+
+        // SAFETY: returned as a bytea datum, which the domain is.
+        unsafe impl ::pgrx::callconv::BoxRet for $name {
+            unsafe fn box_into<'fcx>(
+                self,
+                fcinfo: &mut ::pgrx::callconv::FcInfo<'fcx>,
+            ) -> ::pgrx::datum::Datum<'fcx> {
+                match ::pgrx::IntoDatum::into_datum(self.0) {
+                    Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+                    None => fcinfo.return_null(),
+                }
+            }
+        }
+
+        ::pgrx::impl_sql_translatable!($name, $sql);
+    };
+}
+pub(crate) use bytea_domain;
+
 /// A `jsonb` argument kept as its raw datum, so that an aggregate's transition function can read
 /// the style once (on the first row) instead of converting it on every row.
 pub struct RawJsonb(pub pg_sys::Datum);
@@ -70,20 +138,7 @@ impl RawJsonb {
 
 pgrx::impl_sql_translatable!(RawJsonb, arg_only = "jsonb");
 
-// SAFETY: unboxes through `FromDatum` exactly as pgrx does for its own argument types.
-unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RawJsonb {
-    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be null"))
-    }
-
-    unsafe fn unbox_nullable_arg(
-        arg: pgrx::callconv::Arg<'_, 'fcx>,
-    ) -> pgrx::nullable::Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum() }.into()
-    }
-}
+arg_through_from_datum!(RawJsonb);
 
 thread_local! {
     /// Saved SPI plans by (relation OID, SQL text): planning costs more than reading a small
