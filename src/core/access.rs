@@ -15,7 +15,7 @@
 use super::error::{CoreError, CoreResult};
 use super::heat::HeatGrid;
 use super::parallel;
-use super::vcs::{bbox_key_ranges, PixelGrid, Tile, TileSize, VCS_SPAN};
+use super::vcs::{bbox_key_ranges, check_point, PixelGrid, Tile, TileSize, VCS_SPAN};
 use rayon::prelude::*;
 
 /// The article's Earth radius in km.
@@ -84,15 +84,7 @@ impl AccessState {
 
     /// Add a POI by its VCS point; POIs that cannot reach the tile are pruned here.
     pub fn add_point(&mut self, x: i32, y: i32) -> CoreResult<()> {
-        if x < 0 || y < 0 {
-            return Err(CoreError::out_of_range(
-                "VCS point",
-                format!(
-                    "must have coordinates between 0 and {}, got ({x}, {y})",
-                    i32::MAX
-                ),
-            ));
-        }
+        let (x, y) = check_point(x, y)?;
         let (lon, lat) = vcs_to_radians(x as f64 + 0.5, y as f64 + 0.5);
         let (w, s, e, n) = self.reach;
         if lon >= w && lon <= e && lat >= s && lat <= n {

@@ -9,7 +9,7 @@
 use super::error::{CoreError, CoreResult};
 use super::png::{encode_indexed, Effort, RgbaImage};
 use super::style::StyleReader;
-use super::vcs::{morton_deinterleave, PixelGrid, Tile, TileSize};
+use super::vcs::{check_point, morton_deinterleave, PixelGrid, Tile, TileSize};
 
 /// Largest dot radius in pixels: a dot wider than a quarter of a 512-px tile is a mistake.
 pub const MAX_RADIUS: f64 = 64.0;
@@ -259,16 +259,8 @@ impl DotTileState {
     /// Add a VCS point; points outside the tile and its margin are ignored.
     #[inline]
     pub fn add_point(&mut self, x: i32, y: i32) -> CoreResult<()> {
-        if x < 0 || y < 0 {
-            return Err(CoreError::out_of_range(
-                "VCS point",
-                format!(
-                    "must have coordinates between 0 and {}, got ({x}, {y})",
-                    i32::MAX
-                ),
-            ));
-        }
-        self.set.insert_vcs(x as u32, y as u32);
+        let (x, y) = check_point(x, y)?;
+        self.set.insert_vcs(x, y);
         Ok(())
     }
 

@@ -6,7 +6,9 @@
 //! `heatgrid`, a domain over `bytea`) a grid is dense or sparse, whichever is smaller.
 
 use super::error::{CoreError, CoreResult};
-use super::vcs::{morton_deinterleave, morton_interleave, PixelGrid, Tile, TileSize, VCS_SPAN};
+use super::vcs::{
+    check_point, morton_deinterleave, morton_interleave, PixelGrid, Tile, TileSize, VCS_SPAN,
+};
 
 /// Morton index of pixel (x, y) inside a tile (x, y < 512), from a table of spread bits.
 #[inline]
@@ -131,17 +133,9 @@ impl HeatGrid {
     /// Add a VCS point with a weight; points outside the tile are ignored.
     #[inline]
     pub fn add_point(&mut self, x: i32, y: i32, weight: f64) -> CoreResult<()> {
-        if x < 0 || y < 0 {
-            return Err(CoreError::out_of_range(
-                "VCS point",
-                format!(
-                    "must have coordinates between 0 and {}, got ({x}, {y})",
-                    i32::MAX
-                ),
-            ));
-        }
+        let (x, y) = check_point(x, y)?;
         Self::check_weight(weight)?;
-        if self.add_world_pixel(self.grid.pixel(x as u32), self.grid.pixel(y as u32), weight) {
+        if self.add_world_pixel(self.grid.pixel(x), self.grid.pixel(y), weight) {
             self.rows += 1;
         }
         Ok(())

@@ -76,6 +76,21 @@ pub fn check_vcs(v: i32, what: &'static str) -> CoreResult<u32> {
     }
 }
 
+/// A validated VCS point: both coordinates in `0 ..= 2^31 - 1`.
+#[inline]
+pub fn check_point(x: i32, y: i32) -> CoreResult<(u32, u32)> {
+    if x < 0 || y < 0 {
+        return Err(CoreError::out_of_range(
+            "VCS point",
+            format!(
+                "must have coordinates between 0 and {}, got ({x}, {y})",
+                i32::MAX
+            ),
+        ));
+    }
+    Ok((x as u32, y as u32))
+}
+
 /// Pixel grid of a zoom and tile size: world pixels have `level` bits per axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PixelGrid {
