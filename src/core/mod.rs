@@ -9,6 +9,7 @@ pub mod choropleth;
 pub mod dots;
 pub mod error;
 pub mod heat;
+pub mod lines;
 pub mod parallel;
 pub mod png;
 pub mod polygon;

@@ -162,36 +162,11 @@ impl MultiPolygon {
 
     /// The polygon features of object `object` of a TopoJSON topology: (id, properties, polygon).
     /// Rings that quantisation collapsed below 4 positions are skipped.
-    pub fn from_topojson(
-        text: &str,
-        object: &str,
-    ) -> CoreResult<Vec<(Option<String>, serde_json::Value, MultiPolygon)>> {
-        let topo = match text.parse::<topojson::TopoJson>() {
-            Ok(topojson::TopoJson::Topology(t)) => t,
-            Ok(_) => return Err(invalid("TopoJSON must be a Topology")),
-            Err(e) => return Err(invalid(format!("TopoJSON is not valid: {e}"))),
-        };
-        let fc = topojson::to_geojson(&topo, object)
-            .map_err(|e| invalid(format!("TopoJSON object \"{object}\": {e}")))?;
-        let mut out = Vec::with_capacity(fc.features.len());
-        for f in fc.features {
-            let id = f.id.as_ref().map(|id| match id {
-                geojson::feature::Id::String(s) => s.clone(),
-                geojson::feature::Id::Number(n) => n.to_string(),
-            });
-            let props = f
-                .properties
-                .clone()
-                .map(serde_json::Value::Object)
-                .unwrap_or(serde_json::Value::Null);
-            let Some(g) = f.geometry else { continue };
-            match &g.value {
-                geojson::Value::Polygon(_) | geojson::Value::MultiPolygon(_) => out.push((
-                    id,
-                    props,
-                    MultiPolygon::from_geojson_value_with(&g.value, true)?,
-                )),
-                _ => continue, // not an area: nothing to fill
+    pub fn from_topojson(text: &str, object: &str) -> CoreResult<Vec<Feature<MultiPolygon>>> {
+        let mut out = Vec::new();
+        for (id, props, g) in topojson_features(text, object)? {
+            if let geojson::Value::Polygon(_) | geojson::Value::MultiPolygon(_) = g {
+                out.push((id, props, MultiPolygon::from_geojson_value_with(&g, true)?));
             }
         }
         Ok(out)
@@ -276,6 +251,105 @@ impl MultiPolygon {
     }
 }
 
+/// A feature read from TopoJSON: its id, its properties and its shape.
+pub type Feature<T> = (Option<String>, serde_json::Value, T);
+
+/// A path: VCS points in order.
+pub type Path = Vec<(u32, u32)>;
+
+/// The features of object `object` of a TopoJSON topology: (id, properties, geometry).
+fn topojson_features(text: &str, object: &str) -> CoreResult<Vec<Feature<geojson::Value>>> {
+    let topo = match text.parse::<topojson::TopoJson>() {
+        Ok(topojson::TopoJson::Topology(t)) => t,
+        Ok(_) => return Err(invalid("TopoJSON must be a Topology")),
+        Err(e) => return Err(invalid(format!("TopoJSON is not valid: {e}"))),
+    };
+    let fc = topojson::to_geojson(&topo, object)
+        .map_err(|e| invalid(format!("TopoJSON object \"{object}\": {e}")))?;
+    Ok(fc
+        .features
+        .into_iter()
+        .filter_map(|f| {
+            let id = f.id.as_ref().map(|id| match id {
+                geojson::feature::Id::String(s) => s.clone(),
+                geojson::feature::Id::Number(n) => n.to_string(),
+            });
+            let props = f
+                .properties
+                .clone()
+                .map(serde_json::Value::Object)
+                .unwrap_or(serde_json::Value::Null);
+            Some((id, props, f.geometry?.value))
+        })
+        .collect())
+}
+
+/// A path: VCS points in order, from lon/lat positions (finite, in range, at least 2).
+fn path_of(positions: &[Vec<f64>]) -> CoreResult<Vec<(u32, u32)>> {
+    if positions.len() < 2 {
+        return Err(CoreError::out_of_range(
+            "path",
+            format!("must have at least 2 positions, got {}", positions.len()),
+        ));
+    }
+    if positions.len() > MAX_VERTICES {
+        return Err(CoreError::TooLarge {
+            detail: format!("path has more than {MAX_VERTICES} positions"),
+        });
+    }
+    let mut path: Vec<(u32, u32)> = positions
+        .iter()
+        .map(|p| match p.as_slice() {
+            [lon, lat, ..] => Ok((lon_to_vcs(*lon)? as u32, lat_to_vcs(*lat)? as u32)),
+            _ => Err(CoreError::out_of_range(
+                "path",
+                "positions must have at least two numbers",
+            )),
+        })
+        .collect::<CoreResult<_>>()?;
+    // Joined arcs repeat their joints; a repeated point adds nothing to a path.
+    path.dedup();
+    Ok(path)
+}
+
+/// The paths of a GeoJSON LineString or MultiLineString (or a Feature of one).
+pub fn paths_from_geojson(value: &serde_json::Value) -> CoreResult<Vec<Vec<(u32, u32)>>> {
+    let geometry = match value.get("type").and_then(|t| t.as_str()) {
+        Some("Feature") => value
+            .get("geometry")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+        _ => value.clone(),
+    };
+    let g = geojson::Geometry::from_json_value(geometry)
+        .map_err(|e| CoreError::out_of_range("path", format!("GeoJSON is not valid: {e}")))?;
+    paths_of_value(&g.value)
+}
+
+fn paths_of_value(v: &geojson::Value) -> CoreResult<Vec<Vec<(u32, u32)>>> {
+    match v {
+        geojson::Value::LineString(line) => Ok(vec![path_of(line)?]),
+        geojson::Value::MultiLineString(lines) => lines.iter().map(|l| path_of(l)).collect(),
+        _ => Err(CoreError::out_of_range(
+            "path",
+            "must be a LineString or a MultiLineString",
+        )),
+    }
+}
+
+/// The line features of a TopoJSON object: (id, properties, path), one row per line part.
+pub fn paths_from_topojson(text: &str, object: &str) -> CoreResult<Vec<Feature<Path>>> {
+    let mut out = Vec::new();
+    for (id, props, g) in topojson_features(text, object)? {
+        if let geojson::Value::LineString(_) | geojson::Value::MultiLineString(_) = g {
+            for path in paths_of_value(&g)? {
+                out.push((id.clone(), props.clone(), path));
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +426,24 @@ mod tests {
         assert_eq!(features[0].1["name"], "left");
         assert!(features.iter().all(|f| f.2.vertices() >= 5));
         assert!(MultiPolygon::from_topojson(topo, "nope").is_err());
+        // The same arcs read as lines.
+        let lines = r#"{"type": "Topology", "arcs": [[[0, 0], [3, 4]], [[3, 4], [6, 0]]],
+          "objects": {"l": {"type": "GeometryCollection", "geometries": [
+            {"type": "LineString", "id": "a", "arcs": [0, 1]},
+            {"type": "MultiLineString", "arcs": [[0], [1]]}]}}}"#;
+        let paths = paths_from_topojson(lines, "l").unwrap();
+        assert_eq!(
+            paths.iter().map(|p| p.2.len()).collect::<Vec<_>>(),
+            vec![3, 2, 2]
+        );
+        assert!(
+            paths_from_geojson(&json!({"type": "LineString", "coordinates": [[0, 0]]})).is_err()
+        );
+        assert_eq!(
+            paths_from_geojson(&json!({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}))
+                .unwrap()[0]
+                .len(),
+            2
+        );
     }
 }

@@ -1,0 +1,161 @@
+//! Paths drawn as lines into heat grids (the Strava post: heat from activity paths, each segment
+//! rasterised with Bresenham's line into the count grid of every tile it crosses).
+//!
+//! A segment's pixels are defined in the world pixel grid of the tile's zoom, by the midpoint
+//! rule: along the major axis, step k in 0..n puts the minor coordinate at
+//! m0 + round((k * dm) / n) (halves rounding up), which is what Bresenham draws. Since the pixels
+//! depend only on world coordinates, a tile jumps straight to the steps that fall inside it and
+//! the tiles a path crosses join exactly, with no seam and no pixel counted twice. Each segment
+//! draws its start but not its end (the next segment starts there), and a path adds its last
+//! point once: one pass of a path adds 1 (its weight) to each pixel on it.
+
+use super::error::CoreResult;
+use super::heat::HeatGrid;
+
+/// Add one path (VCS points in order) to `grid` with `weight`. Returns the pixels drawn; the
+/// grid's row count counts the paths that reached the tile.
+pub fn add_path(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> CoreResult<u64> {
+    HeatGrid::check_weight(weight)?;
+    let shift = grid.pixel_shift();
+    let side = grid.side() as i64;
+    let (ox, oy) = grid.tile.origin_px(grid.size);
+    let px: Vec<(i64, i64)> = points
+        .iter()
+        .map(|&(x, y)| ((x >> shift) as i64, (y >> shift) as i64))
+        .collect();
+    let mut drawn = 0u64;
+    let mut plot = |grid: &mut HeatGrid, x: i64, y: i64| {
+        if x >= ox && y >= oy && x < ox + side && y < oy + side {
+            grid.add_tile_pixel((x - ox) as u32, (y - oy) as u32, weight);
+            drawn += 1;
+        }
+    };
+    for w in px.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        // Skip segments whose box misses the tile.
+        if x0.max(x1) < ox || x0.min(x1) >= ox + side || y0.max(y1) < oy || y0.min(y1) >= oy + side
+        {
+            continue;
+        }
+        let (dx, dy) = (x1 - x0, y1 - y0);
+        let x_major = dx.abs() >= dy.abs();
+        // Major axis: coordinate a from a0 in direction sa for n steps; minor b from b0 in sb.
+        let (a0, b0, da, db, lo_a, lo_b) = if x_major {
+            (x0, y0, dx, dy, ox, oy)
+        } else {
+            (y0, x0, dy, dx, oy, ox)
+        };
+        let n = da.abs();
+        if n == 0 {
+            continue;
+        }
+        let (sa, sb, m) = (da.signum(), db.signum(), db.abs());
+        // Steps k in [0, n) whose major coordinate a0 + sa k lies in [lo_a, lo_a + side).
+        let (k_lo, k_hi) = if sa > 0 {
+            (lo_a - a0, lo_a + side - 1 - a0)
+        } else {
+            (a0 - (lo_a + side - 1), a0 - lo_a)
+        };
+        let (k_start, k_end) = (k_lo.max(0), k_hi.min(n - 1));
+        if k_start > k_end {
+            continue;
+        }
+        // minor(k) = b0 + sb * floor((2 k m + n) / (2 n)), kept incrementally as quotient and rest.
+        let two_n = 2 * n;
+        let num = 2 * k_start * m + n;
+        let (mut q, mut rest) = (num / two_n, num % two_n);
+        for k in k_start..=k_end {
+            let (a, b) = (a0 + sa * k, b0 + sb * q);
+            if b >= lo_b && b < lo_b + side {
+                if x_major {
+                    plot(grid, a, b)
+                } else {
+                    plot(grid, b, a)
+                }
+            }
+            rest += 2 * m;
+            if rest >= two_n {
+                rest -= two_n;
+                q += 1;
+            }
+        }
+    }
+    if let Some(&(x, y)) = px.last() {
+        plot(grid, x, y);
+    }
+    if drawn > 0 {
+        grid.rows += 1;
+    }
+    Ok(drawn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::vcs::{Tile, TileSize};
+    use proptest::prelude::*;
+
+    /// The same path in world pixels of zoom 1 (512 x 512 px), as VCS points at pixel corners.
+    fn vcs(p: &[(u32, u32)]) -> Vec<(u32, u32)> {
+        p.iter().map(|&(x, y)| (x << 22, y << 22)).collect()
+    }
+
+    #[test]
+    fn a_straight_line_lights_each_pixel_once() {
+        let mut g = HeatGrid::new(Tile::new(1, 0, 0).unwrap(), TileSize::Px256).unwrap();
+        let drawn = add_path(&mut g, &vcs(&[(10, 10), (30, 10), (30, 20)]), 1.0).unwrap();
+        assert_eq!(drawn, 21 + 10);
+        let v = g.values();
+        assert!(v.iter().all(|&h| h == 0.0 || h == 1.0));
+        assert_eq!(v[10 * 256 + 30], 1.0); // the corner, shared by two segments, counted once
+        assert_eq!(v[20 * 256 + 30], 1.0);
+        assert_eq!((g.lit(), g.rows), (31, 1));
+    }
+
+    #[test]
+    fn a_diagonal_is_bresenham() {
+        let mut g = HeatGrid::new(Tile::new(1, 0, 0).unwrap(), TileSize::Px256).unwrap();
+        add_path(&mut g, &vcs(&[(0, 0), (6, 3)]), 2.0).unwrap();
+        let lit: Vec<usize> = g
+            .values()
+            .iter()
+            .enumerate()
+            .filter(|(_, &h)| h > 0.0)
+            .map(|(i, _)| i)
+            .collect();
+        // (0,0) (1,1) (2,1) (3,2) (4,2) (5,3) (6,3): halves round up.
+        let expected: Vec<usize> = [(0, 0), (1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)]
+            .iter()
+            .map(|&(x, y)| y * 256 + x)
+            .collect();
+        let mut e = expected.clone();
+        e.sort();
+        assert_eq!(lit, e);
+        assert!(g.values().iter().all(|&h| h == 0.0 || h == 2.0));
+    }
+
+    proptest! {
+        /// Drawing a path into the four z1 tiles equals drawing it into one 512-px z0 tile (the
+        /// same pixels): tiles join exactly.
+        #[test]
+        fn tiles_join_exactly(path in prop::collection::vec((0u32..512, 0u32..512), 1..40)) {
+            let path = vcs(&path);
+            let mut whole = HeatGrid::new(Tile::new(0, 0, 0).unwrap(), TileSize::Px512).unwrap();
+            let total = add_path(&mut whole, &path, 1.0).unwrap();
+            let w = whole.values();
+            let mut sum = 0;
+            for (tx, ty) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                let mut g = HeatGrid::new(Tile::new(1, tx, ty).unwrap(), TileSize::Px256).unwrap();
+                sum += add_path(&mut g, &path, 1.0).unwrap();
+                let v = g.values();
+                for y in 0..256 {
+                    for x in 0..256 {
+                        let (wx, wy) = (tx as usize * 256 + x, ty as usize * 256 + y);
+                        prop_assert_eq!(v[y * 256 + x], w[wy * 512 + wx]);
+                    }
+                }
+            }
+            prop_assert_eq!(sum, total);
+        }
+    }
+}
