@@ -37,7 +37,9 @@ def sql(q, *args):
     return cur.fetchall() if cur.description else None
 
 
-sql("CREATE EXTENSION IF NOT EXISTS vasttile")
+# A scratch database: the extension as installed now (its SQL may have changed since last run).
+sql("DROP EXTENSION IF EXISTS vasttile CASCADE")
+sql("CREATE EXTENSION vasttile")
 sql("""
 CREATE OR REPLACE FUNCTION bench_ms(q text, runs int) RETURNS float8[] LANGUAGE plpgsql AS $$
 DECLARE t0 timestamptz; out float8[] := '{}'; i int;
@@ -267,10 +269,48 @@ for n_poi in (300, 3000):
     ]
     ratios.append((f"access_tile speed / Numba article, {n_poi} POIs", numba_ms / access_ms))
 
+# --- paths drawn as lines: vasttile against datashader's lines -----------------------------------
+LZ, LTX, LTY = 12, 2046, 1361  # London
+lw, ls, le, ln = tile_bounds_lonlat(LZ, LTX, LTY)
+N_PATHS, STEPS = 5000, 200
+start = rng.uniform([lw, ls], [le, ln], size=(N_PATHS, 2))
+steps = rng.normal(0, 1, size=(N_PATHS, STEPS, 2)) * [(le - lw) / 80, (ln - ls) / 80]
+walk = start[:, None, :] + np.cumsum(steps, axis=1)
+walk[..., 0] = np.clip(walk[..., 0], lw + 1e-9, le - 1e-9)
+walk[..., 1] = np.clip(walk[..., 1], ls + 1e-9, ln - 1e-9)
+sql("DROP TABLE IF EXISTS bench_walk_points")
+sql("CREATE TABLE bench_walk_points (path_id int4, ord int4, lon float8, lat float8)")
+buf = io.StringIO()
+ids = np.repeat(np.arange(N_PATHS), STEPS)
+ords = np.tile(np.arange(STEPS), N_PATHS)
+np.savetxt(buf, np.column_stack([ids, ords, walk[..., 0].ravel(), walk[..., 1].ravel()]), fmt=["%d", "%d", "%.9f", "%.9f"], delimiter=",")
+buf.seek(0)
+cur.copy_expert("COPY bench_walk_points FROM STDIN WITH (FORMAT csv)", buf)
+sql("DROP TABLE IF EXISTS bench_paths")
+sql("""CREATE TABLE bench_paths AS SELECT path_id, array_agg(vasttile.lonlat_to_key(lon, lat) ORDER BY ord) AS path
+       FROM bench_walk_points GROUP BY path_id""")
+sql("VACUUM ANALYZE bench_paths")
+paths_q = f"SELECT vasttile.heat_grid_paths(path, {LZ}, {LTX}, {LTY}) FROM bench_paths"
+line_pixels = sql(f"SELECT total FROM vasttile.heat_stats(({paths_q}))")[0][0]
+paths_ms = server_ms(paths_q)
+
+wx, wy = mercator(walk[..., 0], walk[..., 1])
+sep = np.full((N_PATHS, 1), np.nan)
+ldf = pd.DataFrame({"x": np.hstack([wx, sep]).ravel(), "y": np.hstack([wy, sep]).ravel()})
+(lx0, ly0), (lx1, ly1) = mercator(np.array(lw), np.array(ls)), mercator(np.array(le), np.array(ln))
+lcanvas = ds.Canvas(plot_width=256, plot_height=256, x_range=(float(lx0), float(lx1)), y_range=(float(ly0), float(ly1)))
+ds_line_pixels = float(lcanvas.line(ldf, "x", "y", agg=ds.count()).sum())
+ds_lines_ms = client_ms(lambda: lcanvas.line(ldf, "x", "y", agg=ds.count()))
+rows += [
+    (f"lines, {N_PATHS:,} paths x {STEPS} points, z12", "vasttile heat_grid_paths (1 backend)", paths_ms, line_pixels / paths_ms / 1000),
+    ("", "datashader Canvas.line count (in memory)", ds_lines_ms, ds_line_pixels / ds_lines_ms / 1000),
+]
+ratios.append(("line pixels/s: vasttile / datashader (goal >= 8)", (line_pixels / paths_ms) / (ds_line_pixels / ds_lines_ms)))
+
 print()
 print(f"vasttile heat benchmark: medians of {RUNS} runs (PostGIS 3, Numba 3000 POIs 3); {os.cpu_count()} cores;"
       f" numba {numba.__version__}, datashader {ds.__version__}")
-print(f"{'case':40} {'method':58} {'ms':>10} {'M rows/s':>9}")
+print(f"{'case':40} {'method':58} {'ms':>10} {'M rows/s':>9}  (lines: M pixels/s)")
 for case, method, ms, rate in rows:
     print(f"{case:40} {method:58} {ms:10.2f} {'' if rate is None else f'{rate:9.2f}'}")
 print()
