@@ -395,13 +395,6 @@ fn create_choropleth_layer(
         "description": format!("vasttile choropleth layer over skeleton layer {layer}"),
         "vasttile": {"kind": "choropleth", "style": style.0},
     });
-    Spi::run(&format!(
-        "CREATE OR REPLACE FUNCTION {function}(z integer, x integer, y integer, query_params json DEFAULT '{{}}') \
-         RETURNS bytea LANGUAGE sql VOLATILE AS {body}; \
-         COMMENT ON FUNCTION {function}(integer, integer, integer, json) IS {comment}",
-        body = lit(&body),
-        comment = lit(&comment.to_string()),
-    ))
-    .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("create_choropleth_layer: {e}")));
+    super::publish_layer_function(&function, &body, "VOLATILE", comment);
     function
 }

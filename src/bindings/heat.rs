@@ -568,14 +568,7 @@ fn create_heat_layer(
         "description": format!("vasttile heat layer over {}", quoted_relation_name(&tbl)),
         "vasttile": {"kind": "heat", "style": style.0},
     });
-    Spi::run(&format!(
-        "CREATE OR REPLACE FUNCTION {function}(z integer, x integer, y integer, query_params json DEFAULT '{{}}') \
-         RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE AS {body}; \
-         COMMENT ON FUNCTION {function}(integer, integer, integer, json) IS {comment}",
-        body = literal(&body),
-        comment = literal(&comment.to_string()),
-    ))
-    .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("create_heat_layer: {e}")));
+    super::publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
     function
 }
 

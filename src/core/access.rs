@@ -278,18 +278,24 @@ mod tests {
     use crate::core::shade::{shade, HeatStyle};
     use crate::core::vcs::{lat_to_vcs, lon_to_vcs};
 
-    /// POIs scattered around Moscow's centre (the article's city), some far away.
-    fn moscow(n: usize, tile: Tile, size: TileSize) -> AccessState {
-        let mut st = AccessState::new(tile, size, 1.2).unwrap();
+    /// `n` VCS points scattered over central Moscow (the article's city), seeded.
+    fn moscow_points(n: usize) -> impl Iterator<Item = (i32, i32)> {
         let mut seed = 7u64;
-        for _ in 0..n {
+        (0..n).map(move |_| {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let lon = 37.55 + ((seed >> 33) % 10000) as f64 / 10000.0 * 0.15;
             let lat = 55.70 + ((seed >> 13) % 10000) as f64 / 10000.0 * 0.10;
-            st.add_point(lon_to_vcs(lon).unwrap(), lat_to_vcs(lat).unwrap())
-                .unwrap();
+            (lon_to_vcs(lon).unwrap(), lat_to_vcs(lat).unwrap())
+        })
+    }
+
+    /// POIs scattered around Moscow's centre (the article's city), some far away.
+    fn moscow(n: usize, tile: Tile, size: TileSize) -> AccessState {
+        let mut st = AccessState::new(tile, size, 1.2).unwrap();
+        for (x, y) in moscow_points(n) {
+            st.add_point(x, y).unwrap();
         }
         st
     }
@@ -355,15 +361,8 @@ mod tests {
         let mut all = AccessState::new(tile, TileSize::Px256, 1.2).unwrap();
         all.reach = (-10.0, -10.0, 10.0, 10.0); // keep everything
         let pruned = moscow(2000, tile, TileSize::Px256);
-        let mut seed = 7u64;
-        for _ in 0..2000 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let lon = 37.55 + ((seed >> 33) % 10000) as f64 / 10000.0 * 0.15;
-            let lat = 55.70 + ((seed >> 13) % 10000) as f64 / 10000.0 * 0.10;
-            all.add_point(lon_to_vcs(lon).unwrap(), lat_to_vcs(lat).unwrap())
-                .unwrap();
+        for (x, y) in moscow_points(2000) {
+            all.add_point(x, y).unwrap();
         }
         assert!(pruned.pois.len() < all.pois.len());
         assert_eq!(
@@ -397,14 +396,7 @@ mod tests {
         let st = moscow(2000, z12_tile(), TileSize::Px256);
         let ranges = st.key_ranges();
         assert!(ranges.len() <= 81);
-        let mut seed = 7u64;
-        for _ in 0..2000 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let lon = 37.55 + ((seed >> 33) % 10000) as f64 / 10000.0 * 0.15;
-            let lat = 55.70 + ((seed >> 13) % 10000) as f64 / 10000.0 * 0.10;
-            let (x, y) = (lon_to_vcs(lon).unwrap(), lat_to_vcs(lat).unwrap());
+        for (x, y) in moscow_points(2000) {
             let mut one = AccessState::new(st.tile, st.size, 1.2).unwrap();
             one.add_point(x, y).unwrap();
             if !one.pois.is_empty() {

@@ -113,16 +113,7 @@ impl MultiPolygon {
 
     /// From a GeoJSON Polygon or MultiPolygon geometry (or a Feature holding one).
     pub fn from_geojson(value: &serde_json::Value) -> CoreResult<MultiPolygon> {
-        let geometry = match value.get("type").and_then(|t| t.as_str()) {
-            Some("Feature") => value
-                .get("geometry")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
-            _ => value.clone(),
-        };
-        let g = geojson::Geometry::from_json_value(geometry)
-            .map_err(|e| invalid(format!("GeoJSON is not valid: {e}")))?;
-        MultiPolygon::from_geojson_value(&g.value)
+        MultiPolygon::from_geojson_value(&geojson_geometry(value, "polygon")?)
     }
 
     /// `lenient`: skip rings too short to enclose anything (TopoJSON's quantisation collapses
@@ -312,8 +303,8 @@ fn path_of(positions: &[Vec<f64>]) -> CoreResult<Vec<(u32, u32)>> {
     Ok(path)
 }
 
-/// The paths of a GeoJSON LineString or MultiLineString (or a Feature of one).
-pub fn paths_from_geojson(value: &serde_json::Value) -> CoreResult<Vec<Vec<(u32, u32)>>> {
+/// The geometry of a GeoJSON geometry or Feature; errors name `what` was being read.
+fn geojson_geometry(value: &serde_json::Value, what: &'static str) -> CoreResult<geojson::Value> {
     let geometry = match value.get("type").and_then(|t| t.as_str()) {
         Some("Feature") => value
             .get("geometry")
@@ -321,9 +312,14 @@ pub fn paths_from_geojson(value: &serde_json::Value) -> CoreResult<Vec<Vec<(u32,
             .unwrap_or(serde_json::Value::Null),
         _ => value.clone(),
     };
-    let g = geojson::Geometry::from_json_value(geometry)
-        .map_err(|e| CoreError::out_of_range("path", format!("GeoJSON is not valid: {e}")))?;
-    paths_of_value(&g.value)
+    geojson::Geometry::from_json_value(geometry)
+        .map(|g| g.value)
+        .map_err(|e| CoreError::out_of_range(what, format!("GeoJSON is not valid: {e}")))
+}
+
+/// The paths of a GeoJSON LineString or MultiLineString (or a Feature of one).
+pub fn paths_from_geojson(value: &serde_json::Value) -> CoreResult<Vec<Vec<(u32, u32)>>> {
+    paths_of_value(&geojson_geometry(value, "path")?)
 }
 
 fn paths_of_value(v: &geojson::Value) -> CoreResult<Vec<Vec<(u32, u32)>>> {
