@@ -218,6 +218,62 @@ impl HeatGrid {
         Ok(())
     }
 
+    /// Add `sign` times another grid of the same tile (+1 adds rows, -1 takes a delta away).
+    /// Heat that cancels to within rounding of zero becomes zero, never negative.
+    pub fn add_signed(&mut self, other: &HeatGrid, sign: f64) -> CoreResult<()> {
+        self.check_tile(
+            other.tile.z as i32,
+            other.tile.x as i32,
+            other.tile.y as i32,
+            other.size,
+        )?;
+        for (a, b) in self.values.iter_mut().zip(&other.values) {
+            let v = *a + sign * *b;
+            *a = if v <= 1e-9 * a.abs().max(b.abs()) {
+                0.0
+            } else {
+                v
+            };
+        }
+        if sign >= 0.0 {
+            self.rows += other.rows;
+        } else {
+            self.rows = self.rows.saturating_sub(other.rows);
+        }
+        Ok(())
+    }
+
+    /// Add a child tile (one zoom deeper, same size) into its quadrant of this tile, each 2x2
+    /// block of its pixels summed into one pixel. In Morton order a child's 2x2 blocks are four
+    /// consecutive values and its quadrant is the top two bits of this tile's pixel index.
+    pub fn add_child(&mut self, child: &HeatGrid) -> CoreResult<()> {
+        let (p, c) = (self.tile, child.tile);
+        if c.z != p.z + 1 || c.x >> 1 != p.x || c.y >> 1 != p.y || child.size != self.size {
+            return Err(CoreError::out_of_range(
+                "child tile",
+                format!(
+                    "({}, {}, {}) is not a child of ({}, {}, {}) at the same size",
+                    c.z, c.x, c.y, p.z, p.x, p.y
+                ),
+            ));
+        }
+        let quarter = self.values.len() / 4;
+        let quadrant = ((c.x & 1) | ((c.y & 1) << 1)) as usize * quarter;
+        for (parent, block) in self.values[quadrant..quadrant + quarter]
+            .iter_mut()
+            .zip(child.values.chunks_exact(4))
+        {
+            *parent += block[0] + block[1] + block[2] + block[3];
+        }
+        self.rows += child.rows;
+        Ok(())
+    }
+
+    /// The values in storage order, for statistics where pixel order does not matter.
+    pub fn values_unordered(&self) -> &[f64] {
+        &self.values
+    }
+
     /// Pixels with heat.
     pub fn lit(&self) -> usize {
         self.values.iter().filter(|&&v| v > 0.0).count()

@@ -5,6 +5,7 @@
 //! arguments, calls in here and turns `CoreError` into SQL errors.
 
 pub mod access;
+pub mod cdf;
 pub mod choropleth;
 pub mod dots;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod heat;
 pub mod lines;
 pub mod parallel;
 pub mod png;
+pub mod pyramid;
 pub mod polygon;
 pub mod preview;
 pub mod shade;

@@ -5,6 +5,7 @@
 //! 1..=255 stand for normalised heat t = (level - 1) / 254 in [0, 1], so any heat at all is a
 //! level and a colour is a table lookup. At most 256 colours, so tiles are always indexed PNG.
 
+use super::cdf::Cdf;
 use super::error::{CoreError, CoreResult};
 use super::heat::HeatGrid;
 use super::png::{encode_indexed, Effort};
@@ -293,7 +294,7 @@ pub fn levels(grid: &HeatGrid, style: &HeatStyle) -> Vec<u8> {
         return vec![0; values.len()];
     }
     let sat = style.max.unwrap_or(max_heat);
-    let level = |t: f64| 1 + (t.clamp(0.0, 1.0) * 254.0).round() as u8;
+    let level = level_of;
     match style.normalize {
         Normalize::Linear => map_lit(values, |h| level(h.min(sat) / sat)),
         Normalize::Log => {
@@ -312,65 +313,26 @@ fn map_lit(values: &[f64], f: impl Fn(f64) -> u8) -> Vec<u8> {
         .collect()
 }
 
-/// Histogram equalisation over the lit pixels (Strava's CDF normalisation).
-///
-/// A pixel's t is the share of lit pixels with less heat, plus a part of the share with exactly
-/// its heat. That part is min(1, h / low_heat): counts are integers, and in quiet areas most lit
-/// pixels hold 1, 2 or 3, so the plain CDF would throw single hits halfway up the colormap and
-/// band the few levels above them (the quantisation artefact the post guards against). Ties are
-/// found among distinct values; beyond 4096 distinct values, breakpoints are sampled more densely
-/// towards the high end, where the interesting heat is, and ranks interpolated between them.
+/// Histogram equalisation over the lit pixels of the tile (Strava's CDF, see `Cdf::rank` for
+/// the low-heat guard). Beyond 4096 distinct values the CDF is sampled toward the high end.
 fn cdf_levels(values: &[f64], low_heat: f64) -> Vec<u8> {
-    let mut lit: Vec<f64> = values.iter().copied().filter(|&v| v > 0.0).collect();
-    lit.sort_unstable_by(|a, b| a.total_cmp(b));
-    let n = lit.len() as f64;
-    // (value, pixels below it, pixels at it) for each distinct value.
-    let mut steps: Vec<(f64, f64, f64)> = Vec::new();
-    let mut i = 0;
-    while i < lit.len() {
-        let j = i + lit[i..].partition_point(|&v| v == lit[i]);
-        steps.push((lit[i], i as f64, (j - i) as f64));
-        i = j;
-    }
-    const MAX_STEPS: usize = 4096;
-    if steps.len() > MAX_STEPS {
-        let last = steps.len() - 1;
-        steps = (0..MAX_STEPS)
-            .map(|k| {
-                let q = k as f64 / (MAX_STEPS - 1) as f64;
-                steps[((1.0 - (1.0 - q) * (1.0 - q)) * last as f64).round() as usize]
-            })
-            .collect();
-        steps.dedup_by(|a, b| a.0 == b.0);
-    }
-    let t_of = |h: f64| -> f64 {
-        let k = steps.partition_point(|s| s.0 < h);
-        let guard = if low_heat > 0.0 {
-            (h / low_heat).min(1.0)
-        } else {
-            1.0
-        };
-        match steps.get(k) {
-            Some(&(v, below, at)) if v == h => (below + guard * at) / n,
-            _ => {
-                // Sampled away: interpolate the rank between the neighbouring breakpoints.
-                let (v0, b0, a0) = steps[k - 1];
-                let (v1, b1, _) = steps.get(k).copied().unwrap_or((v0, n, 0.0));
-                let f = if v1 > v0 { (h - v0) / (v1 - v0) } else { 1.0 };
-                (b0 + a0 + f * (b1 - b0 - a0)) / n
-            }
-        }
-    };
+    let cdf = Cdf::of(values.iter().copied()).sampled(4096);
     values
         .iter()
         .map(|&h| {
             if h > 0.0 {
-                1 + (t_of(h).clamp(0.0, 1.0) * 254.0).round() as u8
+                level_of(cdf.rank(h, low_heat))
             } else {
                 0
             }
         })
         .collect()
+}
+
+/// Level 1..=255 of normalised heat t in [0, 1].
+#[inline]
+pub fn level_of(t: f64) -> u8 {
+    1 + (t.clamp(0.0, 1.0) * 254.0).round() as u8
 }
 
 /// Levels to an indexed PNG through the style's palette (only the levels in use are written).

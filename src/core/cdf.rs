@@ -1,0 +1,238 @@
+//! Empirical CDFs of heat, the Strava post's normalisation: a pixel's level is the share of lit
+//! pixels (of its tile, or of a neighbourhood of tiles) with less heat.
+//!
+//! A `Cdf` is the distinct lit values with, for each, how many pixels lie below it and at it. It
+//! can be sampled down to a few breakpoints (denser toward the high end, where the interesting
+//! heat is) and ranks are interpolated between them. Mixtures add the counts of several CDFs,
+//! which is how a tile's neighbourhood CDF is made from the summaries of its neighbours.
+
+use super::error::{CoreError, CoreResult};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Step {
+    value: f64,
+    below: f64,
+    at: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cdf {
+    /// Lit pixels described.
+    n: f64,
+    /// Ascending by value.
+    steps: Vec<Step>,
+}
+
+const MAGIC: &[u8; 4] = b"VTCD";
+
+impl Cdf {
+    /// The exact CDF of the lit (> 0) values.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Cdf {
+        let mut lit: Vec<f64> = values.into_iter().filter(|&v| v > 0.0).collect();
+        lit.sort_unstable_by(|a, b| a.total_cmp(b));
+        let mut steps = Vec::new();
+        let mut i = 0;
+        while i < lit.len() {
+            let j = i + lit[i..].partition_point(|&v| v == lit[i]);
+            steps.push(Step {
+                value: lit[i],
+                below: i as f64,
+                at: (j - i) as f64,
+            });
+            i = j;
+        }
+        Cdf {
+            n: lit.len() as f64,
+            steps,
+        }
+    }
+
+    /// Lit pixels described.
+    pub fn lit(&self) -> f64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0.0
+    }
+
+    /// Keep at most `max_steps` breakpoints, the first and the last always, sampled more densely
+    /// toward the high end: breakpoint k of m sits at index (1 - (1 - k/m)^2) of the steps.
+    pub fn sampled(mut self, max_steps: usize) -> Cdf {
+        self.steps = biased_sample(self.steps, max_steps);
+        self
+    }
+
+    /// Pixels below `h` and pixels exactly at `h`. Between breakpoints that sampling dropped,
+    /// the count below is interpolated linearly in value.
+    fn below_at(&self, h: f64) -> (f64, f64) {
+        let k = self.steps.partition_point(|s| s.value < h);
+        match (k.checked_sub(1).map(|i| self.steps[i]), self.steps.get(k)) {
+            (_, Some(s)) if s.value == h => (s.below, s.at),
+            (None, _) => (0.0, 0.0),
+            (Some(lo), None) => (lo.below + lo.at, 0.0),
+            (Some(lo), Some(hi)) => {
+                let f = (h - lo.value) / (hi.value - lo.value);
+                let start = lo.below + lo.at;
+                (start + f * (hi.below - start), 0.0)
+            }
+        }
+    }
+
+    /// Normalised heat in [0, 1]: the share of lit pixels below `h`, plus a part of the share at
+    /// `h`. That part is min(1, h / low_heat): counts are integers, and in quiet areas most lit
+    /// pixels hold 1, 2 or 3, so the plain CDF would throw single hits halfway up the colormap
+    /// (the quantisation artefact the Strava post guards against).
+    pub fn rank(&self, h: f64, low_heat: f64) -> f64 {
+        if self.n == 0.0 || h <= 0.0 {
+            return 0.0;
+        }
+        let (below, at) = self.below_at(h);
+        let guard = if low_heat > 0.0 {
+            (h / low_heat).min(1.0)
+        } else {
+            1.0
+        };
+        ((below + guard * at) / self.n).clamp(0.0, 1.0)
+    }
+
+    /// The CDF of the union of the pixels the parts describe, with at most `max_steps`
+    /// breakpoints (the parts' own breakpoints, sampled toward the high end).
+    pub fn mixture(parts: &[&Cdf], max_steps: usize) -> Cdf {
+        let mut values: Vec<f64> = parts
+            .iter()
+            .flat_map(|p| p.steps.iter().map(|s| s.value))
+            .collect();
+        values.sort_unstable_by(|a, b| a.total_cmp(b));
+        values.dedup();
+        let values = biased_sample(values, max_steps);
+        let steps = values
+            .into_iter()
+            .map(|value| {
+                let (below, at) = parts.iter().fold((0.0, 0.0), |(b, a), p| {
+                    let (pb, pa) = p.below_at(value);
+                    (b + pb, a + pa)
+                });
+                Step { value, below, at }
+            })
+            .collect();
+        Cdf {
+            n: parts.iter().map(|p| p.n).sum(),
+            steps,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.steps.len() * 24);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.steps.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.n.to_le_bytes());
+        for s in &self.steps {
+            for v in [s.value, s.below, s.at] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> CoreResult<Cdf> {
+        let bad = || CoreError::out_of_range("heat CDF", "is not a valid vasttile CDF summary");
+        if bytes.len() < 16 || &bytes[..4] != MAGIC {
+            return Err(bad());
+        }
+        let count = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        if bytes.len() != 16 + count * 24 {
+            return Err(bad());
+        }
+        let f = |i: usize| f64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+        let steps: Vec<Step> = (0..count)
+            .map(|k| {
+                let at = 16 + k * 24;
+                Step {
+                    value: f(at),
+                    below: f(at + 8),
+                    at: f(at + 16),
+                }
+            })
+            .collect();
+        let ordered = steps.windows(2).all(|w| w[0].value < w[1].value);
+        let finite = steps
+            .iter()
+            .all(|s| s.value > 0.0 && s.value.is_finite() && s.below >= 0.0 && s.at >= 0.0);
+        if !ordered || !finite || !(f(8) >= 0.0) {
+            return Err(bad());
+        }
+        Ok(Cdf { n: f(8), steps })
+    }
+}
+
+/// At most `max` items of an ascending list, first and last kept, denser toward the end.
+fn biased_sample<T: Copy>(items: Vec<T>, max: usize) -> Vec<T> {
+    if items.len() <= max || max < 2 {
+        return items;
+    }
+    let last = items.len() - 1;
+    let mut out: Vec<T> = Vec::with_capacity(max);
+    let mut prev = usize::MAX;
+    for k in 0..max {
+        let q = k as f64 / (max - 1) as f64;
+        let i = ((1.0 - (1.0 - q) * (1.0 - q)) * last as f64).round() as usize;
+        if i != prev {
+            out.push(items[i]);
+            prev = i;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_of_an_exact_cdf() {
+        let c = Cdf::of([0.0, 1.0, 1.0, 2.0, 8.0]);
+        assert_eq!(c.lit(), 4.0);
+        assert_eq!(c.rank(8.0, 0.0), 1.0);
+        assert_eq!(c.rank(1.0, 0.0), 0.5);
+        assert_eq!(c.rank(1.0, 4.0), 0.125); // guarded: a quarter of its share
+        assert_eq!(c.rank(2.0, 0.0), 0.75);
+        assert_eq!(c.rank(0.5, 0.0), 0.0);
+        assert_eq!(c.rank(100.0, 0.0), 1.0);
+        // Between values: the share below.
+        assert_eq!(c.rank(5.0, 0.0), 0.75);
+        // Between breakpoints that sampling dropped: interpolated.
+        let s = Cdf::of([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).sampled(2);
+        assert_eq!(s.steps.len(), 2);
+        assert!((s.rank(4.5, 0.0) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sampling_keeps_the_ends_and_favours_the_top() {
+        let c = Cdf::of((1..=10_000).map(|v| v as f64)).sampled(100);
+        assert!(c.steps.len() <= 100);
+        assert_eq!(c.steps[0].value, 1.0);
+        assert_eq!(c.steps.last().unwrap().value, 10_000.0);
+        let top = c.steps.iter().filter(|s| s.value > 9_000.0).count();
+        let bottom = c.steps.iter().filter(|s| s.value <= 1_000.0).count();
+        assert!(top > 3 * bottom, "top {top} bottom {bottom}");
+        // Ranks stay close to the exact ones.
+        let exact = Cdf::of((1..=10_000).map(|v| v as f64));
+        for h in [3.0, 500.0, 5_000.0, 9_999.0] {
+            assert!((c.rank(h, 0.0) - exact.rank(h, 0.0)).abs() < 0.01, "{h}");
+        }
+    }
+
+    #[test]
+    fn a_mixture_is_the_cdf_of_the_union() {
+        let a = [1.0, 1.0, 3.0, 7.0];
+        let b = [2.0, 3.0, 3.0, 9.0, 9.0];
+        let (ca, cb) = (Cdf::of(a), Cdf::of(b));
+        let mix = Cdf::mixture(&[&ca, &cb], 1000);
+        let union = Cdf::of(a.iter().chain(&b).copied());
+        assert_eq!(mix, union);
+        assert_eq!(Cdf::from_bytes(&mix.to_bytes()).unwrap(), mix);
+        assert!(Cdf::from_bytes(b"VTCD").is_err());
+        assert_eq!(Cdf::mixture(&[], 10).rank(1.0, 0.0), 0.0);
+    }
+}
