@@ -159,7 +159,7 @@ impl Cdf {
         let finite = steps
             .iter()
             .all(|s| s.value > 0.0 && s.value.is_finite() && s.below >= 0.0 && s.at >= 0.0);
-        if !ordered || !finite || !(f(8) >= 0.0) {
+        if !ordered || !finite || f(8).is_nan() || f(8) < 0.0 {
             return Err(bad());
         }
         Ok(Cdf { n: f(8), steps })

@@ -5,6 +5,7 @@
 //! arguments, calls in here and turns `CoreError` into SQL errors.
 
 pub mod access;
+pub mod activity;
 pub mod cdf;
 pub mod choropleth;
 pub mod dots;
@@ -13,9 +14,9 @@ pub mod heat;
 pub mod lines;
 pub mod parallel;
 pub mod png;
-pub mod pyramid;
 pub mod polygon;
 pub mod preview;
+pub mod pyramid;
 pub mod shade;
 pub mod skeleton;
 pub mod style;

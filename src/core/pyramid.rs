@@ -448,12 +448,20 @@ mod tests {
         paths.push(&[at(2, 10, 10), at(2, 900, 10)], 1.0).unwrap();
         let only: HashSet<u64> = [morton_interleave(1, 0)].into();
         let mut base = Vec::new();
-        build_counts(&paths, 2, TileSize::Px256, Some(&only), 1, &mut || {}, &mut |g| {
-            if g.tile.z == 2 {
-                base.push(g.tile);
-            }
-            Ok(())
-        })
+        build_counts(
+            &paths,
+            2,
+            TileSize::Px256,
+            Some(&only),
+            1,
+            &mut || {},
+            &mut |g| {
+                if g.tile.z == 2 {
+                    base.push(g.tile);
+                }
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(base, vec![Tile { z: 2, x: 1, y: 0 }]);
     }
