@@ -19,7 +19,7 @@ use pgrx::spi;
 
 /// Threads for kernel work: none besides our own inside a parallel worker (rule: no thread pools
 /// in parallel workers), else the machine's.
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     // SAFETY: reading a backend-local global.
     if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
         1

@@ -6,6 +6,7 @@ pub mod choropleth;
 pub mod heat;
 pub mod png;
 pub mod points;
+pub mod pyramid;
 pub mod vcs;
 
 use crate::core::error::CoreError;

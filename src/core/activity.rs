@@ -290,6 +290,7 @@ pub struct SyntheticCity {
 pub struct SyntheticActivity {
     pub kind: &'static str,
     pub is_virtual: bool,
+    pub is_private: bool,
     pub points: Vec<(u32, u32)>,
     pub times: Vec<f64>,
 }
@@ -392,6 +393,7 @@ impl SyntheticCity {
         SyntheticActivity {
             kind,
             is_virtual,
+            is_private: rng.random::<f64>() < 0.02,
             points: points_m.into_iter().map(to_vcs).collect(),
             times,
         }

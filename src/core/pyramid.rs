@@ -48,6 +48,14 @@ impl PathSet {
         self.points.len()
     }
 
+    /// Draw every path into one grid (tiles beyond a pyramid's base zoom, drawn on request).
+    pub fn draw_into(&self, grid: &mut HeatGrid) -> CoreResult<()> {
+        for i in 0..self.len() {
+            add_path(grid, self.path(i), self.weights[i])?;
+        }
+        Ok(())
+    }
+
     fn path(&self, i: usize) -> &[(u32, u32)] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.points[start..self.ends[i]]
@@ -338,50 +346,85 @@ impl Normalisation {
     }
 }
 
-/// The seam measure over a set of tiles of one zoom: the mean absolute level difference of
-/// lit pixel pairs straddling a tile edge, against that of the lit pairs one step inside either
-/// side of the same edges (neighbouring pixel rows or columns within the tiles).
+/// The seam measure over a set of tiles of one zoom: mean absolute level difference of
+/// neighbouring lit pixels straddling a tile edge, against that of the pairs one step inside the
+/// same edges and of all neighbouring lit pixels inside tiles; and the same over pairs of equal heat, where any difference comes from the
+/// normalisation alone (the raw counts along an edge can differ from those inside, e.g. where a
+/// busy street runs along a tile's last column).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SeamStats {
-    pub edge_mean: f64,
-    pub edge_pairs: u64,
-    pub inner_mean: f64,
-    pub inner_pairs: u64,
+    pub edge: PairMean,
+    /// Pairs one step inside either side of the same edges.
+    pub near_edge: PairMean,
+    pub inner: PairMean,
+    pub equal_heat_edge: PairMean,
+    pub equal_heat_inner: PairMean,
 }
 
-pub fn seam_stats(tiles: &HashMap<(u32, u32), Vec<u8>>, side: usize) -> SeamStats {
-    let (mut edge, mut inner) = ((0u64, 0u64), (0u64, 0u64));
-    let pair = |a: u8, b: u8, acc: &mut (u64, u64)| {
-        if a > 0 && b > 0 {
-            acc.0 += a.abs_diff(b) as u64;
-            acc.1 += 1;
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PairMean {
+    pub mean: f64,
+    pub pairs: u64,
+}
+
+/// One tile's levels and heat values, both row-major.
+pub struct SeamTile {
+    pub levels: Vec<u8>,
+    pub heat: Vec<f64>,
+}
+
+pub fn seam_stats(tiles: &HashMap<(u32, u32), SeamTile>, side: usize) -> SeamStats {
+    #[derive(Default)]
+    struct Acc([(u64, u64); 5]);
+    let mut acc = Acc::default();
+    // k: 0 edge, 1 inner, 4 near edge; equal-heat edge and inner pairs also count in 2 and 3.
+    let mut pair = |a: &SeamTile, i: usize, b: &SeamTile, j: usize, k: usize| {
+        let (la, lb) = (a.levels[i], b.levels[j]);
+        if la == 0 || lb == 0 {
+            return;
+        }
+        let d = la.abs_diff(lb) as u64;
+        acc.0[k].0 += d;
+        acc.0[k].1 += 1;
+        if k < 2 && a.heat[i] == b.heat[j] {
+            acc.0[k + 2].0 += d;
+            acc.0[k + 2].1 += 1;
         }
     };
     let last = side - 1;
-    for (&(x, y), l) in tiles {
-        // (first tile, second tile, pixel index along the edge, offset across it) per neighbour.
-        let neighbours = [
-            (tiles.get(&(x + 1, y)), side, 1usize), // right: columns, rows walk by `side`
-            (tiles.get(&(x, y + 1)), 1, side),      // below: rows, columns walk by 1
-        ];
-        for (other, along, across) in neighbours {
-            let Some(o) = other else { continue };
-            for i in 0..side {
-                let base = i * along;
-                let (l_last, l_prev) = (base + last * across, base + (last - 1) * across);
-                let (o_first, o_next) = (base, base + across);
-                pair(l[l_last], o[o_first], &mut edge);
-                pair(l[l_prev], l[l_last], &mut inner);
-                pair(o[o_first], o[o_next], &mut inner);
+    for (&(x, y), t) in tiles {
+        for r in 0..side {
+            for c in 0..last {
+                pair(t, r * side + c, t, r * side + c + 1, 1);
+                pair(t, c * side + r, t, (c + 1) * side + r, 1);
+            }
+        }
+        if let Some(o) = tiles.get(&(x + 1, y)) {
+            for r in 0..side {
+                let row = r * side;
+                pair(t, row + last, o, row, 0);
+                pair(t, row + last - 1, t, row + last, 4);
+                pair(o, row, o, row + 1, 4);
+            }
+        }
+        if let Some(o) = tiles.get(&(x, y + 1)) {
+            for c in 0..side {
+                pair(t, last * side + c, o, c, 0);
+                pair(t, (last - 1) * side + c, t, last * side + c, 4);
+                pair(o, c, o, side + c, 4);
             }
         }
     }
-    let mean = |(s, n): (u64, u64)| if n == 0 { 0.0 } else { s as f64 / n as f64 };
+    let mean = |(s, n): (u64, u64)| PairMean {
+        mean: if n == 0 { 0.0 } else { s as f64 / n as f64 },
+        pairs: n,
+    };
     SeamStats {
-        edge_mean: mean(edge),
-        edge_pairs: edge.1,
-        inner_mean: mean(inner),
-        inner_pairs: inner.1,
+        edge: mean(acc.0[0]),
+        near_edge: mean(acc.0[4]),
+        inner: mean(acc.0[1]),
+        equal_heat_edge: mean(acc.0[2]),
+        equal_heat_inner: mean(acc.0[3]),
     }
 }
 
@@ -517,24 +560,41 @@ mod tests {
             .collect();
         let lit: Vec<(u32, u32)> = summaries.keys().copied().collect();
         let cdfs = norm.neighbourhood_cdfs(z, &Normalisation::cdf_tiles(z, &lit), &summaries, 2);
-        let smooth: HashMap<(u32, u32), Vec<u8>> = base
-            .iter()
-            .map(|g| ((g.tile.x, g.tile.y), norm.levels(g, &cdfs)))
-            .collect();
+        let seam_tiles = |f: &dyn Fn(&HeatGrid) -> Vec<u8>| -> HashMap<(u32, u32), SeamTile> {
+            base.iter()
+                .map(|g| {
+                    let t = SeamTile {
+                        levels: f(g),
+                        heat: g.values(),
+                    };
+                    ((g.tile.x, g.tile.y), t)
+                })
+                .collect()
+        };
+        let smooth = seam_tiles(&|g| norm.levels(g, &cdfs));
         let style = HeatStyle::heat_defaults();
-        let per_tile: HashMap<(u32, u32), Vec<u8>> = base
-            .iter()
-            .map(|g| ((g.tile.x, g.tile.y), levels(g, &style)))
-            .collect();
+        let per_tile = seam_tiles(&|g| levels(g, &style));
         let (s, p) = (seam_stats(&smooth, 256), seam_stats(&per_tile, 256));
         eprintln!("pyramid {s:?}\nper tile {p:?}");
-        assert!(s.edge_pairs > 2_000 && s.inner_pairs > 4_000);
-        assert!(s.edge_mean <= s.inner_mean, "{s:?}");
-        assert!(p.edge_mean > s.edge_mean, "per-tile {p:?} vs {s:?}");
+        assert!(s.edge.pairs > 2_000 && s.inner.pairs > 500_000);
+        assert!(s.edge.mean <= s.near_edge.mean, "{s:?}");
+        assert!(
+            s.equal_heat_edge.mean <= s.equal_heat_inner.mean + 0.05,
+            "{s:?}"
+        );
+        assert!(p.edge.mean > 10.0 * s.edge.mean, "per-tile {p:?} vs {s:?}");
+        assert!(
+            p.equal_heat_edge.mean > 10.0 * p.equal_heat_inner.mean,
+            "{p:?}"
+        );
         // Same lit pixels either way.
         for (k, l) in &smooth {
             let q = &per_tile[k];
-            assert!(l.iter().zip(q).all(|(a, b)| (*a > 0) == (*b > 0)));
+            assert!(l
+                .levels
+                .iter()
+                .zip(&q.levels)
+                .all(|(a, b)| (*a > 0) == (*b > 0)));
         }
     }
 }

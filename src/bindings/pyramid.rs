@@ -1,0 +1,1150 @@
+//! SQL family: heat pyramids (the Strava global heatmap inside PostgreSQL).
+//!
+//! `create_heat_pyramid(name, table, options)` registers a table of points, paths or activities,
+//! puts statement triggers on it that log changed rows, and builds the pyramid: count tiles at a
+//! base zoom drawn in parallel, summed 2x2 down to z0, each tile normalised by its
+//! neighbourhood's CDF with bilinear interpolation and stored as one byte per pixel.
+//! `heat_pyramid_tile` serves a tile with one row read and a colour lookup (any zoom up to the
+//! base; deeper tiles are drawn on the fly from the table), `heat_pyramid_refresh` applies the
+//! logged changes to the tiles they touch. Builds and refreshes run in the caller's transaction,
+//! so a failed, cancelled or killed one leaves the last good pyramid (and the log) as it was.
+
+use super::access::threads;
+use super::heat::HeatGridBytes;
+use super::{quoted_relation_name, sql_error, OrRaise};
+use crate::core::activity::{self, Activity, ActivityFilters, SyntheticCity};
+use crate::core::cdf::Cdf;
+use crate::core::error::{CoreError, CoreResult};
+use crate::core::heat::HeatGrid;
+use crate::core::parallel;
+use crate::core::png::Effort;
+use crate::core::pyramid::{
+    build_counts, seam_stats, tiles_of_path, Normalisation, PathSet, SeamTile,
+};
+use crate::core::shade::{encode_levels, shade, HeatStyle, Normalize};
+use crate::core::style::StyleReader;
+use crate::core::vcs::{
+    lat_to_vcs, lon_to_vcs, morton_deinterleave, morton_interleave, vcs_from_key, Tile, TileSize,
+};
+use pgrx::prelude::*;
+use pgrx::spi;
+use rayon::prelude::*;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+pgrx::extension_sql!(
+    r#"
+CREATE TABLE heat_pyramids (
+    name        text PRIMARY KEY,
+    source      regclass NOT NULL,
+    options     jsonb NOT NULL,
+    select_list text NOT NULL,
+    base_zoom   int4 NOT NULL,
+    tile_size   int4 NOT NULL,
+    built_at    timestamptz,
+    last_build  jsonb
+);
+COMMENT ON TABLE heat_pyramids IS 'vasttile heat pyramids: tables of points, paths or activities rendered into zoom pyramids';
+
+CREATE TABLE heat_pyramid_tiles (
+    pyramid text NOT NULL REFERENCES heat_pyramids (name) ON DELETE CASCADE,
+    z       int4 NOT NULL,
+    x       int4 NOT NULL,
+    y       int4 NOT NULL,
+    counts  heatgrid NOT NULL,
+    summary bytea NOT NULL,
+    levels  bytea,
+    PRIMARY KEY (pyramid, z, x, y)
+);
+COMMENT ON TABLE heat_pyramid_tiles IS 'vasttile: per tile of a heat pyramid, raw counts (a heatgrid), a CDF summary and normalised levels (one byte per pixel); compressed by TOAST';
+
+CREATE TABLE heat_pyramid_log (
+    pyramid    text NOT NULL REFERENCES heat_pyramids (name) ON DELETE CASCADE,
+    sign       int2 NOT NULL,
+    id         int8,
+    path       int8[],
+    times      float8[],
+    kind       text,
+    is_virtual boolean,
+    is_private boolean,
+    weight     float8
+);
+CREATE INDEX ON heat_pyramid_log (pyramid);
+COMMENT ON TABLE heat_pyramid_log IS 'vasttile: rows added (+1) and removed (-1) since a pyramid was last refreshed; 0: rebuild';
+SELECT pg_catalog.pg_extension_config_dump('heat_pyramids', '');
+SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_tiles', '');
+SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_log', '');
+
+-- Statement triggers of a pyramid's table: log the rows of the statement (transition tables),
+-- read through the pyramid's select list.
+CREATE FUNCTION heat_pyramid_log_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    list text;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO @extschema@.heat_pyramid_log (pyramid, sign) VALUES (TG_ARGV[0], 0);
+        RETURN NULL;
+    END IF;
+    SELECT select_list INTO list FROM @extschema@.heat_pyramids WHERE name = TG_ARGV[0];
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, -1, %s FROM old_rows t', list)
+            USING TG_ARGV[0];
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, 1, %s FROM new_rows t', list)
+            USING TG_ARGV[0];
+    END IF;
+    RETURN NULL;
+END $$;
+"#,
+    name = "pyramid_tables",
+    requires = ["heatgrid_domain"]
+);
+
+// ---------------------------------------------------------------------------------------------
+// A pyramid's definition.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Geometry {
+    Points,
+    Paths,
+    Activities,
+}
+
+struct Pyramid {
+    name: String,
+    source: String,
+    geometry: Geometry,
+    column: String,
+    /// Columns read per row, in the order of `heat_pyramid_log`'s from `id` on.
+    select_list: String,
+    filters: Option<ActivityFilters>,
+    base_zoom: u32,
+    size: TileSize,
+    norm: Normalisation,
+    options: Value,
+}
+
+impl Pyramid {
+    /// Read and check the options, filling in every default (stored that way, so a pyramid's
+    /// definition is explicit).
+    fn from_options(name: &str, source: &str, options: &Value) -> CoreResult<Pyramid> {
+        let mut r = StyleReader::new(options)?;
+        let text = |r: &mut StyleReader, key: &'static str, default: &str| -> CoreResult<String> {
+            match r.take(key) {
+                None => Ok(default.to_string()),
+                Some(Value::String(s)) if !s.is_empty() => Ok(s),
+                Some(v) => Err(CoreError::style(
+                    key,
+                    format!("must be a column name, got {v}"),
+                )),
+            }
+        };
+        let geometry = match text(&mut r, "geometry", "points")?.as_str() {
+            "points" => Geometry::Points,
+            "paths" => Geometry::Paths,
+            "activities" => Geometry::Activities,
+            other => {
+                return Err(CoreError::style(
+                    "geometry",
+                    format!("must be \"points\", \"paths\" or \"activities\", got \"{other}\""),
+                ))
+            }
+        };
+        let default_column = if geometry == Geometry::Points {
+            "vcs_key"
+        } else {
+            "path"
+        };
+        let column = text(&mut r, "column", default_column)?;
+        let q = |c: &str| format!("t.{}", spi::quote_identifier(c));
+        let weight = match r.take("weight_column") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if geometry != Geometry::Activities => Some(s),
+            Some(v) => {
+                return Err(CoreError::style(
+                    "weight_column",
+                    format!("must be a column name of a points or paths table, got {v}"),
+                ))
+            }
+        };
+        let weight_sql = weight
+            .as_ref()
+            .map_or("1.0::float8".to_string(), |w| format!("{}::float8", q(w)));
+        let mut names = json!({});
+        let (select_list, filters) = match geometry {
+            Geometry::Points => (
+                format!("NULL::int8, ARRAY[{}]::int8[], NULL::float8[], NULL::text, false, false, {weight_sql}", q(&column)),
+                None,
+            ),
+            Geometry::Paths => (
+                format!("NULL::int8, {}::int8[], NULL::float8[], NULL::text, false, false, {weight_sql}", q(&column)),
+                None,
+            ),
+            Geometry::Activities => {
+                let mut col = |key: &'static str, default: &str| -> CoreResult<String> {
+                    let c = text(&mut r, key, default)?;
+                    names[key] = json!(c);
+                    Ok(q(&c))
+                };
+                let id = col("id_column", "id")?;
+                let times = col("times_column", "times")?;
+                let kind = col("kind_column", "kind")?;
+                let virt = col("virtual_column", "is_virtual")?;
+                let private = col("private_column", "is_private")?;
+                let filters = ActivityFilters::from_json(&r.take("filters").unwrap_or(json!({})))?;
+                (
+                    format!(
+                        "{id}::int8, {}::int8[], {times}::float8[], {kind}::text, coalesce({virt}, false), coalesce({private}, false), 1.0::float8",
+                        q(&column)
+                    ),
+                    Some(filters),
+                )
+            }
+        };
+        let base_zoom = r.number("base_zoom", 14.0, 0.0, 22.0)? as u32;
+        let size = r.tile_size("tile_size")?;
+        if size == TileSize::Px512 && base_zoom > 21 {
+            return Err(CoreError::style(
+                "base_zoom",
+                "must be at most 21 for 512-px tiles",
+            ));
+        }
+        let norm = Normalisation {
+            radius: r.number("radius", 5.0, 0.0, 20.0)? as u32,
+            low_heat: r.number("low_heat", 4.0, 0.0, 1e12)?,
+            ..Normalisation::default()
+        };
+        r.finish(&[
+            "geometry",
+            "column",
+            "weight_column",
+            "id_column",
+            "times_column",
+            "kind_column",
+            "virtual_column",
+            "private_column",
+            "filters",
+            "base_zoom",
+            "tile_size",
+            "radius",
+            "low_heat",
+        ])?;
+        let geometry_name = ["points", "paths", "activities"][geometry as usize];
+        let mut options = json!({
+            "geometry": geometry_name,
+            "column": column,
+            "base_zoom": base_zoom,
+            "tile_size": size.px(),
+            "radius": norm.radius,
+            "low_heat": norm.low_heat,
+        });
+        if let Some(w) = weight {
+            options["weight_column"] = json!(w);
+        }
+        if let (Some(f), Value::Object(m)) = (&filters, names) {
+            for (k, v) in m {
+                options[k] = v;
+            }
+            options["filters"] = filters_json(f);
+        }
+        Ok(Pyramid {
+            name: name.to_string(),
+            source: source.to_string(),
+            geometry,
+            column: options["column"].as_str().unwrap_or_default().to_string(),
+            select_list,
+            filters,
+            base_zoom,
+            size,
+            norm,
+            options,
+        })
+    }
+
+    fn load(name: &str) -> Pyramid {
+        let row = Spi::get_two_with_args::<String, pgrx::JsonB>(
+            "SELECT source::text, options FROM vasttile.heat_pyramids WHERE name = $1",
+            &[name.into()],
+        );
+        match row {
+            Ok((Some(source), Some(options))) => {
+                Pyramid::from_options(name, &source, &options.0).or_raise()
+            }
+            _ => sql_error(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("heat pyramid \"{name}\" does not exist"),
+            ),
+        }
+    }
+
+    /// The path a row draws, or `None` when the filters leave it out.
+    #[allow(clippy::too_many_arguments)]
+    fn row_path(
+        &self,
+        id: Option<i64>,
+        keys: Option<Vec<Option<i64>>>,
+        times: Option<Vec<Option<f64>>>,
+        kind: Option<String>,
+        is_virtual: bool,
+        is_private: bool,
+    ) -> CoreResult<Option<Vec<(u32, u32)>>> {
+        let Some(keys) = keys else { return Ok(None) };
+        let points = keys
+            .into_iter()
+            .map(|k| {
+                let k =
+                    k.ok_or_else(|| CoreError::out_of_range("path", "must not hold NULL points"))?;
+                vcs_from_key(k).map(|(x, y)| (x as u32, y as u32))
+            })
+            .collect::<CoreResult<Vec<_>>>()?;
+        let Some(filters) = &self.filters else {
+            return Ok(Some(points));
+        };
+        let times = times
+            .map(|t| {
+                t.into_iter()
+                    .map(|v| {
+                        v.ok_or_else(|| {
+                            CoreError::out_of_range("activity times", "must not hold NULL")
+                        })
+                    })
+                    .collect::<CoreResult<Vec<f64>>>()
+            })
+            .transpose()?;
+        activity::filter(
+            &Activity {
+                id: id.unwrap_or(0),
+                kind: kind.as_deref().unwrap_or(""),
+                is_virtual,
+                is_private,
+                points: &points,
+                times: times.as_deref(),
+            },
+            filters,
+        )
+    }
+}
+
+fn filters_json(f: &ActivityFilters) -> Value {
+    json!({
+        "exclude_flagged": f.exclude_virtual,
+        "speed_limits": f.speed_limits,
+        "stops": f.stops.map_or(json!(false), |s| json!({"window_s": s.window_s, "speed": s.speed, "radius_m": s.radius_m})),
+        "offset_m": f.offset_m,
+        "seed": f.seed,
+    })
+}
+
+/// SPI failures inside a build are internal errors, reported with what was being done.
+trait OrSpiError<T> {
+    fn or_spi_error(self, what: &str) -> T;
+}
+
+impl<T> OrSpiError<T> for spi::SpiResult<T> {
+    fn or_spi_error(self, what: &str) -> T {
+        self.unwrap_or_else(|e| {
+            sql_error(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("{what}: {e}"),
+            )
+        })
+    }
+}
+
+/// Rows read and what became of them.
+#[derive(Default)]
+struct ReadStats {
+    rows: u64,
+    drawn: u64,
+    left_out: u64,
+}
+
+/// Run `query` (its columns: the select list, then for the log a sign first when `signed`) and
+/// collect the paths, split by sign, reading in batches with a memory context reset per batch.
+fn read_paths(
+    p: &Pyramid,
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    signed: bool,
+) -> (PathSet, PathSet, ReadStats, bool) {
+    let (mut adds, mut removes, mut stats, mut rebuild) = (
+        PathSet::default(),
+        PathSet::default(),
+        ReadStats::default(),
+        false,
+    );
+    let first = signed as usize + 1;
+    Spi::connect_mut(|client| {
+        let mut cursor = client.try_open_cursor_mut(query, args)?;
+        let mut batch_memory = pgrx::PgMemoryContexts::new("vasttile pyramid rows");
+        loop {
+            pgrx::check_for_interrupts!();
+            let table = cursor.fetch(2000)?;
+            if table.is_empty() {
+                break;
+            }
+            // SAFETY: detoasted values of this batch live in the batch context, reset below
+            // once they have been copied into Rust data.
+            unsafe {
+                batch_memory.switch_to(|_| -> spi::SpiResult<()> {
+                    for row in table {
+                        let sign = if signed {
+                            row.get::<i16>(1)?.unwrap_or(1)
+                        } else {
+                            1
+                        };
+                        if sign == 0 {
+                            rebuild = true;
+                            continue;
+                        }
+                        stats.rows += 1;
+                        let path = p
+                            .row_path(
+                                row.get::<i64>(first)?,
+                                row.get::<Vec<Option<i64>>>(first + 1)?,
+                                row.get::<Vec<Option<f64>>>(first + 2)?,
+                                row.get::<String>(first + 3)?,
+                                row.get::<bool>(first + 4)?.unwrap_or(false),
+                                row.get::<bool>(first + 5)?.unwrap_or(false),
+                            )
+                            .or_raise();
+                        let weight = row.get::<f64>(first + 6)?.unwrap_or(1.0);
+                        match path {
+                            Some(path) if !path.is_empty() => {
+                                stats.drawn += 1;
+                                let set = if sign > 0 { &mut adds } else { &mut removes };
+                                set.push(&path, weight).or_raise();
+                            }
+                            _ => stats.left_out += 1,
+                        }
+                    }
+                    Ok(())
+                })?;
+                pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable);
+                batch_memory.reset();
+            }
+        }
+        Ok::<_, spi::SpiError>(())
+    })
+    .or_spi_error("reading the pyramid's rows");
+    (adds, removes, stats, rebuild)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building and refreshing.
+
+fn tile_args<'a>(name: &'a str, t: Tile) -> [pgrx::datum::DatumWithOid<'a>; 4] {
+    [
+        name.into(),
+        (t.z as i32).into(),
+        (t.x as i32).into(),
+        (t.y as i32).into(),
+    ]
+}
+
+fn read_counts(p: &Pyramid, t: Tile) -> Option<HeatGrid> {
+    Spi::get_one_with_args::<Vec<u8>>(
+        "SELECT counts::bytea FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+        &tile_args(&p.name, t),
+    )
+    .or_spi_error("reading pyramid counts")
+    .map(|b| HeatGrid::from_bytes(&b).or_raise())
+}
+
+fn write_counts(p: &Pyramid, g: &HeatGrid) -> Cdf {
+    let summary = p.norm.summary(g);
+    let [a, b, c, d] = tile_args(&p.name, g.tile);
+    Spi::run_with_args(
+        "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
+        &[a, b, c, d, g.to_bytes().into(), summary.to_bytes().into()],
+    )
+    .or_spi_error("writing pyramid counts");
+    summary
+}
+
+fn summaries_at(p: &Pyramid, z: u32) -> HashMap<(u32, u32), Cdf> {
+    let mut out = HashMap::new();
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT x, y, summary FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2",
+            None,
+            &[p.name.as_str().into(), (z as i32).into()],
+        )?;
+        for row in rows {
+            let (Some(x), Some(y), Some(s)) = (
+                row.get::<i32>(1)?,
+                row.get::<i32>(2)?,
+                row.get::<Vec<u8>>(3)?,
+            ) else {
+                continue;
+            };
+            out.insert((x as u32, y as u32), Cdf::from_bytes(&s).or_raise());
+        }
+        Ok::<_, spi::SpiError>(())
+    })
+    .or_spi_error("reading pyramid summaries");
+    out
+}
+
+/// Recompute and store the levels of `targets` (tiles of zoom z) from the summaries of zoom z.
+fn normalise(p: &Pyramid, z: u32, targets: &[(u32, u32)], summaries: &HashMap<(u32, u32), Cdf>) {
+    let threads = threads();
+    let cdfs =
+        p.norm
+            .neighbourhood_cdfs(z, &Normalisation::cdf_tiles(z, targets), summaries, threads);
+    for chunk in targets.chunks(threads * 2) {
+        pgrx::check_for_interrupts!();
+        let grids: Vec<HeatGrid> = chunk
+            .iter()
+            .filter_map(|&(x, y)| read_counts(p, Tile { z, x, y }))
+            .collect();
+        let levels: Vec<Vec<u8>> = parallel::run(threads, || {
+            grids.par_iter().map(|g| p.norm.levels(g, &cdfs)).collect()
+        });
+        for (g, l) in grids.iter().zip(levels) {
+            let [a, b, c, d] = tile_args(&p.name, g.tile);
+            Spi::run_with_args(
+                "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                &[a, b, c, d, l.into()],
+            )
+            .or_spi_error("writing pyramid levels");
+        }
+    }
+}
+
+fn lock(name: &str) {
+    let found = Spi::get_one_with_args::<bool>(
+        "SELECT true FROM vasttile.heat_pyramids WHERE name = $1 FOR UPDATE",
+        &[name.into()],
+    );
+    if !matches!(found, Ok(Some(true))) {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("heat pyramid \"{name}\" does not exist"),
+        );
+    }
+}
+
+fn record_build(p: &Pyramid, report: &Value) {
+    Spi::run_with_args(
+        "UPDATE vasttile.heat_pyramids SET built_at = now(), last_build = $2 WHERE name = $1",
+        &[p.name.as_str().into(), pgrx::JsonB(report.clone()).into()],
+    )
+    .or_spi_error("recording the build");
+}
+
+/// Rebuild every tile from the table.
+fn build_all(p: &Pyramid) -> Value {
+    let started = Instant::now();
+    for sql in [
+        "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1",
+        "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1",
+    ] {
+        Spi::run_with_args(sql, &[p.name.as_str().into()]).or_spi_error("clearing the pyramid");
+    }
+    let query = format!("SELECT {} FROM {} t", p.select_list, p.source);
+    let (paths, _, stats, _) = read_paths(p, &query, &[], false);
+    let read_s = started.elapsed().as_secs_f64();
+    let mut summaries: Vec<HashMap<(u32, u32), Cdf>> =
+        vec![HashMap::new(); p.base_zoom as usize + 1];
+    build_counts(
+        &paths,
+        p.base_zoom,
+        p.size,
+        None,
+        threads(),
+        &mut || {
+            pgrx::check_for_interrupts!();
+        },
+        &mut |g| {
+            let s = write_counts(p, &g);
+            summaries[g.tile.z as usize].insert((g.tile.x, g.tile.y), s);
+            Ok(())
+        },
+    )
+    .or_raise();
+    let counts_s = started.elapsed().as_secs_f64() - read_s;
+    let mut tiles = 0;
+    for (z, s) in summaries.iter().enumerate() {
+        let mut targets: Vec<(u32, u32)> = s.keys().copied().collect();
+        targets.sort_unstable();
+        tiles += targets.len();
+        normalise(p, z as u32, &targets, s);
+    }
+    let report = json!({
+        "rows": stats.rows,
+        "drawn": stats.drawn,
+        "left_out": stats.left_out,
+        "points": paths.point_count(),
+        "tiles": tiles,
+        "base_tiles": summaries[p.base_zoom as usize].len(),
+        "threads": threads(),
+        "seconds": {
+            "read": read_s,
+            "counts": counts_s,
+            "levels": started.elapsed().as_secs_f64() - read_s - counts_s,
+            "total": started.elapsed().as_secs_f64(),
+        },
+    });
+    record_build(p, &report);
+    report
+}
+
+/// Apply the logged changes: redraw them as deltas into the base tiles they touch and their
+/// ancestors, then renormalise every tile whose levels read a changed tile's CDF.
+fn refresh(p: &Pyramid) -> Value {
+    let started = Instant::now();
+    let built = Spi::get_one_with_args::<bool>(
+        "SELECT built_at IS NOT NULL FROM vasttile.heat_pyramids WHERE name = $1",
+        &[p.name.as_str().into()],
+    )
+    .or_spi_error("reading the pyramid")
+    .unwrap_or(false);
+    let query = format!(
+        "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1 \
+         RETURNING sign, id, path, times, kind, is_virtual, is_private, weight"
+    );
+    let (adds, removes, stats, rebuild) = read_paths(p, &query, &[p.name.as_str().into()], true);
+    if rebuild || !built {
+        let mut report = build_all(p);
+        report["refresh"] = json!("full rebuild");
+        return report;
+    }
+    let mut changed: Vec<HashSet<(u32, u32)>> = vec![HashSet::new(); p.base_zoom as usize + 1];
+    let mut base_tiles = HashSet::new();
+    for (set, sign) in [(&adds, 1.0), (&removes, -1.0)] {
+        build_counts(
+            set,
+            p.base_zoom,
+            p.size,
+            None,
+            threads(),
+            &mut || {
+            pgrx::check_for_interrupts!();
+        },
+            &mut |delta| {
+                let t = delta.tile;
+                let mut g = read_counts(p, t).unwrap_or(HeatGrid::new(t, p.size)?);
+                g.add_signed(&delta, sign)?;
+                if g.is_empty() {
+                    Spi::run_with_args(
+                        "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                        &tile_args(&p.name, t),
+                    )
+                    .or_spi_error("removing an empty tile");
+                } else {
+                    write_counts(p, &g);
+                }
+                if t.z == p.base_zoom {
+                    base_tiles.insert((t.x, t.y));
+                }
+                changed[t.z as usize].insert((t.x, t.y));
+                Ok(())
+            },
+        )
+        .or_raise();
+    }
+    // A tile's levels read the CDFs of itself and its eight neighbours, each mixing the
+    // summaries within the radius: changes reach tiles up to radius + 1 away.
+    let reach = p.norm.radius as i64 + 1;
+    let mut renormalised = 0;
+    for (z, tiles) in changed.iter().enumerate() {
+        if tiles.is_empty() {
+            continue;
+        }
+        let n = 1i64 << z;
+        let mut near = HashSet::new();
+        for &(x, y) in tiles {
+            for dy in -reach..=reach {
+                for dx in -reach..=reach {
+                    near.insert(((x as i64 + dx).rem_euclid(n) as u32, y as i64 + dy));
+                }
+            }
+        }
+        let summaries = summaries_at(p, z as u32);
+        let mut targets: Vec<(u32, u32)> = summaries
+            .keys()
+            .filter(|&&(x, y)| near.contains(&(x, y as i64)))
+            .copied()
+            .collect();
+        targets.sort_unstable();
+        renormalised += targets.len();
+        normalise(p, z as u32, &targets, &summaries);
+    }
+    let report = json!({
+        "refresh": "incremental",
+        "rows": stats.rows,
+        "drawn": stats.drawn,
+        "left_out": stats.left_out,
+        "base_tiles": base_tiles.len(),
+        "tiles_changed": changed.iter().map(|c| c.len()).sum::<usize>(),
+        "tiles_renormalised": renormalised,
+        "seconds": {"total": started.elapsed().as_secs_f64()},
+    });
+    record_build(p, &report);
+    report
+}
+
+/// Register `tbl` as heat pyramid `name` and build it. Options (all optional):
+/// `geometry` ("points", "paths" or "activities"), `column` (vcs_key or path), `weight_column`,
+/// for activities `id_column`, `times_column`, `kind_column`, `virtual_column`,
+/// `private_column` and `filters`; `base_zoom` (14), `tile_size` (256), `radius` (5 tiles) and
+/// `low_heat` (4). Paths get a GiST index on their box for drawing beyond the base zoom.
+#[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
+fn create_heat_pyramid(
+    name: &str,
+    tbl: pgrx::PgRelation,
+    options: default!(pgrx::JsonB, "'{}'"),
+    build: default!(bool, true),
+) -> pgrx::JsonB {
+    let source = quoted_relation_name(&tbl);
+    let p = Pyramid::from_options(name, &source, &options.0).or_raise();
+    Spi::run_with_args(
+        "INSERT INTO vasttile.heat_pyramids (name, source, options, select_list, base_zoom, tile_size) \
+         VALUES ($1, $2::regclass, $3, $4, $5, $6) \
+         ON CONFLICT (name) DO UPDATE SET source = excluded.source, options = excluded.options, \
+         select_list = excluded.select_list, base_zoom = excluded.base_zoom, tile_size = excluded.tile_size, \
+         built_at = NULL, last_build = NULL",
+        &[
+            name.into(),
+            source.as_str().into(),
+            pgrx::JsonB(p.options.clone()).into(),
+            p.select_list.as_str().into(),
+            (p.base_zoom as i32).into(),
+            (p.size.px() as i32).into(),
+        ],
+    )
+    .or_spi_error("create_heat_pyramid");
+    // Check the select list against the table now, with a clear error.
+    Spi::run(&format!("SELECT {} FROM {source} t LIMIT 0", p.select_list)).unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("create_heat_pyramid: the options do not fit {source}: {e}"),
+        )
+    });
+    let table_name = tbl.name().to_string();
+    // Let go of the relation before DDL on it.
+    drop(tbl);
+    let mut ddl = drop_triggers(name, &source);
+    for (event, tables) in [
+        ("INSERT", "REFERENCING NEW TABLE AS new_rows"),
+        (
+            "UPDATE",
+            "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        ),
+        ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
+        ("TRUNCATE", ""),
+    ] {
+        let trigger = spi::quote_identifier(trigger_name(name, event));
+        ddl += &format!(
+            "CREATE TRIGGER {trigger} AFTER {event} ON {source} {tables} \
+             FOR EACH STATEMENT EXECUTE FUNCTION vasttile.heat_pyramid_log_rows({lit});",
+            lit = spi::quote_literal(name)
+        );
+    }
+    if p.geometry != Geometry::Points {
+        let index: String = format!("{}_{}_vasttile_box", table_name, p.column)
+            .chars()
+            .take(63)
+            .collect();
+        ddl += &format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {source} USING gist (vasttile.path_box(t_col));",
+            spi::quote_identifier(index)
+        )
+        .replace("t_col", &spi::quote_identifier(&p.column));
+    }
+    Spi::run(&ddl).or_spi_error("create_heat_pyramid");
+    if build {
+        pgrx::JsonB(build_all(&p))
+    } else {
+        pgrx::JsonB(json!({"built": false}))
+    }
+}
+
+fn trigger_name(pyramid: &str, event: &str) -> String {
+    format!("vasttile_pyramid_{pyramid}_{}", event.to_lowercase())
+}
+
+/// DDL dropping the pyramid's triggers that exist on `source`.
+fn drop_triggers(pyramid: &str, source: &str) -> String {
+    let mut ddl = String::new();
+    let table_exists = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[source.into()],
+    )
+    .or_spi_error("looking up the table");
+    if table_exists != Some(true) {
+        return ddl;
+    }
+    for event in ["insert", "update", "delete", "truncate"] {
+        let exists = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2)",
+            &[source.into(), trigger_name(pyramid, event).into()],
+        )
+        .or_spi_error("looking up triggers");
+        if exists == Some(true) {
+            let trigger = spi::quote_identifier(trigger_name(pyramid, event));
+            ddl += &format!("DROP TRIGGER {trigger} ON {source};");
+        }
+    }
+    ddl
+}
+
+/// Rebuild a pyramid from its table.
+#[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
+fn heat_pyramid_build(name: &str) -> pgrx::JsonB {
+    lock(name);
+    pgrx::JsonB(build_all(&Pyramid::load(name)))
+}
+
+/// Apply the changes logged since the last build or refresh (a full build after a TRUNCATE).
+#[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
+fn heat_pyramid_refresh(name: &str) -> pgrx::JsonB {
+    lock(name);
+    pgrx::JsonB(refresh(&Pyramid::load(name)))
+}
+
+/// Drop a pyramid: its tiles, log and triggers (the table and its index stay).
+#[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
+fn drop_heat_pyramid(name: &str) -> bool {
+    let source = Spi::get_one_with_args::<String>(
+        "DELETE FROM vasttile.heat_pyramids WHERE name = $1 RETURNING source::text",
+        &[name.into()],
+    )
+    .or_spi_error("drop_heat_pyramid");
+    let Some(source) = source else { return false };
+    let ddl = drop_triggers(name, &source);
+    if !ddl.is_empty() {
+        Spi::run(&ddl).or_spi_error("drop_heat_pyramid");
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving tiles.
+
+/// A tile of a pyramid. Up to the base zoom: the stored levels coloured with the style's
+/// colormap and alpha (`normalize` other than eq_hist shades the stored counts instead); beyond
+/// it: drawn on the fly from the table. NULL when the tile holds no heat.
+#[pg_extern(stable, parallel_safe, requires = ["pyramid_tables"])]
+fn heat_pyramid_tile(
+    name: &str,
+    z: i32,
+    x: i32,
+    y: i32,
+    style: default!(pgrx::JsonB, "'{}'"),
+) -> Option<Vec<u8>> {
+    let tile = Tile::new(z, x, y).or_raise();
+    let style = HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
+    let stored = style.normalize == Normalize::EqHist;
+    let column = if stored {
+        "t.levels"
+    } else {
+        "t.counts::bytea"
+    };
+    let sql = format!(
+        "SELECT p.base_zoom, p.tile_size, {column} FROM vasttile.heat_pyramids p \
+         LEFT JOIN vasttile.heat_pyramid_tiles t ON t.pyramid = p.name AND t.z = $2 AND t.x = $3 AND t.y = $4 \
+         WHERE p.name = $1"
+    );
+    let row = Spi::connect(|client| {
+        use pgrx::PgBuiltInOids as T;
+        let types = [T::TEXTOID, T::INT4OID, T::INT4OID, T::INT4OID];
+        super::with_saved_plan(client, pgrx::pg_sys::Oid::INVALID, sql, &types, |plan| {
+            let rows = client.select(plan, Some(1), &tile_args(name, tile))?;
+            match rows.first().get_three::<i32, i32, Vec<u8>>() {
+                Ok(r) => Ok(Some(r)),
+                Err(spi::SpiError::InvalidPosition) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    })
+    .or_spi_error("heat_pyramid_tile");
+    let Some((Some(base), Some(side), bytes)) = row else {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("heat pyramid \"{name}\" does not exist"),
+        );
+    };
+    if z > base {
+        let p = Pyramid::load(name);
+        let grid = draw_on_the_fly(&p, tile);
+        return shade(&grid, &style).or_raise();
+    }
+    let bytes = bytes?;
+    if !stored {
+        return shade(&HeatGrid::from_bytes(&bytes).or_raise(), &style).or_raise();
+    }
+    let palette = style.palette();
+    if bytes.iter().all(|&l| palette[l as usize][3] == 0) {
+        return None;
+    }
+    Some(encode_levels(&bytes, side as u32, &palette, Effort::Fast).or_raise())
+}
+
+/// Counts of a tile beyond the base zoom, from the rows that reach it (index scans: the key
+/// range of points, the GiST box index of paths).
+fn draw_on_the_fly(p: &Pyramid, tile: Tile) -> HeatGrid {
+    let (x0, y0, x1, y1) = tile.vcs_bounds();
+    let query = match p.geometry {
+        Geometry::Points => {
+            let (lo, hi) = tile.key_range();
+            format!(
+                "SELECT {list} FROM {src} t WHERE t.{c} >= {lo} AND t.{c} < {hi}",
+                list = p.select_list,
+                src = p.source,
+                c = spi::quote_identifier(&p.column)
+            )
+        }
+        _ => format!(
+            "SELECT {list} FROM {src} t WHERE vasttile.path_box(t.{c}) && box(point({x0}, {y0}), point({}, {}))",
+            x1 - 1,
+            y1 - 1,
+            list = p.select_list,
+            src = p.source,
+            c = spi::quote_identifier(&p.column)
+        ),
+    };
+    let (paths, _, _, _) = read_paths(p, &query, &[], false);
+    let mut grid = HeatGrid::new(tile, p.size).or_raise();
+    paths.draw_into(&mut grid).or_raise();
+    grid
+}
+
+/// Publish a pyramid as a tile-server layer: `schema.name(z, x, y, query_params json)` calling
+/// `heat_pyramid_tile` with `style` and the request's query parameters on top.
+#[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
+fn create_pyramid_layer(
+    name: &str,
+    pyramid: &str,
+    style: default!(pgrx::JsonB, "'{}'"),
+    schema: default!(&str, "'public'"),
+) -> String {
+    HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
+    let p = Pyramid::load(pyramid);
+    let function = spi::quote_qualified_identifier(schema, name);
+    let body = format!(
+        "SELECT vasttile.heat_pyramid_tile({pyr}, z, x, y, {style}::jsonb || coalesce(query_params::jsonb, '{{}}'))",
+        pyr = spi::quote_literal(pyramid),
+        style = spi::quote_literal(style.0.to_string()),
+    );
+    let comment = json!({
+        "content_type": "image/png",
+        "description": format!("vasttile heat pyramid {pyramid} over {}", p.source),
+        "vasttile": {"kind": "heat_pyramid", "pyramid": pyramid, "base_zoom": p.base_zoom, "style": style.0},
+    });
+    super::publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
+    function
+}
+
+/// The seam measure of a pyramid's zoom z, one row per measure: the mean absolute level
+/// difference of lit neighbouring pixels across tile edges against `near edge` pairs (one step
+/// inside the same edges), `inside` pairs (all within tiles), and `equal heat` pairs inside
+/// (where only the normalisation can make levels differ).
+#[pg_extern(stable, parallel_safe, requires = ["pyramid_tables"])]
+fn heat_pyramid_seams(
+    name: &str,
+    z: i32,
+) -> TableIterator<
+    'static,
+    (
+        name!(compared_with, String),
+        name!(edge_mean, f64),
+        name!(edge_pairs, i64),
+        name!(inner_mean, f64),
+        name!(inner_pairs, i64),
+    ),
+> {
+    let p = Pyramid::load(name);
+    let mut tiles = HashMap::new();
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT x, y, levels, counts::bytea FROM vasttile.heat_pyramid_tiles \
+             WHERE pyramid = $1 AND z = $2 AND levels IS NOT NULL",
+            None,
+            &[name.into(), z.into()],
+        )?;
+        for row in rows {
+            pgrx::check_for_interrupts!();
+            if let (Some(x), Some(y), Some(levels), Some(counts)) = (
+                row.get::<i32>(1)?,
+                row.get::<i32>(2)?,
+                row.get::<Vec<u8>>(3)?,
+                row.get::<Vec<u8>>(4)?,
+            ) {
+                let heat = HeatGrid::from_bytes(&counts).or_raise().values();
+                tiles.insert((x as u32, y as u32), SeamTile { levels, heat });
+            }
+        }
+        Ok::<_, spi::SpiError>(())
+    })
+    .or_spi_error("heat_pyramid_seams");
+    let s = seam_stats(&tiles, p.size.px() as usize);
+    TableIterator::new(
+        [
+            ("all".to_string(), s.edge, s.inner),
+            (
+                "equal heat".to_string(),
+                s.equal_heat_edge,
+                s.equal_heat_inner,
+            ),
+        ]
+        .into_iter()
+        .map(|(k, e, i)| (k, e.mean, e.pairs as i64, i.mean, i.pairs as i64)),
+    )
+}
+
+/// A child's counts summed 2x2 into its parent tile (the rest of the parent empty):
+/// `heat_merge(heat_grid_parent(g))` over four children is the parent, as pyramids build it.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn heat_grid_parent(grid: HeatGridBytes) -> HeatGridBytes {
+    let child = HeatGrid::from_bytes(&grid.0).or_raise();
+    let t = child.tile;
+    if t.z == 0 {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "a zoom-0 heat grid has no parent",
+        );
+    }
+    let parent = Tile {
+        z: t.z - 1,
+        x: t.x >> 1,
+        y: t.y >> 1,
+    };
+    let mut g = HeatGrid::new(parent, child.size).or_raise();
+    g.add_child(&child).or_raise();
+    HeatGridBytes(g.to_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activities and paths.
+
+/// An activity's path after the filters (Morton keys), or NULL when they leave it out. Filters
+/// as in `create_heat_pyramid`'s `filters` option.
+#[pg_extern(immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+fn activity_path(
+    id: i64,
+    path: Option<Vec<Option<i64>>>,
+    times: Option<Vec<Option<f64>>>,
+    kind: Option<String>,
+    is_virtual: default!(bool, false),
+    is_private: default!(bool, false),
+    filters: default!(pgrx::JsonB, "'{}'"),
+) -> Option<Vec<i64>> {
+    let mut options = json!({"geometry": "activities"});
+    options["filters"] = filters.0;
+    let p = Pyramid::from_options("", "", &options).or_raise();
+    p.row_path(Some(id), path, times, kind, is_virtual, is_private)
+        .or_raise()
+        .map(|pts| {
+            pts.iter()
+                .map(|&(x, y)| morton_interleave(x, y) as i64)
+                .collect()
+        })
+}
+
+/// The VCS bounding box of a path, for a GiST index: `CREATE INDEX ON t USING gist
+/// (vasttile.path_box(path))` and `WHERE vasttile.path_box(path) && box(...)`.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn path_box(path: pgrx::Array<'_, i64>) -> Option<pgrx::pg_sys::BOX> {
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for key in path.iter().flatten() {
+        let (x, y) = vcs_from_key(key).or_raise();
+        let (x, y) = (x as u32, y as u32);
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    }
+    (x0 <= x1).then(|| pgrx::pg_sys::BOX {
+        high: pgrx::pg_sys::Point {
+            x: x1 as f64,
+            y: y1 as f64,
+        },
+        low: pgrx::pg_sys::Point {
+            x: x0 as f64,
+            y: y0 as f64,
+        },
+    })
+}
+
+/// The base tiles of zoom z a path draws into (tile x, y), e.g. to see what a change dirties.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn path_tiles(
+    path: Vec<i64>,
+    z: i32,
+) -> TableIterator<'static, (name!(tile_x, i32), name!(tile_y, i32))> {
+    let z = crate::core::vcs::check_zoom(z).or_raise();
+    let points: Vec<(u32, u32)> = path
+        .iter()
+        .map(|&k| vcs_from_key(k).map(|(x, y)| (x as u32, y as u32)))
+        .collect::<CoreResult<_>>()
+        .or_raise();
+    TableIterator::new(tiles_of_path(&points, z).into_iter().map(|c| {
+        let (x, y) = morton_deinterleave(c);
+        (x as i32, y as i32)
+    }))
+}
+
+/// A synthetic city of `n` activities around (lon, lat): runs, rides and walks along a
+/// jittered street grid with GPS noise and stops at junctions, about 5% virtual rides, 3% car
+/// trips labelled as rides and 2% private. Reproducible for a seed.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn synthetic_activities(
+    n: i64,
+    seed: default!(i64, 1),
+    lon: default!(f64, "-0.1"),
+    lat: default!(f64, 51.5),
+    radius_m: default!(f64, 8000.0),
+    points: default!(i32, 200),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, i64),
+        name!(kind, String),
+        name!(is_virtual, bool),
+        name!(is_private, bool),
+        name!(path, Vec<i64>),
+        name!(times, Vec<f64>),
+    ),
+> {
+    if !(0..=10_000_000).contains(&n) || !(2..=100_000).contains(&points) {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "n must be between 0 and 10,000,000 and points between 2 and 100,000",
+        );
+    }
+    if !(radius_m.is_finite() && (100.0..=1_000_000.0).contains(&radius_m)) {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "radius_m must be between 100 and 1,000,000",
+        );
+    }
+    let city = SyntheticCity {
+        centre: (
+            lon_to_vcs(lon).or_raise() as u32,
+            lat_to_vcs(lat).or_raise() as u32,
+        ),
+        radius_m,
+        block_m: 120.0,
+        points_per_activity: points as usize,
+    };
+    TableIterator::new((1..=n).map(move |id| {
+        if id % 1024 == 0 {
+            pgrx::check_for_interrupts!();
+        }
+        let a = city.activity(seed as u64, id as u64);
+        (
+            id,
+            a.kind.to_string(),
+            a.is_virtual,
+            a.is_private,
+            a.points
+                .iter()
+                .map(|&(x, y)| morton_interleave(x, y) as i64)
+                .collect(),
+            a.times,
+        )
+    }))
+}
