@@ -603,11 +603,9 @@ fn refresh(p: &Pyramid) -> Value {
     )
     .or_spi_error("reading the pyramid")
     .unwrap_or(false);
-    let query = format!(
-        "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1 \
-         RETURNING sign, id, path, times, kind, is_virtual, is_private, weight"
-    );
-    let (adds, removes, stats, rebuild) = read_paths(p, &query, &[p.name.as_str().into()], true);
+    let query = "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1 \
+         RETURNING sign, id, path, times, kind, is_virtual, is_private, weight";
+    let (adds, removes, stats, rebuild) = read_paths(p, query, &[p.name.as_str().into()], true);
     if rebuild || !built {
         let mut report = build_all(p);
         report["refresh"] = json!("full rebuild");
@@ -1057,7 +1055,7 @@ fn path_box(path: pgrx::Array<'_, i64>) -> Option<pgrx::pg_sys::BOX> {
         let (x, y) = (x as u32, y as u32);
         (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
     }
-    (x0 <= x1).then(|| pgrx::pg_sys::BOX {
+    (x0 <= x1).then_some(pgrx::pg_sys::BOX {
         high: pgrx::pg_sys::Point {
             x: x1 as f64,
             y: y1 as f64,
@@ -1091,6 +1089,7 @@ fn path_tiles(
 /// jittered street grid with GPS noise and stops at junctions, about 5% virtual rides, 3% car
 /// trips labelled as rides and 2% private. Reproducible for a seed.
 #[pg_extern(immutable, strict, parallel_safe)]
+#[allow(clippy::type_complexity)]
 fn synthetic_activities(
     n: i64,
     seed: default!(i64, 1),
