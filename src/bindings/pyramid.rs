@@ -983,7 +983,8 @@ fn heat_pyramid_seams(
     let s = seam_stats(&tiles, p.size.px() as usize);
     TableIterator::new(
         [
-            ("all".to_string(), s.edge, s.inner),
+            ("near edge".to_string(), s.edge, s.near_edge),
+            ("inside".to_string(), s.edge, s.inner),
             (
                 "equal heat".to_string(),
                 s.equal_heat_edge,

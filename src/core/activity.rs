@@ -345,12 +345,22 @@ impl SyntheticCity {
             let mut t = 0.0;
             let mut at = junction(i, j);
             'walk: while points_m.len() < n {
-                // Turn at junctions now and then; arterials (every 8th line) are preferred.
-                if rng.random::<f64>() < 0.35 {
-                    (di, dj) = match rng.random_range(0..3) {
-                        0 => (dj, -di),
-                        1 => (-dj, di),
-                        _ => (di, dj),
+                // Turn at junctions now and then. Arterials (every 8th street) carry more: on
+                // one, keep going; crossing one, turn onto it half the time.
+                let on_arterial = if di != 0 { j % 8 == 0 } else { i % 8 == 0 };
+                let crossing_arterial = if di != 0 { i % 8 == 0 } else { j % 8 == 0 };
+                let turn = if on_arterial {
+                    0.08
+                } else if crossing_arterial {
+                    0.5
+                } else {
+                    0.3
+                };
+                if rng.random::<f64>() < turn {
+                    (di, dj) = if rng.random::<bool>() {
+                        (dj, -di)
+                    } else {
+                        (-dj, di)
                     };
                 }
                 if (i + di).abs() > blocks || (j + dj).abs() > blocks {
