@@ -550,7 +550,7 @@ fn build_all(p: &Pyramid) -> Value {
     let read_s = started.elapsed().as_secs_f64();
     let mut summaries: Vec<HashMap<(u32, u32), Cdf>> =
         vec![HashMap::new(); p.base_zoom as usize + 1];
-    build_counts(
+    let drawn = build_counts(
         &paths,
         p.base_zoom,
         p.size,
@@ -582,7 +582,10 @@ fn build_all(p: &Pyramid) -> Value {
         "tiles": tiles,
         "base_tiles": summaries[p.base_zoom as usize].len(),
         "threads": threads(),
+        "line_pixels": drawn.pixels,
+        "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
         "seconds": {
+            "draw_cpu": drawn.draw_seconds,
             "read": read_s,
             "counts": counts_s,
             "levels": started.elapsed().as_secs_f64() - read_s - counts_s,

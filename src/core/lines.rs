@@ -16,45 +16,48 @@ use super::heat::HeatGrid;
 /// grid's row count counts the paths that reached the tile.
 pub fn add_path(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> CoreResult<u64> {
     HeatGrid::check_weight(weight)?;
+    let drawn = draw_segments(grid, points, weight);
+    if drawn > 0 {
+        grid.rows += 1;
+    }
+    Ok(drawn)
+}
+
+/// Draw the segments between consecutive points (each its start, not its end) and the last
+/// point; returns the pixels drawn. A path split into runs of segments draws the same pixels
+/// as the whole path, as long as each run's last point starts no segment of the tile.
+pub fn draw_segments(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> u64 {
     let shift = grid.pixel_shift();
     let side = grid.side() as i64;
     let (ox, oy) = grid.tile.origin_px(grid.size);
-    let px: Vec<(i64, i64)> = points
-        .iter()
-        .map(|&(x, y)| ((x >> shift) as i64, (y >> shift) as i64))
-        .collect();
+    let px = |&(x, y): &(u32, u32)| ((x >> shift) as i64 - ox, (y >> shift) as i64 - oy);
+    let inside = |x: i64, y: i64| x >= 0 && y >= 0 && x < side && y < side;
     let mut drawn = 0u64;
-    let mut plot = |grid: &mut HeatGrid, x: i64, y: i64| {
-        if x >= ox && y >= oy && x < ox + side && y < oy + side {
-            grid.add_tile_pixel((x - ox) as u32, (y - oy) as u32, weight);
-            drawn += 1;
-        }
-    };
-    for w in px.windows(2) {
-        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+    // Coordinates relative to the tile's corner from here on.
+    for w in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (px(&w[0]), px(&w[1]));
         // Skip segments whose box misses the tile.
-        if x0.max(x1) < ox || x0.min(x1) >= ox + side || y0.max(y1) < oy || y0.min(y1) >= oy + side
-        {
+        if x0.max(x1) < 0 || x0.min(x1) >= side || y0.max(y1) < 0 || y0.min(y1) >= side {
             continue;
         }
         let (dx, dy) = (x1 - x0, y1 - y0);
         let x_major = dx.abs() >= dy.abs();
         // Major axis: coordinate a from a0 in direction sa for n steps; minor b from b0 in sb.
-        let (a0, b0, da, db, lo_a, lo_b) = if x_major {
-            (x0, y0, dx, dy, ox, oy)
+        let (a0, b0, da, db) = if x_major {
+            (x0, y0, dx, dy)
         } else {
-            (y0, x0, dy, dx, oy, ox)
+            (y0, x0, dy, dx)
         };
         let n = da.abs();
         if n == 0 {
             continue;
         }
         let (sa, sb, m) = (da.signum(), db.signum(), db.abs());
-        // Steps k in [0, n) whose major coordinate a0 + sa k lies in [lo_a, lo_a + side).
+        // Steps k in [0, n) whose major coordinate a0 + sa k lies in [0, side).
         let (k_lo, k_hi) = if sa > 0 {
-            (lo_a - a0, lo_a + side - 1 - a0)
+            (-a0, side - 1 - a0)
         } else {
-            (a0 - (lo_a + side - 1), a0 - lo_a)
+            (a0 - (side - 1), a0)
         };
         let (k_start, k_end) = (k_lo.max(0), k_hi.min(n - 1));
         if k_start > k_end {
@@ -64,15 +67,16 @@ pub fn add_path(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> Core
         let two_n = 2 * n;
         let num = 2 * k_start * m + n;
         let (mut q, mut rest) = (num / two_n, num % two_n);
-        for k in k_start..=k_end {
-            let (a, b) = (a0 + sa * k, b0 + sb * q);
-            if b >= lo_b && b < lo_b + side {
-                if x_major {
-                    plot(grid, a, b)
-                } else {
-                    plot(grid, b, a)
-                }
+        let mut a = a0 + sa * k_start;
+        for _ in k_start..=k_end {
+            // The major coordinate is inside by the choice of k; only the minor can be out.
+            let b = b0 + sb * q;
+            if (0..side).contains(&b) {
+                let (x, y) = if x_major { (a, b) } else { (b, a) };
+                grid.add_tile_pixel(x as u32, y as u32, weight);
+                drawn += 1;
             }
+            a += sa;
             rest += 2 * m;
             if rest >= two_n {
                 rest -= two_n;
@@ -80,13 +84,14 @@ pub fn add_path(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> Core
             }
         }
     }
-    if let Some(&(x, y)) = px.last() {
-        plot(grid, x, y);
+    if let Some(last) = points.last() {
+        let (x, y) = px(last);
+        if inside(x, y) {
+            grid.add_tile_pixel(x as u32, y as u32, weight);
+            drawn += 1;
+        }
     }
-    if drawn > 0 {
-        grid.rows += 1;
-    }
-    Ok(drawn)
+    drawn
 }
 
 #[cfg(test)]

@@ -10,12 +10,13 @@
 use super::cdf::Cdf;
 use super::error::{CoreError, CoreResult};
 use super::heat::HeatGrid;
-use super::lines::add_path;
+use super::lines::{add_path, draw_segments};
 use super::parallel;
 use super::shade::level_of;
 use super::vcs::{morton_deinterleave, morton_interleave, tile_at_zoom, Tile, TileSize};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 /// Paths (a single point is a path of one) with a weight each, stored flat: 8 bytes a point.
 #[derive(Clone, Debug, Default)]
@@ -62,23 +63,43 @@ impl PathSet {
     }
 }
 
-/// The tiles of zoom `z` a path's segments may draw into (each segment's box), Morton codes.
-pub fn tiles_of_path(path: &[(u32, u32)], z: u32) -> Vec<u64> {
-    let mut out = Vec::new();
+/// The runs of a path's segments per tile of zoom `z` whose box the segments touch: (tile
+/// Morton code, first point, last point) with the run's points `path[first..=last]`, in order
+/// of tile. Drawing a tile then visits only its own segments (the Strava post's split of paths
+/// at tile boundaries).
+pub fn tile_runs(path: &[(u32, u32)], z: u32, out: &mut Vec<(u64, u32, u32)>) {
     let t = |v: u32| tile_at_zoom(v, z);
-    let mut add_box = |a: (u32, u32), b: (u32, u32)| {
+    let mut hits: Vec<(u64, u32)> = Vec::new();
+    let mut add_box = |a: (u32, u32), b: (u32, u32), s: u32| {
         for ty in t(a.1.min(b.1))..=t(a.1.max(b.1)) {
             for tx in t(a.0.min(b.0))..=t(a.0.max(b.0)) {
-                out.push(morton_interleave(tx, ty));
+                hits.push((morton_interleave(tx, ty), s));
             }
         }
     };
     match path {
-        [] => {}
-        [p] => add_box(*p, *p),
-        _ => path.windows(2).for_each(|w| add_box(w[0], w[1])),
+        [] => return,
+        [p] => add_box(*p, *p, 0),
+        _ => {
+            for (s, w) in path.windows(2).enumerate() {
+                add_box(w[0], w[1], s as u32);
+            }
+        }
     }
-    out.sort_unstable();
+    hits.sort_unstable();
+    let single = path.len() == 1;
+    for run in hits.chunk_by(|a, b| a.0 == b.0 && b.1 == a.1 + 1) {
+        let (code, first) = run[0];
+        let last = run[run.len() - 1].1 + if single { 0 } else { 1 };
+        out.push((code, first, last));
+    }
+}
+
+/// The tiles of zoom `z` a path's segments may draw into (Morton codes, ascending).
+pub fn tiles_of_path(path: &[(u32, u32)], z: u32) -> Vec<u64> {
+    let mut runs = Vec::new();
+    tile_runs(path, z, &mut runs);
+    let mut out: Vec<u64> = runs.into_iter().map(|r| r.0).collect();
     out.dedup();
     out
 }
@@ -150,6 +171,15 @@ impl Rollup {
     }
 }
 
+/// What drawing base tiles cost: line pixels drawn, and the time spent drawing summed over
+/// threads (CPU seconds), so pixels / draw_seconds is the throughput per core.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DrawStats {
+    pub base_tiles: u64,
+    pub pixels: u64,
+    pub draw_seconds: f64,
+}
+
 /// Draw every base tile the paths touch (in parallel, `threads` at a time, in Morton order) and
 /// sum them into all lower zooms. `on_progress` runs on the calling thread between chunks (to
 /// check for cancellation); `on_tile` receives each finished tile, ancestors after their
@@ -162,34 +192,55 @@ pub fn build_counts(
     threads: usize,
     on_progress: &mut dyn FnMut(),
     on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
-) -> CoreResult<()> {
-    let mut pairs: Vec<(u64, u32)> = Vec::new();
+) -> CoreResult<DrawStats> {
+    let mut stats = DrawStats::default();
+    // (tile, path, first point, last point) of every run of segments, grouped by tile.
+    let mut runs: Vec<(u64, u32, u32, u32)> = Vec::new();
+    let mut path_runs = Vec::new();
     for i in 0..paths.len() {
-        for code in tiles_of_path(paths.path(i), base_zoom) {
+        path_runs.clear();
+        tile_runs(paths.path(i), base_zoom, &mut path_runs);
+        for &(code, first, last) in &path_runs {
             if only.is_none_or(|o| o.contains(&code)) {
-                pairs.push((code, i as u32));
+                runs.push((code, i as u32, first, last));
             }
         }
     }
-    pairs.sort_unstable();
-    let mut groups: Vec<&[(u64, u32)]> = pairs.chunk_by(|a, b| a.0 == b.0).collect();
+    runs.sort_unstable();
+    let mut groups: Vec<&[(u64, u32, u32, u32)]> = runs.chunk_by(|a, b| a.0 == b.0).collect();
     let mut rollup = Rollup::new(base_zoom, size);
     let mut done = Vec::new();
     let chunk = (threads.max(1) * 2).max(2);
     for batch in groups.chunks_mut(chunk) {
         on_progress();
-        let draw = |group: &&[(u64, u32)]| -> CoreResult<HeatGrid> {
+        let draw = |group: &&[(u64, u32, u32, u32)]| -> CoreResult<(HeatGrid, u64, f64)> {
+            let started = Instant::now();
             let (x, y) = morton_deinterleave(group[0].0);
             let mut grid = HeatGrid::new(Tile::new(base_zoom as i32, x as i32, y as i32)?, size)?;
-            for &(_, i) in group.iter() {
-                add_path(&mut grid, paths.path(i as usize), paths.weights[i as usize])?;
+            let mut pixels = 0;
+            // Runs of one path are adjacent: count the path once per tile it drew into.
+            for path_group in group.chunk_by(|a, b| a.1 == b.1) {
+                let i = path_group[0].1 as usize;
+                let (points, weight) = (paths.path(i), paths.weights[i]);
+                let mut drawn = 0;
+                for &(_, _, first, last) in path_group {
+                    drawn +=
+                        draw_segments(&mut grid, &points[first as usize..=last as usize], weight);
+                }
+                if drawn > 0 {
+                    grid.rows += 1;
+                }
+                pixels += drawn;
             }
-            Ok(grid)
+            Ok((grid, pixels, started.elapsed().as_secs_f64()))
         };
-        let grids: Vec<CoreResult<HeatGrid>> =
+        let grids: Vec<CoreResult<(HeatGrid, u64, f64)>> =
             parallel::run(threads, || batch.par_iter().map(draw).collect());
         for grid in grids {
-            let grid = grid?;
+            let (grid, pixels, seconds) = grid?;
+            stats.base_tiles += 1;
+            stats.pixels += pixels;
+            stats.draw_seconds += seconds;
             if !grid.is_empty() {
                 rollup.push(grid, &mut done)?;
             }
@@ -202,7 +253,7 @@ pub fn build_counts(
     for g in done {
         on_tile(g)?;
     }
-    Ok(())
+    Ok(stats)
 }
 
 /// How counts become levels: the neighbourhood CDF's radius (in tiles), its breakpoints, the
@@ -466,7 +517,14 @@ mod tests {
             }
             let tiles = build(&paths, 3);
             for (&(z, x, y), g) in &tiles {
-                if z == 3 { continue; }
+                if z == 3 {
+                    // Runs of segments per tile draw what the whole paths draw.
+                    let mut whole = HeatGrid::new(g.tile, TileSize::Px256).unwrap();
+                    paths.draw_into(&mut whole).unwrap();
+                    prop_assert_eq!(whole.values(), g.values());
+                    prop_assert_eq!(whole.rows, g.rows);
+                    continue;
+                }
                 let mut sum = HeatGrid::new(g.tile, TileSize::Px256).unwrap();
                 for (cx, cy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
                     if let Some(c) = tiles.get(&(z + 1, 2 * x + cx, 2 * y + cy)) {
