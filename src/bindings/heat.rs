@@ -458,7 +458,9 @@ fn heat_grid_from_pixels(
 // Tiles from tables, and layers for tile servers.
 
 /// Heat tile of a table or view: one B-tree range scan for the tile into `heat_grid`, then
-/// `heat_render`. Style keys are `heat_render`'s plus `size` (256 or 512).
+/// `heat_render`. Style keys are `heat_render`'s plus `size` (256 or 512). When a built heat
+/// pyramid over the same points (key and weight columns, tile size) reaches zoom z, the tile
+/// comes from the pyramid instead (as of its last build or refresh).
 #[pg_extern(stable, parallel_safe)]
 fn heat_tile(
     tbl: pgrx::PgRelation,
@@ -476,6 +478,12 @@ fn heat_tile(
     let mut known = HeatStyle::KEYS.to_vec();
     known.push("size");
     reader.finish(&known).or_raise();
+    // A pyramid over the same points serves its zooms with one row read.
+    if let Some(pyramid) =
+        super::pyramid::points_pyramid_for(tbl.oid(), key_column, weight_column, size, tile.z)
+    {
+        return super::pyramid::pyramid_tile(&pyramid, tile, &heat_style);
+    }
     let (lo, hi) = tile.key_range();
     let args = [
         z.into(),

@@ -130,6 +130,15 @@ impl Pyramid {
     /// Read and check the options, filling in every default (stored that way, so a pyramid's
     /// definition is explicit).
     fn from_options(name: &str, source: &str, options: &Value) -> CoreResult<Pyramid> {
+        Self::read_options(name, source, options).map_err(|e| match e {
+            CoreError::Style { key, detail } if !key.is_empty() => {
+                CoreError::out_of_range("pyramid option", format!("\"{key}\": {detail}"))
+            }
+            other => other,
+        })
+    }
+
+    fn read_options(name: &str, source: &str, options: &Value) -> CoreResult<Pyramid> {
         let mut r = StyleReader::new(options)?;
         let text = |r: &mut StyleReader, key: &'static str, default: &str| -> CoreResult<String> {
             match r.take(key) {
@@ -840,6 +849,55 @@ fn heat_pyramid_tile(
 ) -> Option<Vec<u8>> {
     let tile = Tile::new(z, x, y).or_raise();
     let style = HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
+    pyramid_tile(name, tile, &style)
+}
+
+/// The pyramid over a points table that `heat_tile` can serve from: same key and weight
+/// columns, same tile size, built, and reaching zoom `z`.
+pub(crate) fn points_pyramid_for(
+    table: pgrx::pg_sys::Oid,
+    key_column: &str,
+    weight_column: Option<&str>,
+    size: TileSize,
+    z: u32,
+) -> Option<String> {
+    let sql = "SELECT name FROM vasttile.heat_pyramids WHERE source = $1 \
+               AND options->>'geometry' = 'points' AND options->>'column' = $2 \
+               AND (options->>'weight_column') IS NOT DISTINCT FROM $3 \
+               AND tile_size = $4 AND base_zoom >= $5 AND built_at IS NOT NULL \
+               ORDER BY name LIMIT 1";
+    Spi::connect(|client| {
+        use pgrx::PgBuiltInOids as T;
+        let types = [T::OIDOID, T::TEXTOID, T::TEXTOID, T::INT4OID, T::INT4OID];
+        let args: [pgrx::datum::DatumWithOid<'_>; 5] = [
+            table.into(),
+            key_column.into(),
+            weight_column.into(),
+            (size.px() as i32).into(),
+            (z as i32).into(),
+        ];
+        super::with_saved_plan(
+            client,
+            pgrx::pg_sys::Oid::INVALID,
+            sql.to_string(),
+            &types,
+            |plan| match client
+                .select(plan, Some(1), &args)?
+                .first()
+                .get_one::<String>()
+            {
+                Err(spi::SpiError::InvalidPosition) => Ok(None),
+                other => other,
+            },
+        )
+    })
+    .or_spi_error("looking up heat pyramids")
+}
+
+/// Tile `tile` of pyramid `name` in `style`: stored levels up to the base zoom (or its counts
+/// shaded, for normalisations other than eq_hist), drawn on the fly beyond.
+pub(crate) fn pyramid_tile(name: &str, tile: Tile, style: &HeatStyle) -> Option<Vec<u8>> {
+    let z = tile.z as i32;
     let stored = style.normalize == Normalize::EqHist;
     let column = if stored {
         "t.levels"
@@ -873,11 +931,11 @@ fn heat_pyramid_tile(
     if z > base {
         let p = Pyramid::load(name);
         let grid = draw_on_the_fly(&p, tile);
-        return shade(&grid, &style).or_raise();
+        return shade(&grid, style).or_raise();
     }
     let bytes = bytes?;
     if !stored {
-        return shade(&HeatGrid::from_bytes(&bytes).or_raise(), &style).or_raise();
+        return shade(&HeatGrid::from_bytes(&bytes).or_raise(), style).or_raise();
     }
     let palette = style.palette();
     if bytes.iter().all(|&l| palette[l as usize][3] == 0) {

@@ -1,0 +1,115 @@
+-- Heat pyramids: activities filtered and drawn as lines, 2x2 sums, seamless normalisation,
+-- tiles beyond the base zoom, incremental refresh, failure safety, errors.
+SET client_min_messages = warning;
+SET search_path = vasttile, public;
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN EXECUTE q; RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;
+
+-- 3,000 synthetic activities in a 3 km town.
+CREATE TABLE acts AS SELECT * FROM synthetic_activities(3000, 3, -0.1, 51.5, 3000);
+ALTER TABLE acts ADD PRIMARY KEY (id);
+SELECT kind, is_virtual, count(*), min(array_length(path, 1)) AS points FROM acts GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT count(*) FILTER (WHERE is_private) AS private FROM acts;
+
+SELECT r->'rows' AS rows, r->'drawn' AS drawn, r->'left_out' AS left_out, r->'tiles' AS tiles, r->'base_tiles' AS base_tiles
+FROM create_heat_pyramid('acts', 'acts', '{"geometry": "activities", "base_zoom": 15}') r;
+
+-- The filters left out every virtual and private activity, and cars labelled as rides.
+SELECT count(*) FILTER (WHERE activity_path(id, path, times, kind, is_virtual, is_private) IS NULL) AS left_out,
+       count(*) FILTER (WHERE (is_virtual OR is_private)) AS flagged
+FROM acts;
+-- Each filter can be turned off.
+SELECT count(*) FILTER (WHERE p IS NULL) AS left_out, sum(array_length(p, 1)) = sum(array_length(path, 1)) AS every_point
+FROM acts, activity_path(id, path, times, kind, is_virtual, is_private,
+  '{"exclude_flagged": false, "speed_limits": false, "stops": false, "offset_m": 0}') p;
+
+-- Before normalisation every tile is the sum of its four children, pixel by pixel.
+WITH parents AS (
+  SELECT c.z - 1 AS z, c.x / 2 AS x, c.y / 2 AS y, heat_merge(heat_grid_parent(c.counts)) AS sum
+  FROM heat_pyramid_tiles c WHERE c.pyramid = 'acts' AND c.z > 0 GROUP BY 1, 2, 3)
+SELECT count(*) AS parents, count(*) FILTER (WHERE p.counts::bytea IS DISTINCT FROM s.sum::bytea) AS differing
+FROM heat_pyramid_tiles p JOIN parents s USING (z, x, y) WHERE p.pyramid = 'acts';
+SELECT count(DISTINCT total) AS distinct_totals, count(DISTINCT z) AS zooms
+FROM (SELECT p.z, sum(s.total) AS total FROM heat_pyramid_tiles p, heat_stats(p.counts) s WHERE p.pyramid = 'acts' GROUP BY p.z) t;
+
+-- Seams: across tile edges, levels differ no more than between neighbouring pixels inside
+-- tiles (all lit pairs: within 2%; equal heat, where only the normalisation can differ:
+-- within 1/100 of a level).
+SELECT z, compared_with, edge_pairs > 1000 AS enough_pairs,
+       CASE WHEN compared_with = 'equal heat' THEN edge_mean <= inner_mean + 0.01
+            ELSE edge_mean <= 1.02 * inner_mean END AS no_seam
+FROM generate_series(14, 15) z, heat_pyramid_seams('acts', z) ORDER BY z, compared_with;
+
+-- Tiles up to the base zoom come from stored levels; beyond it they are drawn on the fly and
+-- equal the same rows drawn by hand.
+SELECT z, (png_info(heat_pyramid_tile('acts', z, vcs_tile(lon_to_vcs(-0.1), z), vcs_tile(lat_to_vcs(51.5), z)))).visible_pixels > 0 AS lit
+FROM generate_series(10, 16, 2) z;
+WITH t AS (SELECT 17 AS z, vcs_tile(lon_to_vcs(-0.1), 17) AS x, vcs_tile(lat_to_vcs(51.5), 17) AS y)
+SELECT png_diff(heat_pyramid_tile('acts', t.z, t.x, t.y),
+                (SELECT heat_render(heat_grid_paths(activity_path(id, path, times, kind, is_virtual, is_private), t.z, t.x, t.y)) FROM acts)
+       ) AS differing_pixels
+FROM t;
+-- Restyled at request time; linear normalisation shades the stored counts.
+SELECT (png_info(heat_pyramid_tile('acts', 14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14), '{"colormap": "viridis", "normalize": "linear"}'))).visible_pixels > 0 AS restyled;
+
+-- Incremental refresh: changes are logged, then redrawn into the tiles they touch; the result
+-- equals a pyramid built from scratch.
+INSERT INTO acts SELECT id + 10000, kind, is_virtual, is_private, path, times FROM synthetic_activities(60, 4, -0.09, 51.505, 400);
+DELETE FROM acts WHERE id % 100 = 7;
+UPDATE acts SET kind = 'walk' WHERE id % 100 = 9;
+SELECT sign, count(*) FROM heat_pyramid_log WHERE pyramid = 'acts' GROUP BY sign ORDER BY sign;
+SELECT r->'refresh' AS refresh, r->'rows' AS rows, (r->>'tiles_renormalised')::int > 0 AS renormalised FROM heat_pyramid_refresh('acts') r;
+SELECT (create_heat_pyramid('fresh', 'acts', '{"geometry": "activities", "base_zoom": 15}'))->'rows' AS rows;
+CREATE FUNCTION pg_temp.differing(a text, b text) RETURNS bigint LANGUAGE sql AS $$
+  SELECT count(*) FROM (SELECT * FROM heat_pyramid_tiles WHERE pyramid = a) p
+  FULL JOIN (SELECT * FROM heat_pyramid_tiles WHERE pyramid = b) q USING (z, x, y)
+  WHERE p.counts::bytea IS DISTINCT FROM q.counts::bytea OR p.levels IS DISTINCT FROM q.levels $$;
+SELECT pg_temp.differing('acts', 'fresh') AS differing_tiles;
+
+-- A build or refresh that fails (here: a statement timeout) leaves the last good pyramid and
+-- the log as they were.
+INSERT INTO acts SELECT id + 20000, kind, is_virtual, is_private, path, times FROM synthetic_activities(30, 5, -0.1, 51.5, 3000);
+SELECT count(*) AS logged FROM heat_pyramid_log WHERE pyramid = 'acts';
+SET statement_timeout = '30ms';
+SELECT heat_pyramid_build('acts');
+SELECT heat_pyramid_refresh('acts');
+RESET statement_timeout;
+SELECT count(*) AS logged FROM heat_pyramid_log WHERE pyramid = 'acts';
+SELECT pg_temp.differing('acts', 'fresh') AS differing_tiles;
+SELECT r->'refresh' AS refresh FROM heat_pyramid_refresh('acts') r;
+SELECT pg_temp.differing('acts', 'fresh') > 0 AS changed;
+-- TRUNCATE asks for a full rebuild.
+SELECT drop_heat_pyramid('fresh');
+TRUNCATE acts;
+SELECT r->'refresh' AS refresh, r->'tiles' AS tiles FROM heat_pyramid_refresh('acts') r;
+
+-- A points pyramid: heat_tile over the same table then serves from it.
+CREATE TABLE pts AS SELECT k AS vcs_key FROM synthetic_activities(300, 8, -0.1, 51.5, 2000) a, unnest(a.path) k;
+CREATE INDEX ON pts (vcs_key);
+CREATE TEMP TABLE before AS
+  SELECT heat_tile('pts', 14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14)) AS png;
+SELECT r->'rows' AS rows FROM create_heat_pyramid('pts', 'pts', '{"base_zoom": 14}') r;
+SELECT png_diff(heat_tile('pts', 14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14)),
+                heat_pyramid_tile('pts', 14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14))) AS vs_pyramid,
+       png_diff((SELECT png FROM before),
+                heat_pyramid_tile('pts', 14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14))) > 0 AS normalised_differently;
+SELECT create_pyramid_layer('pts_heat', 'pts', '{"colormap": "inferno"}');
+SELECT pts_heat(14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14)) =
+       heat_pyramid_tile('pts', 14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14), '{"colormap": "inferno"}') AS layer_serves;
+SELECT count(*) AS tiles FROM path_tiles(ARRAY[lonlat_to_key(-0.2, 51.5), lonlat_to_key(-0.1, 51.5)], 12);
+
+-- Bad input.
+SELECT pg_temp.err($q$SELECT heat_pyramid_tile('nope', 1, 0, 0)$q$);
+SELECT pg_temp.err($q$SELECT heat_pyramid_refresh('nope')$q$);
+SELECT pg_temp.err($q$SELECT create_heat_pyramid('bad', 'acts', '{"geometry": "lines"}')$q$);
+SELECT pg_temp.err($q$SELECT create_heat_pyramid('bad', 'acts', '{"base_zoom": 30}')$q$);
+SELECT pg_temp.err($q$SELECT create_heat_pyramid('bad', 'acts', '{"geometry": "paths", "column": "nope"}')$q$);
+SELECT pg_temp.err($q$SELECT create_heat_pyramid('bad', 'acts', '{"geometry": "activities", "filters": {"stops": 3}}')$q$);
+SELECT pg_temp.err($q$SELECT heat_pyramid_tile('pts', 1, 5, 0)$q$);
+SELECT pg_temp.err($q$SELECT heat_pyramid_tile('pts', 1, 0, 0, '{"colormap": "nope"}')$q$);
+SELECT pg_temp.err($q$SELECT activity_path(1, ARRAY[1, 2]::int8[], ARRAY[0.0]::float8[], 'run')$q$);
+SELECT pg_temp.err($q$SELECT activity_path(1, ARRAY[1, 2]::int8[], ARRAY[5.0, 1.0]::float8[], 'run')$q$);
+SELECT pg_temp.err($q$SELECT heat_grid_parent(heat_grid(0::int8, 0, 0, 0))$q$);
+SELECT pg_temp.err($q$SELECT * FROM synthetic_activities(-1)$q$);
+SELECT count(*) AS pyramids FROM heat_pyramids;
