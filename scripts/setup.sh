@@ -18,6 +18,8 @@ log "loading ZIP codes and earthquakes"
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/zipcodes/load.sql
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/earthquakes/load.sql
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/london/load.sql
+log "loading 100,000 synthetic activities and building their heat pyramid (z0-z16)"
+psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/activities/load.sql
 log "loading US counties and unemployment"
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/counties/load.sql >/dev/null
 
@@ -50,6 +52,17 @@ choropleth counties-unemployment-z3-east 3 2 3
 choropleth counties-unemployment-z5 5 8 12
 choropleth counties-unemployment-z8 8 64 96
 render tube-lines-z10-london@2x "SELECT vasttile.heat_render(vasttile.heat_grid_paths(path, 10, 511, 340, 1.0, 512), '{\"normalize\": \"linear\", \"colormap\": \"hot\", \"max\": 4}') FROM tube_lines"
+pyramid() { # name pyramid z x y [style]
+  local style="${6:-}"
+  [ -n "$style" ] || style='{}'
+  render "$1" "SELECT vasttile.heat_pyramid_tile('$2', $3, $4, $5, '$style')"
+}
+pyramid activities-z12-london activities 12 2046 1362
+pyramid activities-z14-london activities 14 8187 5448
+pyramid activities-z14-london-viridis activities 14 8187 5448 '{"colormap": "viridis"}'
+pyramid activities-z16-london activities 16 32749 21794
+pyramid activities-z17-london-on-the-fly activities 17 65499 43589
+pyramid tube-z11-london-pyramid tube 11 1023 681
 render access-zip-z11-new-york "SELECT vasttile.access_tile('zipcodes', 11, 603, 769, '{\"radius_km\": 2}')"
 
 cat <<DONE

@@ -455,7 +455,8 @@ fn tile_args<'a>(name: &'a str, t: Tile) -> [pgrx::datum::DatumWithOid<'a>; 4] {
 
 fn read_counts(p: &Pyramid, t: Tile) -> Option<HeatGrid> {
     Spi::get_one_with_args::<Vec<u8>>(
-        "SELECT counts::bytea FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+        "SELECT (SELECT counts::bytea FROM vasttile.heat_pyramid_tiles \
+         WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4)",
         &tile_args(&p.name, t),
     )
     .or_spi_error("reading pyramid counts")
@@ -821,7 +822,8 @@ fn heat_pyramid_refresh(name: &str) -> pgrx::JsonB {
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn drop_heat_pyramid(name: &str) -> bool {
     let source = Spi::get_one_with_args::<String>(
-        "DELETE FROM vasttile.heat_pyramids WHERE name = $1 RETURNING source::text",
+        "WITH gone AS (DELETE FROM vasttile.heat_pyramids WHERE name = $1 RETURNING source::text AS source) \
+         SELECT (SELECT source FROM gone)",
         &[name.into()],
     )
     .or_spi_error("drop_heat_pyramid");

@@ -56,6 +56,8 @@ SELECT (png_info(heat_pyramid_tile('acts', 14, vcs_tile(lon_to_vcs(-0.1), 14), v
 -- Incremental refresh: changes are logged, then redrawn into the tiles they touch; the result
 -- equals a pyramid built from scratch.
 INSERT INTO acts SELECT id + 10000, kind, is_virtual, is_private, path, times FROM synthetic_activities(60, 4, -0.09, 51.505, 400);
+-- (and some where there were no tiles before)
+INSERT INTO acts SELECT id + 11000, kind, is_virtual, is_private, path, times FROM synthetic_activities(20, 6, -0.3, 51.45, 300);
 DELETE FROM acts WHERE id % 100 = 7;
 UPDATE acts SET kind = 'walk' WHERE id % 100 = 9;
 SELECT sign, count(*) FROM heat_pyramid_log WHERE pyramid = 'acts' GROUP BY sign ORDER BY sign;
