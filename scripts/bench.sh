@@ -2,6 +2,7 @@
 # Benchmarks (not timed tests): each hot path beside its peer in the same run, medians and ratios.
 #   benches/points.sql  point tiles from the ZIP codes, z0..z10, beside count(*) and SQL DISTINCT
 #   benches/heat.py     heat and accessibility beside count(*), datashader, PostGIS and Numba
+#   benches/pyramid.py  heat pyramid of 100k activities: build, line pixels/s beside datashader, tile p50/p99
 # Installs the peers it needs (PostGIS from Debian; datashader, numba from PyPI into a venv) and
 # does the set-up of scripts/setup.sh if it has not run.
 source "$(dirname "$0")/lib.sh"
@@ -20,4 +21,5 @@ fi
 psql_db vasttile_demo -f benches/points.sql
 ensure_database vasttile_bench
 PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/heat.py
+PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/pyramid.py
 psql_db vasttile_demo -f benches/choropleth.sql

@@ -62,7 +62,7 @@ pyramid activities-z14-london activities 14 8187 5448
 pyramid activities-z14-london-viridis activities 14 8187 5448 '{"colormap": "viridis"}'
 pyramid activities-z16-london activities 16 32749 21794
 pyramid activities-z17-london-on-the-fly activities 17 65499 43589
-pyramid tube-z11-london-pyramid tube 11 1023 681
+pyramid tube-z14-london-pyramid tube 14 8187 5448 '{"colormap": "hot"}'
 render access-zip-z11-new-york "SELECT vasttile.access_tile('zipcodes', 11, 603, 769, '{\"radius_km\": 2}')"
 
 cat <<DONE
