@@ -30,6 +30,20 @@ pub fn draw_segments(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) ->
     let shift = grid.pixel_shift();
     let side = grid.side() as i64;
     let (ox, oy) = grid.tile.origin_px(grid.size);
+    raster_segments(points, shift, (ox, oy), side, |x, y| {
+        grid.add_tile_pixel(x, y, weight)
+    })
+}
+
+/// The pixels of `draw_segments` handed to `plot` (column, row inside the tile).
+#[inline]
+pub fn raster_segments(
+    points: &[(u32, u32)],
+    shift: u32,
+    (ox, oy): (i64, i64),
+    side: i64,
+    mut plot: impl FnMut(u32, u32),
+) -> u64 {
     let px = |&(x, y): &(u32, u32)| ((x >> shift) as i64 - ox, (y >> shift) as i64 - oy);
     let inside = |x: i64, y: i64| x >= 0 && y >= 0 && x < side && y < side;
     let mut drawn = 0u64;
@@ -66,28 +80,28 @@ pub fn draw_segments(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) ->
         // minor(k) = b0 + sb * floor((2 k m + n) / (2 n)), kept incrementally as quotient and rest.
         let two_n = 2 * n;
         let num = 2 * k_start * m + n;
-        let (mut q, mut rest) = (num / two_n, num % two_n);
-        let mut a = a0 + sa * k_start;
+        let (q, mut rest) = (num / two_n, num % two_n);
+        let (mut a, mut b) = (a0 + sa * k_start, b0 + sb * q);
+        let step = 2 * m;
         for _ in k_start..=k_end {
             // The major coordinate is inside by the choice of k; only the minor can be out.
-            let b = b0 + sb * q;
             if (0..side).contains(&b) {
                 let (x, y) = if x_major { (a, b) } else { (b, a) };
-                grid.add_tile_pixel(x as u32, y as u32, weight);
+                plot(x as u32, y as u32);
                 drawn += 1;
             }
             a += sa;
-            rest += 2 * m;
-            if rest >= two_n {
-                rest -= two_n;
-                q += 1;
-            }
+            // Branch-free carry: for slopes between the axes it is taken at random.
+            rest += step;
+            let carry = rest >= two_n;
+            rest -= if carry { two_n } else { 0 };
+            b += if carry { sb } else { 0 };
         }
     }
     if let Some(last) = points.last() {
         let (x, y) = px(last);
         if inside(x, y) {
-            grid.add_tile_pixel(x as u32, y as u32, weight);
+            plot(x as u32, y as u32);
             drawn += 1;
         }
     }
