@@ -149,3 +149,48 @@ save_png() {
   local db="$1" sql="$2" file="$3"
   psql_db "$db" -tA -c "SELECT encode(($sql), 'base64')" | base64 -d >"$file"
 }
+
+# The tile server (pgrx-examples/tileserver): built with cargo, its page's npm packages
+# (MapLibre GL JS) installed from the registry, run in the background with a pid file.
+TILESERVER_DIR="$REPO/pgrx-examples/tileserver"
+HTTP_PORT="${VASTTILE_HTTP_PORT:-8787}"
+
+ensure_tileserver() {
+  log "building the tile server"
+  cargo build --release --quiet --manifest-path "$TILESERVER_DIR/Cargo.toml"
+  if [ ! -f "$TILESERVER_DIR/web/node_modules/maplibre-gl/dist/maplibre-gl.js" ] \
+     || [ ! -d "$TILESERVER_DIR/web/node_modules/puppeteer-core" ]; then
+    ensure_node
+    log "npm: MapLibre GL JS for the map page"
+    (cd "$TILESERVER_DIR/web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
+# start_tileserver NAME PORT DB: (re)start a server over database DB, wait until it answers.
+start_tileserver() {
+  local name="$1" port="$2" db="$3"
+  local pidfile="$STATE_DIR/$name.pid" logfile="$STATE_DIR/$name.log"
+  stop_tileserver "$name"
+  # (The server alone goes to the background, its output to the log: nothing holds our stdout.)
+  (cd "$TILESERVER_DIR"
+   nohup ./target/release/vasttile-tileserver --listen "127.0.0.1:$port" \
+      --database "host=$SOCKET_DIR port=$PG_PORT user=postgres dbname=$db" \
+      --web web --maplibre web/node_modules/maplibre-gl/dist </dev/null >"$logfile" 2>&1 &
+   echo $! >"$pidfile")
+  for _ in $(seq 1 50); do
+    if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  cat "$logfile" >&2
+  echo "the tile server did not start" >&2
+  return 1
+}
+
+stop_tileserver() {
+  local pidfile="$STATE_DIR/$1.pid"
+  if [ -f "$pidfile" ]; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+    sleep 0.3
+  fi
+}

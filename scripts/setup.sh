@@ -65,10 +65,18 @@ pyramid activities-z17-london-on-the-fly activities 17 65499 43589
 pyramid tube-z14-london-pyramid tube 14 8187 5448 '{"colormap": "hot"}'
 render access-zip-z11-new-york "SELECT vasttile.access_tile('zipcodes', 11, 603, 769, '{\"radius_km\": 2}')"
 
+log "publishing the layers and starting the tile server"
+psql_db vasttile_demo -q -f pgrx-examples/tileserver/layers.sql >/dev/null
+ensure_tileserver
+start_tileserver tileserver "$HTTP_PORT" vasttile_demo
+
 cat <<DONE
 
 vasttile is installed and PostgreSQL is running:
   psql -h $SOCKET_DIR -p $PG_PORT -U postgres vasttile_demo
   e.g.  SELECT vasttile.dot_tile('zipcodes', 4, 4, 6);
 Tiles are in $OUT_DIR/.
+The tile server is running (log: $STATE_DIR/tileserver.log; stop: kill \$(cat $STATE_DIR/tileserver.pid)):
+  map:    http://127.0.0.1:$HTTP_PORT/map/
+  layers: http://127.0.0.1:$HTTP_PORT/index.json
 DONE

@@ -4,6 +4,7 @@ pub mod access;
 pub mod aggregate;
 pub mod choropleth;
 pub mod heat;
+pub mod layers;
 pub mod png;
 pub mod points;
 pub mod pyramid;

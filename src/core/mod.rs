@@ -11,6 +11,7 @@ pub mod choropleth;
 pub mod dots;
 pub mod error;
 pub mod heat;
+pub mod legend;
 pub mod lines;
 pub mod parallel;
 pub mod png;

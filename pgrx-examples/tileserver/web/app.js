@@ -1,0 +1,88 @@
+// The vasttile demo map: every layer the tile server lists, one shown at a time, restyled by
+// query parameters (colormap, normalisation) that the layer functions take, with the legend the
+// extension draws for the same style. No network access beyond the tile server.
+"use strict";
+
+// Where each demo layer is worth looking at; other layers open on the whole world.
+const VIEWS = {
+  zip_dots: { center: [-96, 38], zoom: 3.5 },
+  zip_heat: { center: [-96, 38], zoom: 3.5 },
+  zip_access: { center: [-73.95, 40.72], zoom: 10.5 },
+  counties_unemployment: { center: [-96, 38], zoom: 3.5 },
+  activities_heat: { center: [-0.1, 51.5], zoom: 12 },
+  tube_heat: { center: [-0.12, 51.51], zoom: 11 },
+};
+const HEAT_KINDS = ["heat", "heat_pyramid", "access"];
+
+const params = new URLSearchParams(location.search);
+const status = document.getElementById("status");
+const map = new maplibregl.Map({
+  container: "map",
+  style: { version: 8, sources: {}, layers: [{ id: "bg", type: "background", paint: { "background-color": "#f4f4f0" } }] },
+  center: [0, 20],
+  zoom: 1,
+  attributionControl: false,
+});
+map.addControl(new maplibregl.NavigationControl(), "top-right");
+
+let layers = [];
+let current = null;
+
+function look() {
+  const q = new URLSearchParams();
+  if (HEAT_KINDS.includes(current.kind)) {
+    for (const id of ["colormap", "normalize"]) {
+      const v = document.getElementById(id).value;
+      if (v) q.set(id, v);
+    }
+  }
+  return q.toString();
+}
+
+function show() {
+  const q = look();
+  const retina = current.retina && window.devicePixelRatio > 1 ? "@2x" : "";
+  const url = `${location.origin}/${current.id}/{z}/{x}/{y}${retina}.png${q ? "?" + q : ""}`;
+  if (map.getLayer("tiles")) map.removeLayer("tiles");
+  if (map.getSource("tiles")) map.removeSource("tiles");
+  map.addSource("tiles", { type: "raster", tiles: [url], tileSize: 256, maxzoom: 22 });
+  map.addLayer({ id: "tiles", type: "raster", source: "tiles", paint: { "raster-fade-duration": 0 } });
+  document.getElementById("legend").src = `/legend/${current.id}${q ? "?" + q : ""}`;
+  document.getElementById("legend-title").textContent = `${current.id} (${current.kind || "layer"})`;
+  for (const id of ["colormap", "normalize"]) document.getElementById(id).disabled = !HEAT_KINDS.includes(current.kind);
+  const u = new URL(location.href);
+  u.searchParams.set("layer", current.id);
+  history.replaceState(null, "", u);
+}
+
+function select(id, fly) {
+  current = layers.find((l) => l.id === id) || layers[0];
+  document.querySelector(`input[value="${current.id}"]`).checked = true;
+  if (fly) map.jumpTo(VIEWS[current.id] || { center: [0, 20], zoom: 1 });
+  show();
+}
+
+fetch("/index.json")
+  .then((r) => r.json())
+  .then((list) => {
+    layers = list;
+    const box = document.getElementById("layers");
+    for (const l of layers) {
+      const label = document.createElement("label");
+      label.innerHTML = `<input type="radio" name="layer" value="${l.id}"> ${l.id} <span class="hint">${l.kind || ""}</span>`;
+      label.querySelector("input").addEventListener("change", () => select(l.id, true));
+      box.appendChild(label);
+    }
+    for (const id of ["colormap", "normalize"]) {
+      if (params.get(id)) document.getElementById(id).value = params.get(id);
+      document.getElementById(id).addEventListener("change", show);
+    }
+    const start = () => select(params.get("layer") || layers[0].id, true);
+    if (map.loaded()) start(); else map.once("load", start);
+  })
+  .catch((e) => { status.textContent = `cannot list layers: ${e}`; });
+
+// For the headless-browser test: true once the map has drawn every tile it asked for.
+window.vasttileIdle = false;
+map.on("dataloading", () => { window.vasttileIdle = false; });
+map.on("idle", () => { window.vasttileIdle = !!current; status.textContent = current ? `${current.id}: all tiles loaded` : ""; });

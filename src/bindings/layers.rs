@@ -1,0 +1,152 @@
+//! SQL family: layers for tile servers and their legends.
+//!
+//! A layer is a function `schema.name(z int, x int, y int, query_params json DEFAULT '{}')
+//! RETURNS bytea` whose comment is JSON naming `image/png`, the form pg_tileserv and Martin
+//! discover; the request's query parameters restyle the tile. `create_heat_layer`,
+//! `create_choropleth_layer` and `create_pyramid_layer` live with their families; point and
+//! accessibility layers are here, with `legend`, which draws the colours a layer's style paints.
+
+use super::{quoted_relation_name, OrRaise};
+use crate::core::choropleth::{self, ChoroplethStyle};
+use crate::core::dots::DotStyle;
+use crate::core::error::CoreError;
+use crate::core::legend::{choropleth_legend, heat_legend, swatch_legend};
+use crate::core::shade::HeatStyle;
+use crate::core::style::StyleReader;
+use pgrx::prelude::*;
+use pgrx::spi;
+use serde_json::{json, Value};
+
+/// The comment's `vasttile.kind` of each layer function, and what `legend` takes.
+const KINDS: [&str; 5] = ["heat", "heat_pyramid", "access", "choropleth", "dots"];
+
+/// Publish `schema.name(z, x, y, query_params)` calling `tile_sql` (with `$STYLE` replaced by the
+/// layer's style merged with the request's parameters).
+fn publish(
+    name: &str,
+    schema: &str,
+    kind: &str,
+    tile_sql: &str,
+    style: &Value,
+    description: String,
+) -> String {
+    let function = spi::quote_qualified_identifier(schema, name);
+    let merged = format!(
+        "{}::jsonb || coalesce(query_params::jsonb, '{{}}')",
+        spi::quote_literal(style.to_string())
+    );
+    let body = format!("SELECT {}", tile_sql.replace("$STYLE", &merged));
+    let comment = json!({
+        "content_type": "image/png",
+        "description": description,
+        "vasttile": {"kind": kind, "style": style},
+    });
+    super::publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
+    function
+}
+
+/// Publish a point layer: `dot_tile` over `tbl` with `style` and the request's parameters.
+#[pg_extern(volatile, parallel_unsafe)]
+fn create_dot_layer(
+    name: &str,
+    tbl: pgrx::PgRelation,
+    style: default!(pgrx::JsonB, "'{}'"),
+    key_column: default!(&str, "'vcs_key'"),
+    schema: default!(&str, "'public'"),
+) -> String {
+    DotStyle::from_json(&style.0).or_raise();
+    let table = quoted_relation_name(&tbl);
+    let sql = format!(
+        "vasttile.dot_tile({}::regclass, z, x, y, $STYLE, {})",
+        spi::quote_literal(&table),
+        spi::quote_literal(key_column)
+    );
+    publish(
+        name,
+        schema,
+        "dots",
+        &sql,
+        &style.0,
+        format!("vasttile point layer over {table}"),
+    )
+}
+
+/// Publish an accessibility layer: `access_tile` over `tbl` (points of interest).
+#[pg_extern(volatile, parallel_unsafe)]
+fn create_access_layer(
+    name: &str,
+    tbl: pgrx::PgRelation,
+    style: default!(pgrx::JsonB, "'{}'"),
+    key_column: default!(&str, "'vcs_key'"),
+    schema: default!(&str, "'public'"),
+) -> String {
+    let mut reader = StyleReader::new(&style.0).or_raise();
+    reader.tile_size("size").or_raise();
+    reader.optional_number("radius_km", 0.0, 100.0).or_raise();
+    HeatStyle::read(&mut reader, HeatStyle::accessibility_defaults()).or_raise();
+    let mut known = HeatStyle::KEYS.to_vec();
+    known.extend(["size", "radius_km"]);
+    reader.finish(&known).or_raise();
+    let table = quoted_relation_name(&tbl);
+    let sql = format!(
+        "vasttile.access_tile({}::regclass, z, x, y, $STYLE, {})",
+        spi::quote_literal(&table),
+        spi::quote_literal(key_column)
+    );
+    publish(
+        name,
+        schema,
+        "access",
+        &sql,
+        &style.0,
+        format!("vasttile accessibility layer over {table}"),
+    )
+}
+
+/// Only the keys a style family knows (a layer's style also holds keys such as `size`).
+fn keep(style: &Value, keys: &[&str]) -> Value {
+    match style {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| keys.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A legend for a layer kind and style: a `width` x `height` PNG bar of the colours its tiles
+/// use, from no heat (left) to the most (right) for heat, one swatch per class for choropleths.
+#[pg_extern(immutable, parallel_safe)]
+fn legend(
+    kind: &str,
+    style: default!(pgrx::JsonB, "'{}'"),
+    width: default!(i32, 256),
+    height: default!(i32, 12),
+) -> Vec<u8> {
+    let png = match kind {
+        "heat" | "heat_pyramid" | "access" => {
+            let defaults = if kind == "access" {
+                HeatStyle::accessibility_defaults()
+            } else {
+                HeatStyle::heat_defaults()
+            };
+            let s = HeatStyle::from_json(&keep(&style.0, &HeatStyle::KEYS), defaults).or_raise();
+            heat_legend(&s, width, height)
+        }
+        "choropleth" => {
+            let s = ChoroplethStyle::from_json(&keep(&style.0, &choropleth::KEYS)).or_raise();
+            choropleth_legend(&s, width, height)
+        }
+        "dots" => {
+            let s = DotStyle::from_json(&keep(&style.0, &DotStyle::KEYS)).or_raise();
+            swatch_legend(s.color, width, height)
+        }
+        other => Err(CoreError::out_of_range(
+            "layer kind",
+            format!("must be one of {}, got \"{other}\"", KINDS.join(", ")),
+        )),
+    };
+    png.or_raise()
+}
