@@ -5,7 +5,9 @@
 #      of the SQL bindings, in a throwaway cluster run by the `postgres` OS user;
 #   3. golden SQL output with pg_regress (tests/pg_regress) against the local cluster, with the
 #      release build installed and the ZIP codes loaded;
-#   4. every ```sql example of README.md, run in a fresh database.
+#   4. every ```sql example of README.md, run in a fresh database;
+#   5. the demo of setup.sh and its tile server: HTTP, headless Chromium on the map page, a 30 s
+#      load run and Martin on the same layers (scripts/test_tileserver.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
@@ -18,6 +20,10 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --features "pg$PG_MAJOR pg_test" --no-default-features -- -D warnings
+log "tile server: fmt, clippy, unit tests"
+cargo fmt --manifest-path pgrx-examples/tileserver/Cargo.toml -- --check
+cargo clippy --manifest-path pgrx-examples/tileserver/Cargo.toml --all-targets -- -D warnings
+cargo test --manifest-path pgrx-examples/tileserver/Cargo.toml --quiet
 
 log "cargo pgrx test (core #[test] and bindings #[pg_test])"
 $SUDO install -d -o "$PG_OS_USER" -m 700 "$STATE_DIR/pgrx-test"
@@ -52,5 +58,9 @@ log "README examples"
 # Every ```sql block of the README, in order, in a fresh database: they must run without error.
 psql_db postgres -c "DROP DATABASE IF EXISTS vasttile_readme" -c "CREATE DATABASE vasttile_readme"
 awk '/^```sql/ {on = 1; next} /^```/ {on = 0} on' README.md | psql_db vasttile_readme -o /dev/null -f -
+
+log "the demo (setup.sh) and its tile server"
+"$REPO/scripts/setup.sh" >/dev/null
+"$REPO/scripts/test_tileserver.sh"
 
 log "all tests passed"

@@ -31,7 +31,10 @@ impl Layer {
 
     /// Whether 512-px tiles can be asked for (`size` in the query parameters).
     pub fn retina(&self) -> bool {
-        matches!(self.kind.as_deref(), Some("heat" | "access" | "choropleth" | "dots"))
+        matches!(
+            self.kind.as_deref(),
+            Some("heat" | "access" | "choropleth" | "dots")
+        )
     }
 }
 
@@ -59,7 +62,9 @@ pub fn layers_from_rows(rows: Vec<(String, String, String)>) -> BTreeMap<String,
     }
     let mut out = BTreeMap::new();
     for (schema, function, comment) in rows {
-        let Ok(meta) = serde_json::from_str::<Value>(&comment) else { continue };
+        let Ok(meta) = serde_json::from_str::<Value>(&comment) else {
+            continue;
+        };
         if meta.get("content_type").and_then(Value::as_str) != Some("image/png") {
             continue;
         }
@@ -76,9 +81,16 @@ pub fn layers_from_rows(rows: Vec<(String, String, String)>) -> BTreeMap<String,
                 id,
                 schema,
                 function,
-                description: meta.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
+                description: meta
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 kind,
-                style: vt.get("style").cloned().unwrap_or(Value::Object(Default::default())),
+                style: vt
+                    .get("style")
+                    .cloned()
+                    .unwrap_or(Value::Object(Default::default())),
             },
         );
     }
@@ -98,8 +110,14 @@ mod tests {
             ("public".into(), "plain".into(), "not json".into()),
         ];
         let layers = layers_from_rows(rows);
-        assert_eq!(layers.keys().collect::<Vec<_>>(), vec!["other.heat", "public.heat"]);
+        assert_eq!(
+            layers.keys().collect::<Vec<_>>(),
+            vec!["other.heat", "public.heat"]
+        );
         assert_eq!(layers["public.heat"].kind.as_deref(), Some("heat"));
-        assert_eq!(layers["public.heat"].tile_sql(), "SELECT \"public\".\"heat\"($1, $2, $3, $4::json)");
+        assert_eq!(
+            layers["public.heat"].tile_sql(),
+            "SELECT \"public\".\"heat\"($1, $2, $3, $4::json)"
+        );
     }
 }

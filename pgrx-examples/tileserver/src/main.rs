@@ -54,16 +54,25 @@ impl Config {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
         while i < args.len() {
-            let value = args.get(i + 1).cloned().unwrap_or_else(|| usage(&format!("{} needs a value", args[i])));
+            let value = args
+                .get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| usage(&format!("{} needs a value", args[i])));
             match args[i].as_str() {
                 "--listen" => c.listen = value,
                 "--database" => c.database = value,
                 "--web" => c.web_dir = value,
                 "--maplibre" => c.maplibre_dir = value,
                 "--cache-control" => c.cache_control = value,
-                "--concurrency" => c.concurrency = value.parse().unwrap_or_else(|_| usage("--concurrency takes a number")),
+                "--concurrency" => {
+                    c.concurrency = value
+                        .parse()
+                        .unwrap_or_else(|_| usage("--concurrency takes a number"))
+                }
                 "--statement-timeout-ms" => {
-                    c.statement_timeout_ms = value.parse().unwrap_or_else(|_| usage("--statement-timeout-ms takes a number"))
+                    c.statement_timeout_ms = value
+                        .parse()
+                        .unwrap_or_else(|_| usage("--statement-timeout-ms takes a number"))
                 }
                 other => usage(&format!("unknown option {other}")),
             }
@@ -95,13 +104,24 @@ type Shared = Arc<AppState>;
 #[tokio::main]
 async fn main() {
     let cfg = Config::from_args();
-    let mut pg: tokio_postgres::Config = cfg.database.parse().unwrap_or_else(|e| usage(&format!("--database: {e}")));
+    let mut pg: tokio_postgres::Config = cfg
+        .database
+        .parse()
+        .unwrap_or_else(|e| usage(&format!("--database: {e}")));
     pg.application_name("vasttile-tileserver");
     pg.options(format!("-c statement_timeout={}", cfg.statement_timeout_ms));
-    let manager = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        pg,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     let pool = Pool::builder(manager)
         .max_size(cfg.concurrency)
-        .wait_timeout(Some(Duration::from_millis(cfg.statement_timeout_ms + 5_000)))
+        .wait_timeout(Some(Duration::from_millis(
+            cfg.statement_timeout_ms + 5_000,
+        )))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .expect("pool configuration is valid");
@@ -109,7 +129,8 @@ async fn main() {
         pool,
         layers: RwLock::new(Arc::new(BTreeMap::new())),
         tiles: Semaphore::new(cfg.concurrency),
-        cache_control: HeaderValue::from_str(&cfg.cache_control).unwrap_or_else(|_| usage("--cache-control is not a header value")),
+        cache_control: HeaderValue::from_str(&cfg.cache_control)
+            .unwrap_or_else(|_| usage("--cache-control is not a header value")),
         statement_timeout_ms: cfg.statement_timeout_ms,
     });
     if let Err(e) = refresh_layers(&state).await {
@@ -132,7 +153,10 @@ async fn main() {
         .await
         .unwrap_or_else(|e| usage(&format!("cannot listen on {}: {e}", cfg.listen)));
     let layers = state.layers.read().expect("not poisoned").len();
-    println!("vasttile-tileserver: {layers} layers at http://{}/index.json, map at http://{}/map/", cfg.listen, cfg.listen);
+    println!(
+        "vasttile-tileserver: {layers} layers at http://{}/index.json, map at http://{}/map/",
+        cfg.listen, cfg.listen
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -143,8 +167,14 @@ async fn main() {
 
 async fn refresh_layers(state: &AppState) -> Result<(), String> {
     let client = state.pool.get().await.map_err(|e| e.to_string())?;
-    let rows = client.query(DISCOVERY_SQL, &[]).await.map_err(|e| e.to_string())?;
-    let rows = rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let rows = client
+        .query(DISCOVERY_SQL, &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows = rows
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     *state.layers.write().expect("not poisoned") = Arc::new(layers_from_rows(rows));
     Ok(())
 }
@@ -158,7 +188,10 @@ async fn find_layer(state: &AppState, id: &str) -> Result<Layer, Response> {
     }
     refresh_layers(state).await.map_err(|e| {
         eprintln!("layer discovery failed: {e}");
-        error(StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable")
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is not reachable",
+        )
     })?;
     let found = state.layers.read().expect("not poisoned").get(id).cloned();
     found.ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no layer named \"{id}\"")))
@@ -169,14 +202,20 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
     format!("http://{host}")
 }
 
 async fn index(State(state): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(e) = refresh_layers(&state).await {
         eprintln!("layer discovery failed: {e}");
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is not reachable",
+        );
     }
     let base = base_url(&headers);
     let layers = state.layers.read().expect("not poisoned").clone();
@@ -195,7 +234,11 @@ async fn index(State(state): State<Shared>, headers: HeaderMap) -> Response {
     Json(Value::Array(list)).into_response()
 }
 
-async fn tilejson(State(state): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn tilejson(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let id = id.strip_suffix(".json").unwrap_or(&id).to_string();
     let layer = match find_layer(&state, &id).await {
         Ok(l) => l,
@@ -241,7 +284,10 @@ fn parse_tile(z: &str, x: &str, y: &str) -> Result<(i32, i32, i32, bool), String
     } else {
         (y.strip_suffix(".png").unwrap_or(y), false)
     };
-    let num = |what: &str, v: &str| v.parse::<i32>().map_err(|_| format!("{what} must be an integer, got \"{v}\""));
+    let num = |what: &str, v: &str| {
+        v.parse::<i32>()
+            .map_err(|_| format!("{what} must be an integer, got \"{v}\""))
+    };
     let (z, x, y) = (num("z", z)?, num("x", x)?, num("y", y)?);
     let max_z = if retina { 22 } else { 23 };
     if !(0..=max_z).contains(&z) {
@@ -250,7 +296,10 @@ fn parse_tile(z: &str, x: &str, y: &str) -> Result<(i32, i32, i32, bool), String
     let n = 1i64 << z;
     for (what, v) in [("x", x), ("y", y)] {
         if !(0..n).contains(&(v as i64)) {
-            return Err(format!("{what} must be between 0 and {} at zoom {z}, got {v}", n - 1));
+            return Err(format!(
+                "{what} must be between 0 and {} at zoom {z}, got {v}",
+                n - 1
+            ));
         }
     }
     Ok((z, x, y, retina))
@@ -261,7 +310,10 @@ fn parse_tile(z: &str, x: &str, y: &str) -> Result<(i32, i32, i32, bool), String
 fn db_error(e: &tokio_postgres::Error, statement_timeout_ms: u64) -> Response {
     let Some(db) = e.as_db_error() else {
         eprintln!("database error: {e}");
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is not reachable",
+        );
     };
     let code = db.code().code();
     if code.starts_with("22") {
@@ -274,7 +326,10 @@ fn db_error(e: &tokio_postgres::Error, statement_timeout_ms: u64) -> Response {
         );
     }
     eprintln!("database error {code}: {}", db.message());
-    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error drawing the tile")
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error drawing the tile",
+    )
 }
 
 fn png_response(state: &AppState, png: Vec<u8>, headers: &HeaderMap) -> Response {
@@ -289,7 +344,10 @@ fn png_response(state: &AppState, png: Vec<u8>, headers: &HeaderMap) -> Response
         ([(header::CONTENT_TYPE, "image/png")], Body::from(png)).into_response()
     };
     let h = response.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a header value"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex is a header value"),
+    );
     h.insert(header::CACHE_CONTROL, state.cache_control.clone());
     response
 }
@@ -311,7 +369,10 @@ async fn tile(
     let mut params = params_json(&query);
     if retina {
         if !layer.retina() {
-            return error(StatusCode::NOT_FOUND, &format!("layer \"{id}\" has no 512-px (@2x) tiles"));
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("layer \"{id}\" has no 512-px (@2x) tiles"),
+            );
         }
         params.insert("size".into(), json!(512));
     }
@@ -322,7 +383,10 @@ async fn tile(
         Ok(c) => c,
         Err(e) => {
             eprintln!("no database connection: {e}");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "no database connection available");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no database connection available",
+            );
         }
     };
     let statement = match client.prepare_cached(&layer.tile_sql()).await {
@@ -347,10 +411,18 @@ async fn tile(
 }
 
 /// A transparent tile for empty ones: MapLibre then has an image for every tile it asked for.
-async fn empty_png(client: &deadpool_postgres::Client, retina: bool) -> Result<Vec<u8>, tokio_postgres::Error> {
-    let statement = client.prepare_cached("SELECT vasttile.empty_tile($1)").await?;
+async fn empty_png(
+    client: &deadpool_postgres::Client,
+    retina: bool,
+) -> Result<Vec<u8>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("SELECT vasttile.empty_tile($1)")
+        .await?;
     let size: i32 = if retina { 512 } else { 256 };
-    client.query_one(&statement, &[&size]).await.map(|r| r.get(0))
+    client
+        .query_one(&statement, &[&size])
+        .await
+        .map(|r| r.get(0))
 }
 
 async fn legend(
@@ -364,11 +436,17 @@ async fn legend(
         Err(r) => return r,
     };
     let Some(kind) = layer.kind.clone() else {
-        return error(StatusCode::NOT_FOUND, &format!("layer \"{id}\" has no legend (not a vasttile layer)"));
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("layer \"{id}\" has no legend (not a vasttile layer)"),
+        );
     };
     let mut params = params_json(&query);
     let size = |k: &str, default: i32, params: &mut Map<String, Value>| -> i32 {
-        params.remove(k).and_then(|v| v.as_f64()).map_or(default, |v| v as i32)
+        params
+            .remove(k)
+            .and_then(|v| v.as_f64())
+            .map_or(default, |v| v as i32)
     };
     let width = size("width", 256, &mut params);
     let height = size("height", 12, &mut params);
@@ -376,11 +454,19 @@ async fn legend(
     style.extend(params);
     let client = match state.pool.get().await {
         Ok(c) => c,
-        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "no database connection available"),
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no database connection available",
+            )
+        }
     };
     let style = Value::Object(style);
     let result = client
-        .query_one("SELECT vasttile.legend($1, $2::jsonb, $3, $4)", &[&kind, &style, &width, &height])
+        .query_one(
+            "SELECT vasttile.legend($1, $2::jsonb, $3, $4)",
+            &[&kind, &style, &width, &height],
+        )
         .await;
     match result {
         Ok(row) => png_response(&state, row.get(0), &headers),
@@ -397,10 +483,14 @@ mod tests {
         assert_eq!(parse_tile("3", "2", "5.png"), Ok((3, 2, 5, false)));
         assert_eq!(parse_tile("3", "2", "5@2x.png"), Ok((3, 2, 5, true)));
         assert_eq!(parse_tile("3", "2", "5"), Ok((3, 2, 5, false)));
-        assert!(parse_tile("3", "8", "5.png").unwrap_err().contains("x must be between 0 and 7"));
+        assert!(parse_tile("3", "8", "5.png")
+            .unwrap_err()
+            .contains("x must be between 0 and 7"));
         assert!(parse_tile("24", "0", "0").is_err());
         assert!(parse_tile("23", "0", "0@2x.png").is_err());
-        assert!(parse_tile("a", "0", "0").unwrap_err().contains("z must be an integer"));
+        assert!(parse_tile("a", "0", "0")
+            .unwrap_err()
+            .contains("z must be an integer"));
         assert!(parse_tile("1", "-1", "0").is_err());
     }
 

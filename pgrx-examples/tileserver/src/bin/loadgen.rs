@@ -39,10 +39,15 @@ struct Group {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let base = arg(&args, "--url", "http://127.0.0.1:8787");
-    let seconds: u64 = arg(&args, "--seconds", "30").parse().expect("--seconds takes a number");
-    let concurrency: usize = arg(&args, "--concurrency", "8").parse().expect("--concurrency takes a number");
+    let seconds: u64 = arg(&args, "--seconds", "30")
+        .parse()
+        .expect("--seconds takes a number");
+    let concurrency: usize = arg(&args, "--concurrency", "8")
+        .parse()
+        .expect("--concurrency takes a number");
     let pid = arg(&args, "--pid", "");
-    let list = std::fs::read_to_string(arg(&args, "--tiles", "tiles.txt")).expect("--tiles names a readable file");
+    let list = std::fs::read_to_string(arg(&args, "--tiles", "tiles.txt"))
+        .expect("--tiles names a readable file");
     let tiles: Vec<(String, String)> = list
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -74,7 +79,8 @@ async fn main() {
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, tiles, groups, base) = (client.clone(), tiles.clone(), groups.clone(), base.clone());
+            let (client, tiles, groups, base) =
+                (client.clone(), tiles.clone(), groups.clone(), base.clone());
             tokio::spawn(async move {
                 while Instant::now() < deadline {
                     let (group, path) = tiles.choose(&mut rand::rng()).expect("not empty").clone();
@@ -83,7 +89,10 @@ async fn main() {
                     let (status, ok) = match result {
                         Ok(r) => {
                             let status = r.status().as_u16();
-                            let png = r.headers().get("content-type").is_some_and(|v| v == "image/png");
+                            let png = r
+                                .headers()
+                                .get("content-type")
+                                .is_some_and(|v| v == "image/png");
                             let body = r.bytes().await.map(|b| b.len()).unwrap_or(0);
                             (status, status == 200 && png && body > 0)
                         }
@@ -109,7 +118,10 @@ async fn main() {
     let rss_end = rss_kib(&pid);
     let groups = groups.lock().expect("not poisoned");
     println!("load run: {seconds} s, {concurrency} concurrent clients, {base}");
-    println!("  {:12} {:>9} {:>9} {:>9} {:>9} {:>7}  statuses", "group", "tiles", "tiles/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "  {:12} {:>9} {:>9} {:>9} {:>9} {:>7}  statuses",
+        "group", "tiles", "tiles/s", "p50 ms", "p99 ms", "errors"
+    );
     let mut errors = 0;
     for (name, g) in groups.iter() {
         let mut l = g.latencies_ms.clone();
@@ -127,7 +139,8 @@ async fn main() {
         );
         errors += g.errors;
     }
-    let mib = |k: Option<u64>| k.map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let mib =
+        |k: Option<u64>| k.map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     println!(
         "  server memory (RSS): start {}, peak {}, end {}",
         mib(rss_start),

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The tile server over the demo data, as users reach it (called by test.sh, after setup.sh):
+#   1. HTTP: layers, TileJSON, tiles and @2x, ETag -> 304, CORS, 4xx for bad tiles and styles;
+#   2. headless Chromium on the MapLibre page: every tile 200 image/png, screenshots in out/;
+#   3. a bounded load run (30 s) on pyramid and on-the-fly layers: zero errors, flat memory;
+#   4. Martin, installed from crates.io, discovers the same layers and serves equal pixels.
+source "$(dirname "$0")/lib.sh"
+cd "$REPO"
+
+PORT="${VASTTILE_TEST_HTTP_PORT:-28817}"
+MARTIN_PORT="${VASTTILE_TEST_MARTIN_PORT:-28818}"
+MARTIN_VERSION=1.14.0
+BASE="http://127.0.0.1:$PORT"
+WORK="$STATE_DIR/tileserver-test"
+mkdir -p "$WORK" "$OUT_DIR"
+trap 'stop_tileserver tileserver-test; [ -n "${MARTIN_PID:-}" ] && kill "$MARTIN_PID" 2>/dev/null; true' EXIT
+
+ensure_tileserver
+start_tileserver tileserver-test "$PORT" vasttile_demo
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect STATUS CONTENT_TYPE PATH [curl args...]
+expect() {
+  local status="$1" type="$2" path="$3"; shift 3
+  local got
+  got="$(curl -s -o "$WORK/body" -D "$WORK/headers" -w '%{http_code} %{content_type}' "$@" "$BASE$path")"
+  [ "$got" = "$status $type" ] || fail "$path: expected $status $type, got $got: $(head -c 300 "$WORK/body")"
+  echo "  $status $type  $path"
+}
+
+log "tile server: HTTP"
+expect 200 application/json /index.json
+for layer in zip_dots zip_heat zip_access counties_unemployment activities_heat tube_heat; do
+  grep -q "\"id\":\"$layer\"" "$WORK/body" || fail "index.json does not list $layer"
+done
+expect 200 application/json /zip_heat
+grep -q '"tilejson":"3.0.0"' "$WORK/body" || fail "TileJSON lacks its version"
+expect 200 image/png /zip_heat/4/4/6.png
+grep -qi '^access-control-allow-origin: \*' "$WORK/headers" || fail "no CORS header"
+grep -qi '^cache-control: public' "$WORK/headers" || fail "no Cache-Control"
+etag="$(grep -i '^etag:' "$WORK/headers" | cut -d' ' -f2 | tr -d '\r')"
+expect 304 "" /zip_heat/4/4/6.png -H "If-None-Match: $etag"
+expect 200 image/png "/zip_heat/4/4/6.png?colormap=viridis&normalize=log"
+expect 200 image/png /zip_heat/4/4/6@2x.png
+[ "$(file -b "$WORK/body" | grep -o '512 x 512')" = "512 x 512" ] || fail "@2x is not 512 px"
+expect 200 image/png /zip_dots/4/4/6.png
+expect 200 image/png /zip_access/11/603/769.png
+expect 200 image/png /counties_unemployment/3/1/3.png
+expect 200 image/png /activities_heat/14/8187/5448.png
+expect 200 image/png /activities_heat/17/65499/43589.png
+expect 200 image/png /zip_heat/12/0/0.png   # empty: a transparent tile
+expect 200 image/png /legend/zip_heat
+expect 400 application/json /zip_heat/4/16/6.png
+grep -q 'x must be between 0 and 15' "$WORK/body" || fail "bad x message"
+expect 400 application/json /zip_heat/99/0/0.png
+expect 400 application/json /zip_heat/a/0/0.png
+expect 400 application/json "/zip_heat/4/4/6.png?colormap=nope"
+grep -q 'unknown colormap' "$WORK/body" || fail "bad colormap message"
+grep -qi 'select\|vasttile\.' "$WORK/body" && fail "an error message carries SQL"
+expect 400 application/json "/zip_dots/4/4/6.png?radius=999"
+expect 404 application/json /nope/1/0/0.png
+expect 404 application/json /activities_heat/14/8187/5448@2x.png
+
+log "tile server: headless Chromium on the map page"
+ensure_apt_packages chromium
+(cd "$TILESERVER_DIR/web" && node test-browser.mjs "$BASE" "$OUT_DIR" \
+   activities_heat zip_heat zip_access counties_unemployment zip_dots)
+
+log "tile server: load run (30 s)"
+{
+  psql_db vasttile_demo -tA -c "
+    SELECT 'pyramid /activities_heat/' || z || '/' || x || '/' || y || '.png'
+    FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'activities' AND z BETWEEN 10 AND 16
+    ORDER BY md5(z || '/' || x || '/' || y) LIMIT 400"
+  psql_db vasttile_demo -tA -c "
+    SELECT DISTINCT 'on-the-fly /zip_heat/' || z || '/' || vasttile.vcs_tile(vasttile.vcs_key_x(vcs_key), z)
+           || '/' || vasttile.vcs_tile(vasttile.vcs_key_y(vcs_key), z) || '.png'
+    FROM zipcodes, generate_series(5, 9) z WHERE vcs_key % 97 = 0"
+  # Beyond the pyramid's base zoom: activity paths drawn on the fly from the table.
+  psql_db vasttile_demo -tA -c "
+    SELECT 'beyond-base /activities_heat/17/' || (2 * x + dx) || '/' || (2 * y + dy) || '.png'
+    FROM (SELECT x, y FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'activities' AND z = 16
+          ORDER BY md5(x || '/' || y) LIMIT 50) t, generate_series(0, 1) dx, generate_series(0, 1) dy"
+} >"$WORK/tiles.txt"
+"$TILESERVER_DIR/target/release/vasttile-loadgen" --url "$BASE" --seconds 30 --concurrency 8 \
+  --tiles "$WORK/tiles.txt" --pid "$(cat "$STATE_DIR/tileserver-test.pid")" | tee "$WORK/load.txt"
+# Flat memory: the server ends the run within 64 MiB of where it started it.
+awk '/server memory/ {gsub(/,/, ""); s = $5; e = $11; if (e - s > 64) { print "memory grew from " s " to " e " MiB"; exit 1 } }' "$WORK/load.txt" \
+  || fail "server memory is not flat"
+
+log "Martin $MARTIN_VERSION on the same layers"
+if ! martin --version 2>/dev/null | grep -q "$MARTIN_VERSION"; then
+  log "cargo install martin $MARTIN_VERSION (PostgreSQL sources only)"
+  cargo install martin --version "$MARTIN_VERSION" --locked --no-default-features --features postgres
+fi
+# Martin connects to PostGIS databases only.
+ensure_apt_packages "postgresql-$PG_MAJOR-postgis-3"
+psql_db vasttile_demo -q -c "CREATE EXTENSION IF NOT EXISTS postgis" 2>/dev/null
+martin --listen-addresses "127.0.0.1:$MARTIN_PORT" "postgresql://postgres@127.0.0.1:$PG_PORT/vasttile_demo" \
+  >"$WORK/martin.log" 2>&1 &
+MARTIN_PID=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$MARTIN_PORT/catalog" -o "$WORK/catalog.json" && break; sleep 0.2; done
+for layer in zip_dots zip_heat zip_access counties_unemployment activities_heat tube_heat; do
+  python3 -c "import json,sys; c = json.load(open('$WORK/catalog.json'))['tiles']; \
+    sys.exit(0 if c.get('$layer', {}).get('content_type') == 'image/png' else 1)" \
+    || fail "Martin's catalog lacks $layer as image/png"
+done
+for tile in "zip_heat/4/4/6" "zip_heat/4/4/6?colormap=viridis" "zip_dots/4/4/6" "counties_unemployment/3/1/3" \
+            "zip_access/11/603/769" "activities_heat/14/8187/5448" "tube_heat/14/8187/5448?colormap=hot"; do
+  path="${tile%%\?*}"; query="${tile#"$path"}"
+  got="$(curl -s -o "$WORK/martin.png" -w '%{http_code} %{content_type}' "http://127.0.0.1:$MARTIN_PORT/$tile")"
+  [ "$got" = "200 image/png" ] || fail "Martin $tile: $got"
+  curl -s -o "$WORK/ours.png" "$BASE/$path.png$query"
+  differing="$(echo "SELECT vasttile.png_diff(decode(:'a', 'base64'), decode(:'b', 'base64'))" \
+    | psql_db vasttile_demo -tA -v a="$(base64 -w0 "$WORK/martin.png")" -v b="$(base64 -w0 "$WORK/ours.png")" -f -)"
+  [ "$differing" = 0 ] || fail "Martin's $tile differs from ours in $differing pixels"
+  echo "  Martin $tile: 200 image/png, 0 pixels differ"
+done
+log "tile server tests passed"
