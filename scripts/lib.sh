@@ -166,16 +166,18 @@ ensure_tileserver() {
   fi
 }
 
-# start_tileserver NAME PORT DB: (re)start a server over database DB, wait until it answers.
+# start_tileserver NAME PORT DB [OPTION...]: (re)start a server over database DB, wait until it
+# answers.
 start_tileserver() {
   local name="$1" port="$2" db="$3"
+  shift 3
   local pidfile="$STATE_DIR/$name.pid" logfile="$STATE_DIR/$name.log"
   stop_tileserver "$name"
   # (The server alone goes to the background, its output to the log: nothing holds our stdout.)
   (cd "$TILESERVER_DIR"
    nohup ./target/release/vasttile-tileserver --listen "127.0.0.1:$port" \
       --database "host=$SOCKET_DIR port=$PG_PORT user=postgres dbname=$db" \
-      --web web --maplibre web/node_modules/maplibre-gl/dist </dev/null >"$logfile" 2>&1 &
+      --web web --maplibre web/node_modules/maplibre-gl/dist "$@" </dev/null >"$logfile" 2>&1 &
    echo $! >"$pidfile")
   for _ in $(seq 1 50); do
     if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then return 0; fi

@@ -13,10 +13,24 @@ MARTIN_VERSION=1.14.0
 BASE="http://127.0.0.1:$PORT"
 WORK="$STATE_DIR/tileserver-test"
 mkdir -p "$WORK" "$OUT_DIR"
-trap 'stop_tileserver tileserver-test; [ -n "${MARTIN_PID:-}" ] && kill "$MARTIN_PID" 2>/dev/null; true' EXIT
+trap 'stop_tileserver tileserver-test; [ -n "${MARTIN_PID:-}" ] && kill "$MARTIN_PID" 2>/dev/null; drop_test_layers; true' EXIT
 
 ensure_tileserver
-start_tileserver tileserver-test "$PORT" vasttile_demo
+# Two layers that fail on purpose: one slower than the server's statement timeout, one whose SQL
+# is broken (the client must learn neither the SQL nor the table's name).
+psql_db vasttile_demo -q <<'SQL'
+CREATE OR REPLACE FUNCTION public.vasttile_test_slow(z integer, x integer, y integer, query_params json DEFAULT '{}')
+RETURNS bytea LANGUAGE sql AS $$ SELECT pg_sleep(5); SELECT vasttile.empty_tile() $$;
+COMMENT ON FUNCTION public.vasttile_test_slow(integer, integer, integer, json) IS '{"content_type": "image/png"}';
+CREATE OR REPLACE FUNCTION public.vasttile_test_broken(z integer, x integer, y integer, query_params json DEFAULT '{}')
+RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RETURN (SELECT tile FROM vasttile_no_such_table LIMIT 1); END $$;
+COMMENT ON FUNCTION public.vasttile_test_broken(integer, integer, integer, json) IS '{"content_type": "image/png"}';
+SQL
+drop_test_layers() {
+  psql_db vasttile_demo -q -c "SET client_min_messages = warning" -c "DROP FUNCTION IF EXISTS public.vasttile_test_slow(integer, integer, integer, json)" \
+    -c "DROP FUNCTION IF EXISTS public.vasttile_test_broken(integer, integer, integer, json)"
+}
+start_tileserver tileserver-test "$PORT" vasttile_demo --statement-timeout-ms 2000 --cache-control "public, max-age=30"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # expect STATUS CONTENT_TYPE PATH [curl args...]
@@ -59,7 +73,14 @@ grep -q 'unknown colormap' "$WORK/body" || fail "bad colormap message"
 grep -qi 'select\|vasttile\.' "$WORK/body" && fail "an error message carries SQL"
 expect 400 application/json "/zip_dots/4/4/6.png?radius=999"
 expect 404 application/json /nope/1/0/0.png
-expect 404 application/json /activities_heat/14/8187/5448@2x.png
+grep -qi '^cache-control: public, max-age=30' <(curl -s -D - -o /dev/null "$BASE/zip_heat/1/0/0.png") || fail "--cache-control is not used"
+expect 504 application/json /vasttile_test_slow/1/0/0.png
+grep -q 'longer than the server' "$WORK/body" || fail "timeout message"
+expect 500 application/json /vasttile_test_broken/1/0/0.png
+grep -qi 'select\|no_such_table' "$WORK/body" && fail "a 500 carries SQL: $(cat "$WORK/body")"
+drop_test_layers
+expect 200 image/png /activities_heat/14/8187/5448@2x.png
+[ "$(file -b "$WORK/body" | grep -o '512 x 512')" = "512 x 512" ] || fail "pyramid @2x is not 512 px"
 
 log "tile server: headless Chromium on the map page"
 ensure_apt_packages chromium

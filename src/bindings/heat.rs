@@ -482,7 +482,7 @@ fn heat_tile(
     if let Some(pyramid) =
         super::pyramid::points_pyramid_for(tbl.oid(), key_column, weight_column, size, tile.z)
     {
-        return super::pyramid::pyramid_tile(&pyramid, tile, &heat_style);
+        return super::pyramid::pyramid_tile(&pyramid, tile, &heat_style, size);
     }
     let (lo, hi) = tile.key_range();
     let args = [

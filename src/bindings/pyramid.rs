@@ -840,7 +840,8 @@ fn drop_heat_pyramid(name: &str) -> bool {
 
 /// A tile of a pyramid. Up to the base zoom: the stored levels coloured with the style's
 /// colormap and alpha (`normalize` other than eq_hist shades the stored counts instead); beyond
-/// it: drawn on the fly from the table. NULL when the tile holds no heat.
+/// it: drawn on the fly from the table. Style key `size` 512 on a 256-px pyramid gives retina
+/// tiles. NULL when the tile holds no heat.
 #[pg_extern(stable, parallel_safe, requires = ["pyramid_tables"])]
 fn heat_pyramid_tile(
     name: &str,
@@ -850,8 +851,13 @@ fn heat_pyramid_tile(
     style: default!(pgrx::JsonB, "'{}'"),
 ) -> Option<Vec<u8>> {
     let tile = Tile::new(z, x, y).or_raise();
-    let style = HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
-    pyramid_tile(name, tile, &style)
+    let mut reader = StyleReader::new(&style.0).or_raise();
+    let size = reader.tile_size("size").or_raise();
+    let style = HeatStyle::read(&mut reader, HeatStyle::heat_defaults()).or_raise();
+    let mut known = HeatStyle::KEYS.to_vec();
+    known.push("size");
+    reader.finish(&known).or_raise();
+    pyramid_tile(name, tile, &style, size)
 }
 
 /// The pyramid over a points table that `heat_tile` can serve from: same key and weight
@@ -896,11 +902,9 @@ pub(crate) fn points_pyramid_for(
     .or_spi_error("looking up heat pyramids")
 }
 
-/// Tile `tile` of pyramid `name` in `style`: stored levels up to the base zoom (or its counts
-/// shaded, for normalisations other than eq_hist), drawn on the fly beyond.
-pub(crate) fn pyramid_tile(name: &str, tile: Tile, style: &HeatStyle) -> Option<Vec<u8>> {
-    let z = tile.z as i32;
-    let stored = style.normalize == Normalize::EqHist;
+/// One stored tile of a pyramid: the pyramid's base zoom and tile size, and the tile's levels
+/// (`stored`) or counts, when it has any heat.
+fn stored_tile(name: &str, tile: Tile, stored: bool) -> (u32, u32, Option<Vec<u8>>) {
     let column = if stored {
         "t.levels"
     } else {
@@ -924,31 +928,97 @@ pub(crate) fn pyramid_tile(name: &str, tile: Tile, style: &HeatStyle) -> Option<
         })
     })
     .or_spi_error("heat_pyramid_tile");
-    let Some((Some(base), Some(side), bytes)) = row else {
-        sql_error(
+    match row {
+        Some((Some(base), Some(side), bytes)) => (base as u32, side as u32, bytes),
+        _ => sql_error(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("heat pyramid \"{name}\" does not exist"),
-        );
+        ),
+    }
+}
+
+/// Tile `tile` of pyramid `name` in `style` at `size`: stored levels up to the base zoom (or
+/// the counts shaded, for normalisations other than eq_hist), drawn on the fly beyond. A 512-px
+/// tile of a 256-px pyramid is its four children side by side (the same pixels).
+pub(crate) fn pyramid_tile(
+    name: &str,
+    tile: Tile,
+    style: &HeatStyle,
+    size: TileSize,
+) -> Option<Vec<u8>> {
+    let stored = style.normalize == Normalize::EqHist;
+    let (base, side, bytes) = stored_tile(name, tile, stored);
+    let on_the_fly = || {
+        let grid = draw_on_the_fly(&Pyramid::load(name), tile, size);
+        shade(&grid, style).or_raise()
     };
-    if z > base {
-        let p = Pyramid::load(name);
-        let grid = draw_on_the_fly(&p, tile);
-        return shade(&grid, style).or_raise();
+    if size.px() == side {
+        if tile.z > base {
+            return on_the_fly();
+        }
+        let bytes = bytes?;
+        if !stored {
+            return shade(&HeatGrid::from_bytes(&bytes).or_raise(), style).or_raise();
+        }
+        return encode_stored(&bytes, side, style);
     }
-    let bytes = bytes?;
-    if !stored {
-        return shade(&HeatGrid::from_bytes(&bytes).or_raise(), style).or_raise();
+    if size.px() != 2 * side {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("heat pyramid \"{name}\" has {side}-px tiles: size must be {side}"),
+        );
     }
+    if tile.z >= base {
+        return on_the_fly();
+    }
+    // Four children at z + 1, stitched row by row into one tile of twice the side.
+    let half = side as usize;
+    let full = 2 * half;
+    let mut levels = vec![0u8; full * full];
+    let mut values = vec![0.0f64; full * full];
+    let mut rows = 0;
+    for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let child = Tile {
+            z: tile.z + 1,
+            x: 2 * tile.x + dx,
+            y: 2 * tile.y + dy,
+        };
+        let Some(b) = stored_tile(name, child, stored).2 else {
+            continue;
+        };
+        let (ox, oy) = (dx as usize * half, dy as usize * half);
+        if stored {
+            for (r, row) in b.chunks_exact(half).enumerate() {
+                levels[(oy + r) * full + ox..][..half].copy_from_slice(row);
+            }
+        } else {
+            let g = HeatGrid::from_bytes(&b).or_raise();
+            rows += g.rows;
+            for (r, row) in g.values().chunks_exact(half).enumerate() {
+                values[(oy + r) * full + ox..][..half].copy_from_slice(row);
+            }
+        }
+    }
+    if stored {
+        encode_stored(&levels, full as u32, style)
+    } else {
+        let grid = HeatGrid::from_values(tile, size, rows, values).or_raise();
+        shade(&grid, style).or_raise()
+    }
+}
+
+/// Stored levels through the style's palette; `None` when nothing shows.
+fn encode_stored(levels: &[u8], side: u32, style: &HeatStyle) -> Option<Vec<u8>> {
     let palette = style.palette();
-    if bytes.iter().all(|&l| palette[l as usize][3] == 0) {
+    if levels.iter().all(|&l| palette[l as usize][3] == 0) {
         return None;
     }
-    Some(encode_levels(&bytes, side as u32, &palette, Effort::Fast).or_raise())
+    Some(encode_levels(levels, side, &palette, Effort::Fast).or_raise())
 }
 
 /// Counts of a tile beyond the base zoom, from the rows that reach it (index scans: the key
 /// range of points, the GiST box index of paths).
-fn draw_on_the_fly(p: &Pyramid, tile: Tile) -> HeatGrid {
+fn draw_on_the_fly(p: &Pyramid, tile: Tile, size: TileSize) -> HeatGrid {
     let (x0, y0, x1, y1) = tile.vcs_bounds();
     let query = match p.geometry {
         Geometry::Points => {
@@ -970,7 +1040,7 @@ fn draw_on_the_fly(p: &Pyramid, tile: Tile) -> HeatGrid {
         ),
     };
     let (paths, _, _, _) = read_paths(p, &query, &[], false);
-    let mut grid = HeatGrid::new(tile, p.size).or_raise();
+    let mut grid = HeatGrid::new(tile, size).or_raise();
     paths.draw_into(&mut grid).or_raise();
     grid
 }
@@ -984,7 +1054,12 @@ fn create_pyramid_layer(
     style: default!(pgrx::JsonB, "'{}'"),
     schema: default!(&str, "'public'"),
 ) -> String {
-    HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
+    let mut reader = StyleReader::new(&style.0).or_raise();
+    reader.tile_size("size").or_raise();
+    HeatStyle::read(&mut reader, HeatStyle::heat_defaults()).or_raise();
+    let mut known = HeatStyle::KEYS.to_vec();
+    known.push("size");
+    reader.finish(&known).or_raise();
     let p = Pyramid::load(pyramid);
     let function = spi::quote_qualified_identifier(schema, name);
     let body = format!(

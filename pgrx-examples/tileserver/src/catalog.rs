@@ -33,7 +33,7 @@ impl Layer {
     pub fn retina(&self) -> bool {
         matches!(
             self.kind.as_deref(),
-            Some("heat" | "access" | "choropleth" | "dots")
+            Some("heat" | "heat_pyramid" | "access" | "choropleth" | "dots")
         )
     }
 }

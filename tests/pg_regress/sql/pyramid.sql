@@ -50,6 +50,19 @@ SELECT png_diff(heat_pyramid_tile('acts', t.z, t.x, t.y),
                 (SELECT heat_render(heat_grid_paths(activity_path(id, path, times, kind, is_virtual, is_private), t.z, t.x, t.y)) FROM acts)
        ) AS differing_pixels
 FROM t;
+-- Retina: a 512-px tile of the 256-px pyramid is its four children side by side.
+WITH t AS (SELECT 13 AS z, vcs_tile(lon_to_vcs(-0.1), 13) AS x, vcs_tile(lat_to_vcs(51.5), 13) AS y)
+SELECT (png_info(heat_pyramid_tile('acts', t.z, t.x, t.y, '{"size": 512}'))).width,
+       (png_info(heat_pyramid_tile('acts', t.z, t.x, t.y, '{"size": 512}'))).visible_pixels =
+       (SELECT sum(i.visible_pixels)
+        FROM generate_series(0, 1) dx, generate_series(0, 1) dy,
+             png_info(heat_pyramid_tile('acts', t.z + 1, 2 * t.x + dx, 2 * t.y + dy)) i) AS same_pixels
+FROM t;
+WITH t AS (SELECT 16 AS z, vcs_tile(lon_to_vcs(-0.1), 16) AS x, vcs_tile(lat_to_vcs(51.5), 16) AS y)
+SELECT png_diff(heat_pyramid_tile('acts', t.z, t.x, t.y, '{"size": 512}'),
+                (SELECT heat_render(heat_grid_paths(activity_path(id, path, times, kind, is_virtual, is_private), t.z, t.x, t.y, 1.0, 512)) FROM acts)
+       ) AS differing_pixels_beyond_base
+FROM t;
 -- Restyled at request time; linear normalisation shades the stored counts.
 SELECT (png_info(heat_pyramid_tile('acts', 14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14), '{"colormap": "viridis", "normalize": "linear"}'))).visible_pixels > 0 AS restyled;
 
