@@ -20,21 +20,13 @@ import sys
 import time
 
 import numpy as np
-import psycopg2
 
 RUNS = int(os.environ.get("VASTTILE_BENCH_RUNS", "7"))
 Z, TX, TY = 10, 301, 384  # New York
 N_POINTS = 1_000_000
 POSTGIS_POINTS = int(os.environ.get("VASTTILE_BENCH_POSTGIS_POINTS", "20000"))
 
-conn = psycopg2.connect(host=os.environ["PGHOST"], port=os.environ["PGPORT"], user="postgres", dbname="vasttile_bench")
-conn.autocommit = True
-cur = conn.cursor()
-
-
-def sql(q, *args):
-    cur.execute(q, args)
-    return cur.fetchall() if cur.description else None
+from bench_db import cur, sql
 
 
 # A scratch database: the extension as installed now (its SQL may have changed since last run).

@@ -21,7 +21,6 @@ import time
 import datashader as ds
 import numpy as np
 import pandas as pd
-import psycopg2
 
 N = int(os.environ.get("VASTTILE_BENCH_ACTIVITIES", "100000"))
 BUILDS = int(os.environ.get("VASTTILE_BENCH_BUILDS", "3"))
@@ -29,14 +28,7 @@ PYRAMID_TILES = int(os.environ.get("VASTTILE_BENCH_PYRAMID_TILES", "300"))
 FLY_TILES = int(os.environ.get("VASTTILE_BENCH_FLY_TILES", "12"))
 BASE = 16
 
-conn = psycopg2.connect(host=os.environ["PGHOST"], port=os.environ["PGPORT"], user="postgres", dbname="vasttile_bench")
-conn.autocommit = True
-cur = conn.cursor()
-
-
-def sql(q, *args):
-    cur.execute(q, args)
-    return cur.fetchall() if cur.description else None
+from bench_db import cur, sql
 
 
 sql("DROP EXTENSION IF EXISTS vasttile CASCADE")

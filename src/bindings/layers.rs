@@ -45,6 +45,25 @@ fn publish(
     function
 }
 
+/// Publish a layer drawing `tile_function(tbl, z, x, y, style, key_column)` over a table.
+fn publish_table_layer(
+    name: &str,
+    tbl: &pgrx::PgRelation,
+    (kind, tile_function, what): (&str, &str, &str),
+    style: &Value,
+    key_column: &str,
+    schema: &str,
+) -> String {
+    let table = quoted_relation_name(tbl);
+    let sql = format!(
+        "vasttile.{tile_function}({}::regclass, z, x, y, $STYLE, {})",
+        spi::quote_literal(&table),
+        spi::quote_literal(key_column)
+    );
+    let description = format!("vasttile {what} layer over {table}");
+    publish(name, schema, kind, &sql, style, description)
+}
+
 /// Publish a point layer: `dot_tile` over `tbl` with `style` and the request's parameters.
 #[pg_extern(volatile, parallel_unsafe)]
 fn create_dot_layer(
@@ -55,20 +74,8 @@ fn create_dot_layer(
     schema: default!(&str, "'public'"),
 ) -> String {
     DotStyle::from_json(&style.0).or_raise();
-    let table = quoted_relation_name(&tbl);
-    let sql = format!(
-        "vasttile.dot_tile({}::regclass, z, x, y, $STYLE, {})",
-        spi::quote_literal(&table),
-        spi::quote_literal(key_column)
-    );
-    publish(
-        name,
-        schema,
-        "dots",
-        &sql,
-        &style.0,
-        format!("vasttile point layer over {table}"),
-    )
+    let kind = ("dots", "dot_tile", "point");
+    publish_table_layer(name, &tbl, kind, &style.0, key_column, schema)
 }
 
 /// Publish an accessibility layer: `access_tile` over `tbl` (points of interest).
@@ -87,20 +94,8 @@ fn create_access_layer(
     let mut known = HeatStyle::KEYS.to_vec();
     known.extend(["size", "radius_km"]);
     reader.finish(&known).or_raise();
-    let table = quoted_relation_name(&tbl);
-    let sql = format!(
-        "vasttile.access_tile({}::regclass, z, x, y, $STYLE, {})",
-        spi::quote_literal(&table),
-        spi::quote_literal(key_column)
-    );
-    publish(
-        name,
-        schema,
-        "access",
-        &sql,
-        &style.0,
-        format!("vasttile accessibility layer over {table}"),
-    )
+    let kind = ("access", "access_tile", "accessibility");
+    publish_table_layer(name, &tbl, kind, &style.0, key_column, schema)
 }
 
 /// Only the keys a style family knows (a layer's style also holds keys such as `size`).

@@ -205,17 +205,7 @@ impl HeatGrid {
 
     /// Add another grid of the same tile and size, pixel by pixel.
     pub fn merge(&mut self, other: &HeatGrid) -> CoreResult<()> {
-        self.check_tile(
-            other.tile.z as i32,
-            other.tile.x as i32,
-            other.tile.y as i32,
-            other.size,
-        )?;
-        for (a, b) in self.values.iter_mut().zip(&other.values) {
-            *a += *b;
-        }
-        self.rows += other.rows;
-        Ok(())
+        self.add_signed(other, 1.0)
     }
 
     /// Add `sign` times another grid of the same tile (+1 adds rows, -1 takes a delta away).
