@@ -96,7 +96,7 @@ log "tile server: load run (30 s)"
   psql_db vasttile_demo -tA -c "
     SELECT DISTINCT 'on-the-fly /zip_heat/' || z || '/' || vasttile.vcs_tile(vasttile.vcs_key_x(vcs_key), z)
            || '/' || vasttile.vcs_tile(vasttile.vcs_key_y(vcs_key), z) || '.png'
-    FROM zipcodes, generate_series(5, 9) z WHERE vcs_key % 97 = 0"
+    FROM zipcodes, generate_series(9, 11) z WHERE vcs_key % 97 = 0"
   # Beyond the pyramid's base zoom: activity paths drawn on the fly from the table.
   psql_db vasttile_demo -tA -c "
     SELECT 'beyond-base /activities_heat/17/' || (2 * x + dx) || '/' || (2 * y + dy) || '.png'

@@ -2,6 +2,10 @@
 -- discovered by the tile server, pg_tileserv and Martin alike. Run after the other examples'
 -- load.sql (setup.sh does).
 SELECT vasttile.create_dot_layer('zip_dots', 'zipcodes', '{"radius": 1.5, "color": "#d62728"}');
+-- A points pyramid over the ZIP codes up to z8: heat_tile (and so zip_heat) serves those zooms
+-- from it, normalised across tiles without seams; deeper zooms are drawn per request.
+SELECT vasttile.drop_heat_pyramid('zipcodes');
+SELECT vasttile.create_heat_pyramid('zipcodes', 'zipcodes', '{"base_zoom": 8, "radius": 3}') -> 'tiles' AS zip_pyramid_tiles;
 SELECT vasttile.create_heat_layer('zip_heat', 'zipcodes', '{"colormap": "fire"}');
 SELECT vasttile.create_access_layer('zip_access', 'zipcodes', '{"radius_km": 2}');
 SELECT vasttile.create_choropleth_layer('counties_unemployment', 'counties', 'SELECT id, rate FROM unemployment',

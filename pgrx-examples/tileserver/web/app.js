@@ -3,12 +3,14 @@
 // extension draws for the same style. No network access beyond the tile server.
 "use strict";
 
-// Where each demo layer is worth looking at; other layers open on the whole world.
+// Where each demo layer is worth looking at; other layers open on the whole world. Whole zooms:
+// then each 256-px tile shows pixel for pixel (at fractional zooms the browser resamples tiles,
+// and one-pixel dots alias differently from tile to tile).
 const VIEWS = {
-  zip_dots: { center: [-96, 38], zoom: 3.5 },
-  zip_heat: { center: [-96, 38], zoom: 3.5 },
-  zip_access: { center: [-73.95, 40.72], zoom: 10.5 },
-  counties_unemployment: { center: [-96, 38], zoom: 3.5 },
+  zip_dots: { center: [-96, 38], zoom: 3 },
+  zip_heat: { center: [-96, 38], zoom: 3 },
+  zip_access: { center: [-73.95, 40.72], zoom: 11 },
+  counties_unemployment: { center: [-96, 38], zoom: 3 },
   activities_heat: { center: [-0.1, 51.5], zoom: 12 },
   tube_heat: { center: [-0.12, 51.51], zoom: 11 },
 };
@@ -49,6 +51,7 @@ function show() {
   map.addLayer({ id: "tiles", type: "raster", source: "tiles", paint: { "raster-fade-duration": 0 } });
   document.getElementById("legend").src = `/legend/${current.id}${q ? "?" + q : ""}`;
   document.getElementById("legend-title").textContent = `${current.id} (${current.kind || "layer"})`;
+  document.querySelector(".scale").style.visibility = current.kind === "dots" ? "hidden" : "visible";
   for (const id of ["colormap", "normalize"]) document.getElementById(id).disabled = !HEAT_KINDS.includes(current.kind);
   const u = new URL(location.href);
   u.searchParams.set("layer", current.id);
