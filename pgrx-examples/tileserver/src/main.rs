@@ -165,12 +165,23 @@ async fn main() {
         .expect("server runs");
 }
 
+/// An error with its causes ("db error: FATAL: database \"x\" does not exist"), for the log.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 async fn refresh_layers(state: &AppState) -> Result<(), String> {
-    let client = state.pool.get().await.map_err(|e| e.to_string())?;
+    let client = state.pool.get().await.map_err(|e| describe(&e))?;
     let rows = client
         .query(DISCOVERY_SQL, &[])
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
     let rows = rows
         .into_iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -309,7 +320,7 @@ fn parse_tile(z: &str, x: &str, y: &str) -> Result<(i32, i32, i32, bool), String
 /// which names the parameter and never holds SQL), too slow (504), or our fault (500, logged).
 fn db_error(e: &tokio_postgres::Error, statement_timeout_ms: u64) -> Response {
     let Some(db) = e.as_db_error() else {
-        eprintln!("database error: {e}");
+        eprintln!("database error: {}", describe(e));
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the database is not reachable",
@@ -382,7 +393,7 @@ async fn tile(
     let client = match state.pool.get().await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("no database connection: {e}");
+            eprintln!("no database connection: {}", describe(&e));
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no database connection available",
