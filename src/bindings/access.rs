@@ -10,7 +10,6 @@ use crate::core::access::AccessState;
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::parallel::available_threads;
 use crate::core::shade::{shade, HeatStyle};
-use crate::core::style::StyleReader;
 use crate::core::vcs::{Tile, TileSize};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
@@ -179,20 +178,7 @@ fn access_tile(
     key_column: default!(&str, "'vcs_key'"),
 ) -> Option<Vec<u8>> {
     let tile = Tile::new(z, x, y).or_raise();
-    let mut reader = StyleReader::new(&style.0).or_raise();
-    let size = reader.tile_size("size").or_raise();
-    let radius = reader
-        .number(
-            "radius_km",
-            1.2,
-            f64::MIN_POSITIVE,
-            crate::core::access::MAX_RADIUS_KM,
-        )
-        .or_raise();
-    let heat_style = HeatStyle::read(&mut reader, HeatStyle::accessibility_defaults()).or_raise();
-    let mut known = HeatStyle::KEYS.to_vec();
-    known.extend(["radius_km", "size"]);
-    reader.finish(&known).or_raise();
+    let (size, radius, heat_style) = crate::core::access::read_tile_style(&style.0).or_raise();
     let ranges = AccessState::new(tile, size, radius).or_raise().key_ranges();
     let (lo, hi): (Vec<i64>, Vec<i64>) = ranges.into_iter().unzip();
     let args = [

@@ -14,7 +14,6 @@ use crate::core::error::{CoreError, CoreResult};
 use crate::core::heat::HeatGrid;
 use crate::core::preview::shade_blocks;
 use crate::core::shade::{levels, shade, HeatStyle};
-use crate::core::style::StyleReader;
 use crate::core::vcs::{Tile, TileSize};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
@@ -472,12 +471,8 @@ fn heat_tile(
     weight_column: default!(Option<&str>, "NULL"),
 ) -> Option<Vec<u8>> {
     let tile = Tile::new(z, x, y).or_raise();
-    let mut reader = StyleReader::new(&style.0).or_raise();
-    let size = reader.tile_size("size").or_raise();
-    let heat_style = HeatStyle::read(&mut reader, HeatStyle::heat_defaults()).or_raise();
-    let mut known = HeatStyle::KEYS.to_vec();
-    known.push("size");
-    reader.finish(&known).or_raise();
+    let (size, heat_style, ()) =
+        HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
     // A pyramid over the same points serves its zooms with one row read.
     if let Some(pyramid) =
         super::pyramid::points_pyramid_for(tbl.oid(), key_column, weight_column, size, tile.z)
@@ -556,12 +551,7 @@ fn create_heat_layer(
     schema: default!(&str, "'public'"),
 ) -> String {
     // Check the style now rather than on the first request.
-    let mut reader = StyleReader::new(&style.0).or_raise();
-    reader.tile_size("size").or_raise();
-    HeatStyle::read(&mut reader, HeatStyle::heat_defaults()).or_raise();
-    let mut known = HeatStyle::KEYS.to_vec();
-    known.push("size");
-    reader.finish(&known).or_raise();
+    HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
     let function = spi::quote_qualified_identifier(schema, name);
     let literal = |s: &str| spi::quote_literal(s);
     let weight = weight_column.map_or("NULL".to_string(), literal);

@@ -12,7 +12,6 @@ use crate::core::dots::DotStyle;
 use crate::core::error::CoreError;
 use crate::core::legend::{choropleth_legend, heat_legend, swatch_legend};
 use crate::core::shade::HeatStyle;
-use crate::core::style::StyleReader;
 use pgrx::prelude::*;
 use pgrx::spi;
 use serde_json::{json, Value};
@@ -87,13 +86,7 @@ fn create_access_layer(
     key_column: default!(&str, "'vcs_key'"),
     schema: default!(&str, "'public'"),
 ) -> String {
-    let mut reader = StyleReader::new(&style.0).or_raise();
-    reader.tile_size("size").or_raise();
-    reader.optional_number("radius_km", 0.0, 100.0).or_raise();
-    HeatStyle::read(&mut reader, HeatStyle::accessibility_defaults()).or_raise();
-    let mut known = HeatStyle::KEYS.to_vec();
-    known.extend(["size", "radius_km"]);
-    reader.finish(&known).or_raise();
+    crate::core::access::read_tile_style(&style.0).or_raise();
     let kind = ("access", "access_tile", "accessibility");
     publish_table_layer(name, &tbl, kind, &style.0, key_column, schema)
 }

@@ -851,12 +851,8 @@ fn heat_pyramid_tile(
     style: default!(pgrx::JsonB, "'{}'"),
 ) -> Option<Vec<u8>> {
     let tile = Tile::new(z, x, y).or_raise();
-    let mut reader = StyleReader::new(&style.0).or_raise();
-    let size = reader.tile_size("size").or_raise();
-    let style = HeatStyle::read(&mut reader, HeatStyle::heat_defaults()).or_raise();
-    let mut known = HeatStyle::KEYS.to_vec();
-    known.push("size");
-    reader.finish(&known).or_raise();
+    let (size, style, ()) =
+        HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
     pyramid_tile(name, tile, &style, size)
 }
 
@@ -1054,12 +1050,7 @@ fn create_pyramid_layer(
     style: default!(pgrx::JsonB, "'{}'"),
     schema: default!(&str, "'public'"),
 ) -> String {
-    let mut reader = StyleReader::new(&style.0).or_raise();
-    reader.tile_size("size").or_raise();
-    HeatStyle::read(&mut reader, HeatStyle::heat_defaults()).or_raise();
-    let mut known = HeatStyle::KEYS.to_vec();
-    known.push("size");
-    reader.finish(&known).or_raise();
+    HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
     let p = Pyramid::load(pyramid);
     let function = spi::quote_qualified_identifier(schema, name);
     let body = format!(

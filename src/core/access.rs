@@ -15,6 +15,7 @@
 use super::error::{CoreError, CoreResult};
 use super::heat::HeatGrid;
 use super::parallel;
+use super::shade::HeatStyle;
 use super::vcs::{bbox_key_ranges, check_point, PixelGrid, Tile, TileSize, VCS_SPAN};
 use rayon::prelude::*;
 
@@ -26,6 +27,18 @@ pub const MAX_RADIUS_KM: f64 = 100.0;
 pub const MAX_POIS: usize = 2_000_000;
 /// POIs per chunk between progress calls.
 const CHUNK: usize = 256;
+
+/// An accessibility tile's style: `radius_km` (1.2 by default), `size`, and the heat keys over the
+/// article's look.
+pub fn read_tile_style(style: &serde_json::Value) -> CoreResult<(TileSize, f64, HeatStyle)> {
+    let (size, heat, radius) = HeatStyle::read_tile(
+        style,
+        HeatStyle::accessibility_defaults(),
+        &["radius_km"],
+        |r| r.number("radius_km", 1.2, f64::MIN_POSITIVE, MAX_RADIUS_KM),
+    )?;
+    Ok((size, radius, heat))
+}
 
 pub fn check_radius(radius_km: f64) -> CoreResult<f64> {
     if radius_km.is_finite() && radius_km > 0.0 && radius_km <= MAX_RADIUS_KM {

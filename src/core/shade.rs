@@ -10,6 +10,7 @@ use super::error::{CoreError, CoreResult};
 use super::heat::HeatGrid;
 use super::png::{encode_indexed, Effort};
 use super::style::{parse_color, StyleReader};
+use super::vcs::TileSize;
 use colorgrad::Gradient;
 use serde_json::Value;
 
@@ -262,6 +263,25 @@ impl HeatStyle {
         s.alpha_max = r.number("alpha_max", s.alpha_max, 0.0, 1.0)?;
         s.opacity = r.number("opacity", s.opacity, 0.0, 1.0)?;
         Ok(s)
+    }
+
+    /// A heat tile's style: `size` (256 or 512) and the keys of `read` over `defaults`, plus the
+    /// caller's own keys that `extra` reads; any other key is an error.
+    pub fn read_tile<T>(
+        style: &Value,
+        defaults: HeatStyle,
+        extra_keys: &[&str],
+        extra: impl FnOnce(&mut StyleReader) -> CoreResult<T>,
+    ) -> CoreResult<(TileSize, HeatStyle, T)> {
+        let mut r = StyleReader::new(style)?;
+        let size = r.tile_size("size")?;
+        let more = extra(&mut r)?;
+        let s = HeatStyle::read(&mut r, defaults)?;
+        let mut known = HeatStyle::KEYS.to_vec();
+        known.extend_from_slice(extra_keys);
+        known.push("size");
+        r.finish(&known)?;
+        Ok((size, s, more))
     }
 
     pub fn from_json(style: &Value, defaults: HeatStyle) -> CoreResult<HeatStyle> {
