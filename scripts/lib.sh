@@ -74,7 +74,13 @@ ensure_toolchain() {
 
 install_extension() {
   log "building and installing the extension (release)"
-  (cd "$REPO" && $SUDO env "PATH=$PATH" "HOME=$HOME" cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
+  local pkg="$REPO/target/release/vasttile-pg$PG_MAJOR"
+  (cd "$REPO" && cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$pkg" >/dev/null)
+  # `install` replaces each file with a new one (a new inode) rather than writing over it:
+  # backends that have the old library mapped keep it intact instead of crashing.
+  (cd "$pkg" && find . -type f | while read -r f; do
+     $SUDO install -D -m "$([ "${f##*.}" = so ] && echo 755 || echo 644)" "$f" "/${f#./}"
+   done)
 }
 
 # Start (creating if needed) the local cluster.

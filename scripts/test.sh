@@ -16,6 +16,9 @@ ensure_vega_datasets
 ensure_us_atlas
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 
+# The demo's tile server (setup.sh restarts it at the end) would hold libraries the tests replace.
+stop_tileserver tileserver
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
