@@ -6,6 +6,7 @@
 //! layer's table empty its cache); `skeleton_render` recolours a skeleton with values from any
 //! SQL and a colour mapping.
 
+use super::security::{self, Access};
 use super::{quoted_relation_name, sql_error, OrRaise};
 use crate::core::choropleth::ChoroplethStyle;
 use crate::core::error::CoreError;
@@ -16,41 +17,7 @@ use pgrx::prelude::*;
 use pgrx::spi;
 use std::collections::HashMap;
 
-pgrx::extension_sql!(
-    r#"
-CREATE DOMAIN vcspolygon AS bytea;
-COMMENT ON DOMAIN vcspolygon IS 'vasttile polygon: rings of VCS points (multipolygon with holes)';
-
-CREATE TABLE skeleton_layers (
-    name           text PRIMARY KEY,
-    source         regclass NOT NULL,
-    id_column      text NOT NULL,
-    polygon_column text NOT NULL,
-    feature_bits   boolean NOT NULL DEFAULT false
-);
-COMMENT ON TABLE skeleton_layers IS 'vasttile skeleton layers: tables of (id, vcspolygon) rasterised into cached ID tiles';
-
-CREATE TABLE skeleton_cache (
-    layer    text NOT NULL REFERENCES skeleton_layers (name) ON DELETE CASCADE,
-    z        int4 NOT NULL,
-    x        int4 NOT NULL,
-    y        int4 NOT NULL,
-    size     int4 NOT NULL,
-    skeleton bytea NOT NULL,
-    PRIMARY KEY (layer, z, x, y, size)
-);
-COMMENT ON TABLE skeleton_cache IS 'vasttile: rasterised skeleton tiles; rebuilt on demand, emptied when a layer''s table changes';
-SELECT pg_catalog.pg_extension_config_dump('skeleton_layers', '');
-
--- Statement trigger on a layer's table: any change empties the layer's cache.
-CREATE FUNCTION skeleton_invalidate() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM @extschema@.skeleton_cache WHERE layer = TG_ARGV[0];
-    RETURN NULL;
-END $$;
-"#,
-    name = "skeleton_tables",
-);
+pgrx::extension_sql_file!("choropleth.sql", name = "skeleton_tables");
 
 super::bytea_domain!(
     /// A `vcspolygon` argument or result (bytes of a `MultiPolygon`).
@@ -139,32 +106,47 @@ fn create_skeleton_layer(
     polygon_column: default!(&str, "'polygon'"),
     feature_bits: default!(bool, false),
 ) -> String {
+    security::check_name(name);
+    let oid = tbl.oid();
+    security::require_table_owner(oid, "create a skeleton layer over it");
+    let old = layer_definition(name);
+    if let Some(old) = &old {
+        security::require_role(old.owner, &format!("skeleton layer \"{name}\""), "replace");
+    }
     let table = quoted_relation_name(&tbl);
-    let trigger = spi::quote_identifier(format!("vasttile_skeleton_{name}"));
-    Spi::run_with_args(
-        "INSERT INTO vasttile.skeleton_layers (name, source, id_column, polygon_column, feature_bits) \
-         VALUES ($1, $2::regclass, $3, $4, $5) \
-         ON CONFLICT (name) DO UPDATE SET source = excluded.source, id_column = excluded.id_column, \
-         polygon_column = excluded.polygon_column, feature_bits = excluded.feature_bits",
-        &[name.into(), table.as_str().into(), id_column.into(), polygon_column.into(), feature_bits.into()],
-    )
+    drop(tbl);
+    check_layer_columns(oid, &table, id_column, polygon_column);
+    // The creator, read before switching to the extension's owner.
+    let creator = security::current_user();
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO vasttile.skeleton_layers (name, source, owner, id_column, polygon_column, feature_bits) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name) DO UPDATE SET source = excluded.source, id_column = excluded.id_column, \
+             polygon_column = excluded.polygon_column, feature_bits = excluded.feature_bits",
+            &[
+                name.into(),
+                oid.into(),
+                creator.into(),
+                id_column.into(),
+                polygon_column.into(),
+                feature_bits.into(),
+            ],
+        )?;
+        Spi::run_with_args(
+            "DELETE FROM vasttile.skeleton_cache WHERE layer = $1",
+            &[name.into()],
+        )
+    })
     .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("create_skeleton_layer: {e}")));
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2)",
-        &[table.as_str().into(), format!("vasttile_skeleton_{name}").into()],
-    )
-    .unwrap_or(Some(false))
-    .unwrap_or(false);
-    let drop = if exists {
-        format!("DROP TRIGGER {trigger} ON {table};")
-    } else {
-        String::new()
-    };
+    if let Some(old) = old {
+        security::drop_triggers(INVALIDATE, name, old.source);
+    }
+    security::drop_triggers(INVALIDATE, name, oid);
     Spi::run(&format!(
-        "DELETE FROM vasttile.skeleton_cache WHERE layer = {lit}; \
-         {drop} \
-         CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
+        "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
          FOR EACH STATEMENT EXECUTE FUNCTION vasttile.skeleton_invalidate({lit})",
+        trigger = spi::quote_identifier(security::trigger_name("skeleton", name, "change")),
         lit = spi::quote_literal(name),
     ))
     .unwrap_or_else(|e| {
@@ -176,25 +158,135 @@ fn create_skeleton_layer(
     name.to_string()
 }
 
-/// Rasterise tile (z, x, y) of a layer from its table.
-fn render_skeleton(layer: &str, tile: Tile, size: TileSize) -> Skeleton {
-    let row = Spi::get_three_with_args::<String, String, String>(
-        "SELECT source::text, id_column, polygon_column FROM vasttile.skeleton_layers WHERE name = $1",
-        &[layer.into()],
-    );
-    let (Ok((Some(table), Some(id), Some(poly))), Ok(bits)) = (
-        row,
-        Spi::get_one_with_args::<bool>(
-            "SELECT feature_bits FROM vasttile.skeleton_layers WHERE name = $1",
-            &[layer.into()],
-        ),
-    ) else {
+/// Drop a skeleton layer: its cache and trigger (the table stays). False when there is none.
+#[pg_extern(volatile, parallel_unsafe, requires = ["skeleton_tables"])]
+fn drop_skeleton_layer(name: &str) -> bool {
+    let Some(old) = layer_definition(name) else {
+        return false;
+    };
+    security::require_role(old.owner, &format!("skeleton layer \"{name}\""), "drop");
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM vasttile.skeleton_layers WHERE name = $1",
+            &[name.into()],
+        )
+    })
+    .unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("drop_skeleton_layer: {e}"),
+        )
+    });
+    security::drop_triggers(INVALIDATE, name, old.source);
+    true
+}
+
+/// The cache-emptying trigger function, as a regprocedure.
+const INVALIDATE: &str = "vasttile.skeleton_invalidate()";
+
+/// A skeleton layer's definition.
+struct LayerDefinition {
+    source: pgrx::pg_sys::Oid,
+    owner: pgrx::pg_sys::Oid,
+    /// The table, quoted and schema-qualified; `None` when it no longer exists.
+    table: Option<String>,
+    id_column: String,
+    polygon_column: String,
+    feature_bits: bool,
+}
+
+/// Read a layer's definition (as the extension's owner: the caller's rights are checked by
+/// each use).
+fn layer_definition(name: &str) -> Option<LayerDefinition> {
+    security::as_catalog_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT l.source::oid, l.owner::oid, \
+                        (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
+                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.source), \
+                        l.id_column, l.polygon_column, l.feature_bits \
+                 FROM vasttile.skeleton_layers l WHERE l.name = $1",
+                Some(1),
+                &[name.into()],
+            )?;
+            let Some(row) = rows.into_iter().next() else {
+                return Ok(None);
+            };
+            Ok::<_, spi::SpiError>(Some(LayerDefinition {
+                source: row.get(1)?.unwrap_or(pgrx::pg_sys::Oid::INVALID),
+                owner: row.get(2)?.unwrap_or(pgrx::pg_sys::Oid::INVALID),
+                table: row.get(3)?,
+                id_column: row.get(4)?.unwrap_or_default(),
+                polygon_column: row.get(5)?.unwrap_or_default(),
+                feature_bits: row.get(6)?.unwrap_or(false),
+            }))
+        })
+    })
+    .unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("reading skeleton layer \"{name}\": {e}"),
+        )
+    })
+}
+
+/// A layer's definition, or `42704` when there is none.
+fn existing_layer(name: &str) -> LayerDefinition {
+    layer_definition(name).unwrap_or_else(|| {
         sql_error(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("skeleton layer \"{layer}\" does not exist"),
-        );
+            format!("skeleton layer \"{name}\" does not exist"),
+        )
+    })
+}
+
+/// The id column holds integers and the polygon column `vcspolygon` or `bytea` (`42703` when
+/// one is missing, `42804` when its type does not fit).
+fn check_layer_columns(rel: pgrx::pg_sys::Oid, table: &str, id: &str, polygon: &str) {
+    let type_of = |column: &str| {
+        Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a \
+             WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+            &[rel.into(), column.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            sql_error(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("column \"{column}\" does not exist in {table}"),
+            )
+        })
     };
-    let bits = bits.unwrap_or(false);
+    let id_type = type_of(id);
+    if !["smallint", "integer", "bigint"].contains(&id_type.as_str()) {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "id column \"{id}\" of {table} must be smallint, integer or bigint, not {id_type}"
+            ),
+        );
+    }
+    let polygon_type = type_of(polygon);
+    if !["vasttile.vcspolygon", "vcspolygon", "bytea"].contains(&polygon_type.as_str()) {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "polygon column \"{polygon}\" of {table} must be vcspolygon, not {polygon_type}"
+            ),
+        );
+    }
+}
+
+/// Rasterise tile (z, x, y) of a layer from its table.
+fn render_skeleton(layer: &str, def: &LayerDefinition, tile: Tile, size: TileSize) -> Skeleton {
+    let Some(table) = &def.table else {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("the table of skeleton layer \"{layer}\" no longer exists"),
+        )
+    };
+    let (id, poly, bits) = (&def.id_column, &def.polygon_column, def.feature_bits);
     let (x0, y0, x1, y1) = tile.vcs_bounds();
     let mut sk = Skeleton::new(tile, size).or_raise();
     let sql = format!(
@@ -247,22 +339,35 @@ fn render_skeleton(layer: &str, tile: Tile, size: TileSize) -> Skeleton {
 fn skeleton_tile(layer: &str, z: i32, x: i32, y: i32, tile_size: default!(i32, 256)) -> Vec<u8> {
     let tile = Tile::new(z, x, y).or_raise();
     let size = TileSize::from_px(tile_size as i64).or_raise();
+    let def = existing_layer(layer);
+    match security::source_access(def.source) {
+        Access::Full => {}
+        // The cache holds every row: draw the caller's own rows instead, and keep them out of it.
+        Access::RowSecurity => return render_skeleton(layer, &def, tile, size).to_bytes(),
+        Access::Denied => {
+            security::require_full_access(def.source, &format!("skeleton layer \"{layer}\""))
+        }
+    }
     let args = || [layer.into(), z.into(), x.into(), y.into(), tile_size.into()];
-    let cached = Spi::get_one_with_args::<Vec<u8>>(
-        "SELECT skeleton FROM vasttile.skeleton_cache WHERE layer = $1 AND z = $2 AND x = $3 AND y = $4 AND size = $5",
-        &args(),
-    );
+    let cached = security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<Vec<u8>>(
+            "SELECT skeleton FROM vasttile.skeleton_cache WHERE layer = $1 AND z = $2 AND x = $3 AND y = $4 AND size = $5",
+            &args(),
+        )
+    });
     if let Ok(Some(bytes)) = cached {
         return bytes;
     }
-    let bytes = render_skeleton(layer, tile, size).to_bytes();
+    let bytes = render_skeleton(layer, &def, tile, size).to_bytes();
     let [a, b, c, d, e] = args();
     let insert = [a, b, c, d, e, bytes.as_slice().into()];
-    Spi::run_with_args(
-        "INSERT INTO vasttile.skeleton_cache (layer, z, x, y, size, skeleton) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT DO NOTHING",
-        &insert,
-    )
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO vasttile.skeleton_cache (layer, z, x, y, size, skeleton) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT DO NOTHING",
+            &insert,
+        )
+    })
     .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("skeleton_tile: {e}")));
     bytes
 }
@@ -277,12 +382,10 @@ fn skeleton_prerender(layer: &str, zmin: i32, zmax: i32, tile_size: default!(i32
             format!("must satisfy 0 <= zmin <= zmax <= 12, got {zmin}..{zmax}"),
         ));
     }
+    let def = existing_layer(layer);
+    security::require_full_access(def.source, &format!("skeleton layer \"{layer}\""));
     let boxes: Vec<(i64, i64, i64, i64)> = Spi::connect(|client| -> spi::SpiResult<Vec<_>> {
-        let (table, poly) = Spi::get_two_with_args::<String, String>(
-            "SELECT source::text, polygon_column FROM vasttile.skeleton_layers WHERE name = $1",
-            &[layer.into()],
-        )?;
-        let (Some(table), Some(poly)) = (table, poly) else { return Ok(Vec::new()) };
+        let (Some(table), poly) = (&def.table, &def.polygon_column) else { return Ok(Vec::new()) };
         let sql = format!(
             "SELECT i.xmin, i.ymin, i.xmax, i.ymax FROM {table}, vasttile.polygon_info({p}) i WHERE {p} IS NOT NULL",
             p = spi::quote_identifier(poly)

@@ -19,32 +19,16 @@ use serde_json::{json, Value};
 /// The comment's `vasttile.kind` of each layer function, and what `legend` takes.
 const KINDS: [&str; 5] = ["heat", "heat_pyramid", "access", "choropleth", "dots"];
 
-/// Publish `schema.name(z, x, y, query_params)` calling `tile_sql` (with `$STYLE` replaced by the
-/// layer's style merged with the request's parameters).
-fn publish(
-    name: &str,
-    schema: &str,
-    kind: &str,
-    tile_sql: &str,
-    style: &Value,
-    description: String,
-) -> String {
-    let function = spi::quote_qualified_identifier(schema, name);
-    let merged = format!(
+/// The SQL of a layer's style with the request's query parameters laid over it.
+fn merged_style(style: &Value) -> String {
+    format!(
         "{}::jsonb || coalesce(query_params::jsonb, '{{}}')",
         spi::quote_literal(style.to_string())
-    );
-    let body = format!("SELECT {}", tile_sql.replace("$STYLE", &merged));
-    let comment = json!({
-        "content_type": "image/png",
-        "description": description,
-        "vasttile": {"kind": kind, "style": style},
-    });
-    super::publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
-    function
+    )
 }
 
-/// Publish a layer drawing `tile_function(tbl, z, x, y, style, key_column)` over a table.
+/// Publish a layer drawing `tile_function(tbl, z, x, y, style, key_column)` over a table: the
+/// function body is made of quoted literals only (no text is replaced in SQL).
 fn publish_table_layer(
     name: &str,
     tbl: &pgrx::PgRelation,
@@ -54,13 +38,20 @@ fn publish_table_layer(
     schema: &str,
 ) -> String {
     let table = quoted_relation_name(tbl);
-    let sql = format!(
-        "vasttile.{tile_function}({}::regclass, z, x, y, $STYLE, {})",
+    let body = format!(
+        "SELECT vasttile.{tile_function}({}::regclass, z, x, y, {}, {})",
         spi::quote_literal(&table),
+        merged_style(style),
         spi::quote_literal(key_column)
     );
-    let description = format!("vasttile {what} layer over {table}");
-    publish(name, schema, kind, &sql, style, description)
+    let function = spi::quote_qualified_identifier(schema, name);
+    let comment = json!({
+        "content_type": "image/png",
+        "description": format!("vasttile {what} layer over {table}"),
+        "vasttile": {"kind": kind, "style": style},
+    });
+    super::publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
+    function
 }
 
 /// Publish a point layer: `dot_tile` over `tbl` with `style` and the request's parameters.

@@ -11,7 +11,8 @@
 
 use super::access::threads;
 use super::heat::HeatGridBytes;
-use super::{quoted_relation_name, sql_error, OrRaise};
+use super::security::{self, Access};
+use super::{sql_error, OrRaise};
 use crate::core::activity::{self, Activity, ActivityFilters, SyntheticCity};
 use crate::core::cdf::Cdf;
 use crate::core::error::{CoreError, CoreResult};
@@ -33,71 +34,8 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-pgrx::extension_sql!(
-    r#"
-CREATE TABLE heat_pyramids (
-    name        text PRIMARY KEY,
-    source      regclass NOT NULL,
-    options     jsonb NOT NULL,
-    select_list text NOT NULL,
-    base_zoom   int4 NOT NULL,
-    tile_size   int4 NOT NULL,
-    built_at    timestamptz,
-    last_build  jsonb
-);
-COMMENT ON TABLE heat_pyramids IS 'vasttile heat pyramids: tables of points, paths or activities rendered into zoom pyramids';
-
-CREATE TABLE heat_pyramid_tiles (
-    pyramid text NOT NULL REFERENCES heat_pyramids (name) ON DELETE CASCADE,
-    z       int4 NOT NULL,
-    x       int4 NOT NULL,
-    y       int4 NOT NULL,
-    counts  heatgrid NOT NULL,
-    summary bytea NOT NULL,
-    levels  bytea,
-    PRIMARY KEY (pyramid, z, x, y)
-);
-COMMENT ON TABLE heat_pyramid_tiles IS 'vasttile: per tile of a heat pyramid, raw counts (a heatgrid), a CDF summary and normalised levels (one byte per pixel); compressed by TOAST';
-
-CREATE TABLE heat_pyramid_log (
-    pyramid    text NOT NULL REFERENCES heat_pyramids (name) ON DELETE CASCADE,
-    sign       int2 NOT NULL,
-    id         int8,
-    path       int8[],
-    times      float8[],
-    kind       text,
-    is_virtual boolean,
-    is_private boolean,
-    weight     float8
-);
-CREATE INDEX ON heat_pyramid_log (pyramid);
-COMMENT ON TABLE heat_pyramid_log IS 'vasttile: rows added (+1) and removed (-1) since a pyramid was last refreshed; 0: rebuild';
-SELECT pg_catalog.pg_extension_config_dump('heat_pyramids', '');
-SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_tiles', '');
-SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_log', '');
-
--- Statement triggers of a pyramid's table: log the rows of the statement (transition tables),
--- read through the pyramid's select list.
-CREATE FUNCTION heat_pyramid_log_rows() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    list text;
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO @extschema@.heat_pyramid_log (pyramid, sign) VALUES (TG_ARGV[0], 0);
-        RETURN NULL;
-    END IF;
-    SELECT select_list INTO list FROM @extschema@.heat_pyramids WHERE name = TG_ARGV[0];
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, -1, %s FROM old_rows t', list)
-            USING TG_ARGV[0];
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, 1, %s FROM new_rows t', list)
-            USING TG_ARGV[0];
-    END IF;
-    RETURN NULL;
-END $$;
-"#,
+pgrx::extension_sql_file!(
+    "pyramid.sql",
     name = "pyramid_tables",
     requires = ["heatgrid_domain"]
 );
@@ -114,10 +52,15 @@ enum Geometry {
 
 struct Pyramid {
     name: String,
+    /// The source table, quoted, and its OID.
     source: String,
+    source_oid: pgrx::pg_sys::Oid,
+    /// The role that created the pyramid.
+    owner: pgrx::pg_sys::Oid,
     geometry: Geometry,
     column: String,
-    /// Columns read per row, in the order of `heat_pyramid_log`'s from `id` on.
+    /// Columns read per row, in the order of `heat_pyramid_log`'s from `id` on, made from the
+    /// options by `vasttile.heat_pyramid_select_list` (every identifier quoted).
     select_list: String,
     filters: Option<ActivityFilters>,
     base_zoom: u32,
@@ -167,10 +110,9 @@ impl Pyramid {
             "path"
         };
         let column = text(&mut r, "column", default_column)?;
-        let q = |c: &str| format!("t.{}", spi::quote_identifier(c));
         let weight = match r.take("weight_column") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if geometry != Geometry::Activities => Some(s),
+            Some(Value::String(s)) if geometry != Geometry::Activities && !s.is_empty() => Some(s),
             Some(v) => {
                 return Err(CoreError::style(
                     "weight_column",
@@ -178,38 +120,22 @@ impl Pyramid {
                 ))
             }
         };
-        let weight_sql = weight
-            .as_ref()
-            .map_or("1.0::float8".to_string(), |w| format!("{}::float8", q(w)));
         let mut names = json!({});
-        let (select_list, filters) = match geometry {
-            Geometry::Points => (
-                format!("NULL::int8, ARRAY[{}]::int8[], NULL::float8[], NULL::text, false, false, {weight_sql}", q(&column)),
-                None,
-            ),
-            Geometry::Paths => (
-                format!("NULL::int8, {}::int8[], NULL::float8[], NULL::text, false, false, {weight_sql}", q(&column)),
-                None,
-            ),
+        let filters = match geometry {
+            Geometry::Points | Geometry::Paths => None,
             Geometry::Activities => {
-                let mut col = |key: &'static str, default: &str| -> CoreResult<String> {
-                    let c = text(&mut r, key, default)?;
-                    names[key] = json!(c);
-                    Ok(q(&c))
-                };
-                let id = col("id_column", "id")?;
-                let times = col("times_column", "times")?;
-                let kind = col("kind_column", "kind")?;
-                let virt = col("virtual_column", "is_virtual")?;
-                let private = col("private_column", "is_private")?;
-                let filters = ActivityFilters::from_json(&r.take("filters").unwrap_or(json!({})))?;
-                (
-                    format!(
-                        "{id}::int8, {}::int8[], {times}::float8[], {kind}::text, coalesce({virt}, false), coalesce({private}, false), 1.0::float8",
-                        q(&column)
-                    ),
-                    Some(filters),
-                )
+                for (key, default) in [
+                    ("id_column", "id"),
+                    ("times_column", "times"),
+                    ("kind_column", "kind"),
+                    ("virtual_column", "is_virtual"),
+                    ("private_column", "is_private"),
+                ] {
+                    names[key] = json!(text(&mut r, key, default)?);
+                }
+                Some(ActivityFilters::from_json(
+                    &r.take("filters").unwrap_or(json!({})),
+                )?)
             }
         };
         let base_zoom = r.number("base_zoom", 14.0, 0.0, 22.0)? as u32;
@@ -261,9 +187,11 @@ impl Pyramid {
         Ok(Pyramid {
             name: name.to_string(),
             source: source.to_string(),
+            source_oid: pgrx::pg_sys::Oid::INVALID,
+            owner: pgrx::pg_sys::Oid::INVALID,
             geometry,
             column: options["column"].as_str().unwrap_or_default().to_string(),
-            select_list,
+            select_list: String::new(),
             filters,
             base_zoom,
             size,
@@ -272,14 +200,46 @@ impl Pyramid {
         })
     }
 
+    /// A pyramid's definition from the catalog (read as the extension's owner: the caller's
+    /// rights are checked by each use).
     fn load(name: &str) -> Pyramid {
-        let row = Spi::get_two_with_args::<String, pgrx::JsonB>(
-            "SELECT source::text, options FROM vasttile.heat_pyramids WHERE name = $1",
-            &[name.into()],
-        );
+        let row = security::as_catalog_owner(|| {
+            Spi::connect(|client| {
+                let rows = client.select(
+                    "SELECT p.source::oid, p.owner::oid, p.options, \
+                            vasttile.heat_pyramid_select_list(p.options), \
+                            (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
+                             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p.source) \
+                     FROM vasttile.heat_pyramids p WHERE p.name = $1",
+                    Some(1),
+                    &[name.into()],
+                )?;
+                let Some(row) = rows.into_iter().next() else {
+                    return Ok(None);
+                };
+                Ok::<_, spi::SpiError>(Some((
+                    row.get::<pgrx::pg_sys::Oid>(1)?,
+                    row.get::<pgrx::pg_sys::Oid>(2)?,
+                    row.get::<pgrx::JsonB>(3)?,
+                    row.get::<String>(4)?,
+                    row.get::<String>(5)?,
+                )))
+            })
+            .or_spi_error("reading the heat pyramid")
+        });
         match row {
-            Ok((Some(source), Some(options))) => {
-                Pyramid::from_options(name, &source, &options.0).or_raise()
+            Some((Some(oid), Some(owner), Some(options), Some(list), source)) => {
+                let Some(source) = source else {
+                    sql_error(
+                        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                        format!("the table of heat pyramid \"{name}\" no longer exists"),
+                    )
+                };
+                let mut p = Pyramid::from_options(name, &source, &options.0).or_raise();
+                p.source_oid = oid;
+                p.owner = owner;
+                p.select_list = list;
+                p
             }
             _ => sql_error(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -454,11 +414,13 @@ fn tile_args<'a>(name: &'a str, t: Tile) -> [pgrx::datum::DatumWithOid<'a>; 4] {
 }
 
 fn read_counts(p: &Pyramid, t: Tile) -> Option<HeatGrid> {
-    Spi::get_one_with_args::<Vec<u8>>(
-        "SELECT (SELECT counts::bytea FROM vasttile.heat_pyramid_tiles \
+    security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<Vec<u8>>(
+            "SELECT (SELECT counts::bytea FROM vasttile.heat_pyramid_tiles \
          WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4)",
-        &tile_args(&p.name, t),
-    )
+            &tile_args(&p.name, t),
+        )
+    })
     .or_spi_error("reading pyramid counts")
     .map(|b| HeatGrid::from_bytes(&b).or_raise())
 }
@@ -466,34 +428,36 @@ fn read_counts(p: &Pyramid, t: Tile) -> Option<HeatGrid> {
 fn write_counts(p: &Pyramid, g: &HeatGrid) -> Cdf {
     let summary = p.norm.summary(g);
     let [a, b, c, d] = tile_args(&p.name, g.tile);
-    Spi::run_with_args(
+    security::as_catalog_owner(|| Spi::run_with_args(
         "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
         &[a, b, c, d, g.to_bytes().into(), summary.to_bytes().into()],
-    )
+    ))
     .or_spi_error("writing pyramid counts");
     summary
 }
 
 fn summaries_at(p: &Pyramid, z: u32) -> HashMap<(u32, u32), Cdf> {
     let mut out = HashMap::new();
-    Spi::connect(|client| {
-        let rows = client.select(
+    security::as_catalog_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
             "SELECT x, y, summary FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2",
             None,
             &[p.name.as_str().into(), (z as i32).into()],
         )?;
-        for row in rows {
-            let (Some(x), Some(y), Some(s)) = (
-                row.get::<i32>(1)?,
-                row.get::<i32>(2)?,
-                row.get::<Vec<u8>>(3)?,
-            ) else {
-                continue;
-            };
-            out.insert((x as u32, y as u32), Cdf::from_bytes(&s).or_raise());
-        }
-        Ok::<_, spi::SpiError>(())
+            for row in rows {
+                let (Some(x), Some(y), Some(s)) = (
+                    row.get::<i32>(1)?,
+                    row.get::<i32>(2)?,
+                    row.get::<Vec<u8>>(3)?,
+                ) else {
+                    continue;
+                };
+                out.insert((x as u32, y as u32), Cdf::from_bytes(&s).or_raise());
+            }
+            Ok::<_, spi::SpiError>(())
+        })
     })
     .or_spi_error("reading pyramid summaries");
     out
@@ -516,20 +480,22 @@ fn normalise(p: &Pyramid, z: u32, targets: &[(u32, u32)], summaries: &HashMap<(u
         });
         for (g, l) in grids.iter().zip(levels) {
             let [a, b, c, d] = tile_args(&p.name, g.tile);
-            Spi::run_with_args(
+            security::as_catalog_owner(|| Spi::run_with_args(
                 "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
                 &[a, b, c, d, l.into()],
-            )
+            ))
             .or_spi_error("writing pyramid levels");
         }
     }
 }
 
 fn lock(name: &str) {
-    let found = Spi::get_one_with_args::<bool>(
-        "SELECT true FROM vasttile.heat_pyramids WHERE name = $1 FOR UPDATE",
-        &[name.into()],
-    );
+    let found = security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT true FROM vasttile.heat_pyramids WHERE name = $1 FOR UPDATE",
+            &[name.into()],
+        )
+    });
     if !matches!(found, Ok(Some(true))) {
         sql_error(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -539,10 +505,12 @@ fn lock(name: &str) {
 }
 
 fn record_build(p: &Pyramid, report: &Value) {
-    Spi::run_with_args(
-        "UPDATE vasttile.heat_pyramids SET built_at = now(), last_build = $2 WHERE name = $1",
-        &[p.name.as_str().into(), pgrx::JsonB(report.clone()).into()],
-    )
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "UPDATE vasttile.heat_pyramids SET built_at = now(), last_build = $2 WHERE name = $1",
+            &[p.name.as_str().into(), pgrx::JsonB(report.clone()).into()],
+        )
+    })
     .or_spi_error("recording the build");
 }
 
@@ -553,7 +521,8 @@ fn build_all(p: &Pyramid) -> Value {
         "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1",
         "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1",
     ] {
-        Spi::run_with_args(sql, &[p.name.as_str().into()]).or_spi_error("clearing the pyramid");
+        security::as_catalog_owner(|| Spi::run_with_args(sql, &[p.name.as_str().into()]))
+            .or_spi_error("clearing the pyramid");
     }
     let query = format!("SELECT {} FROM {} t", p.select_list, p.source);
     let (paths, _, stats, _) = read_paths(p, &query, &[], false);
@@ -610,15 +579,18 @@ fn build_all(p: &Pyramid) -> Value {
 /// ancestors, then renormalise every tile whose levels read a changed tile's CDF.
 fn refresh(p: &Pyramid) -> Value {
     let started = Instant::now();
-    let built = Spi::get_one_with_args::<bool>(
-        "SELECT built_at IS NOT NULL FROM vasttile.heat_pyramids WHERE name = $1",
-        &[p.name.as_str().into()],
-    )
+    let built = security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT built_at IS NOT NULL FROM vasttile.heat_pyramids WHERE name = $1",
+            &[p.name.as_str().into()],
+        )
+    })
     .or_spi_error("reading the pyramid")
     .unwrap_or(false);
     let query = "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1 \
          RETURNING sign, id, path, times, kind, is_virtual, is_private, weight";
-    let (adds, removes, stats, rebuild) = read_paths(p, query, &[p.name.as_str().into()], true);
+    let (adds, removes, stats, rebuild) =
+        security::as_catalog_owner(|| read_paths(p, query, &[p.name.as_str().into()], true));
     if rebuild || !built {
         let mut report = build_all(p);
         report["refresh"] = json!("full rebuild");
@@ -641,10 +613,10 @@ fn refresh(p: &Pyramid) -> Value {
                 let mut g = read_counts(p, t).unwrap_or(HeatGrid::new(t, p.size)?);
                 g.add_signed(&delta, sign)?;
                 if g.is_empty() {
-                    Spi::run_with_args(
+                    security::as_catalog_owner(|| Spi::run_with_args(
                         "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
                         &tile_args(&p.name, t),
-                    )
+                    ))
                     .or_spi_error("removing an empty tile");
                 } else {
                     write_counts(p, &g);
@@ -711,35 +683,48 @@ fn create_heat_pyramid(
     options: default!(pgrx::JsonB, "'{}'"),
     build: default!(bool, true),
 ) -> pgrx::JsonB {
-    let source = quoted_relation_name(&tbl);
-    let p = Pyramid::from_options(name, &source, &options.0).or_raise();
-    Spi::run_with_args(
-        "INSERT INTO vasttile.heat_pyramids (name, source, options, select_list, base_zoom, tile_size) \
-         VALUES ($1, $2::regclass, $3, $4, $5, $6) \
-         ON CONFLICT (name) DO UPDATE SET source = excluded.source, options = excluded.options, \
-         select_list = excluded.select_list, base_zoom = excluded.base_zoom, tile_size = excluded.tile_size, \
-         built_at = NULL, last_build = NULL",
-        &[
-            name.into(),
-            source.as_str().into(),
-            pgrx::JsonB(p.options.clone()).into(),
-            p.select_list.as_str().into(),
-            (p.base_zoom as i32).into(),
-            (p.size.px() as i32).into(),
-        ],
-    )
-    .or_spi_error("create_heat_pyramid");
-    // Check the select list against the table now, with a clear error.
-    Spi::run(&format!("SELECT {} FROM {source} t LIMIT 0", p.select_list)).unwrap_or_else(|e| {
-        sql_error(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-            format!("create_heat_pyramid: the options do not fit {source}: {e}"),
-        )
-    });
+    security::check_name(name);
+    let oid = tbl.oid();
+    security::require_table_owner(oid, "create a heat pyramid over it");
+    if let Some(existing) = owner_of(name) {
+        security::require_role(existing, &format!("heat pyramid \"{name}\""), "replace");
+    }
+    let source = super::quoted_relation_name(&tbl);
     let table_name = tbl.name().to_string();
     // Let go of the relation before DDL on it.
     drop(tbl);
-    let mut ddl = drop_triggers(name, &source);
+    let mut p = Pyramid::from_options(name, &source, &options.0).or_raise();
+    check_columns(oid, &p.options, &source);
+    let old_source = security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
+            "SELECT (SELECT source::oid FROM vasttile.heat_pyramids WHERE name = $1)",
+            &[name.into()],
+        )
+    })
+    .or_spi_error("create_heat_pyramid");
+    // The creator, read before switching to the extension's owner.
+    let creator = security::current_user();
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO vasttile.heat_pyramids (name, source, owner, options, base_zoom, tile_size) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name) DO UPDATE SET source = excluded.source, options = excluded.options, \
+             base_zoom = excluded.base_zoom, tile_size = excluded.tile_size, built_at = NULL, last_build = NULL",
+            &[
+                name.into(),
+                oid.into(),
+                creator.into(),
+                pgrx::JsonB(p.options.clone()).into(),
+                (p.base_zoom as i32).into(),
+                (p.size.px() as i32).into(),
+            ],
+        )
+    })
+    .or_spi_error("create_heat_pyramid");
+    p = Pyramid::load(name);
+    if let Some(old) = old_source {
+        security::drop_triggers("vasttile.heat_pyramid_log_rows()", name, old);
+    }
     for (event, tables) in [
         ("INSERT", "REFERENCING NEW TABLE AS new_rows"),
         (
@@ -749,25 +734,23 @@ fn create_heat_pyramid(
         ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
         ("TRUNCATE", ""),
     ] {
-        let trigger = spi::quote_identifier(trigger_name(name, event));
-        ddl += &format!(
+        let trigger = spi::quote_identifier(security::trigger_name("pyramid", name, event));
+        Spi::run(&format!(
             "CREATE TRIGGER {trigger} AFTER {event} ON {source} {tables} \
-             FOR EACH STATEMENT EXECUTE FUNCTION vasttile.heat_pyramid_log_rows({lit});",
+             FOR EACH STATEMENT EXECUTE FUNCTION vasttile.heat_pyramid_log_rows({lit})",
             lit = spi::quote_literal(name)
-        );
+        ))
+        .or_spi_error("create_heat_pyramid");
     }
     if p.geometry != Geometry::Points {
-        let index: String = format!("{}_{}_vasttile_box", table_name, p.column)
-            .chars()
-            .take(63)
-            .collect();
-        ddl += &format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {source} USING gist (vasttile.path_box(t_col));",
-            spi::quote_identifier(index)
-        )
-        .replace("t_col", &spi::quote_identifier(&p.column));
+        let index = truncate_identifier(format!("{table_name}_{}_vasttile_box", p.column));
+        Spi::run(&format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {source} USING gist (vasttile.path_box({}))",
+            spi::quote_identifier(index),
+            spi::quote_identifier(&p.column),
+        ))
+        .or_spi_error("create_heat_pyramid");
     }
-    Spi::run(&ddl).or_spi_error("create_heat_pyramid");
     if build {
         pgrx::JsonB(build_all(&p))
     } else {
@@ -775,62 +758,99 @@ fn create_heat_pyramid(
     }
 }
 
-fn trigger_name(pyramid: &str, event: &str) -> String {
-    format!("vasttile_pyramid_{pyramid}_{}", event.to_lowercase())
+/// The longest prefix of `name` within 63 bytes (PostgreSQL's identifier limit), cut at a
+/// character boundary, so the name created is the name looked up.
+fn truncate_identifier(mut name: String) -> String {
+    let mut end = name.len().min(63);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.truncate(end);
+    name
 }
 
-/// DDL dropping the pyramid's triggers that exist on `source`.
-fn drop_triggers(pyramid: &str, source: &str) -> String {
-    let mut ddl = String::new();
-    let table_exists = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[source.into()],
-    )
-    .or_spi_error("looking up the table");
-    if table_exists != Some(true) {
-        return ddl;
-    }
-    for event in ["insert", "update", "delete", "truncate"] {
-        let exists = Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2)",
-            &[source.into(), trigger_name(pyramid, event).into()],
+/// The role that created pyramid `name`, if it exists.
+fn owner_of(name: &str) -> Option<pgrx::pg_sys::Oid> {
+    security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
+            "SELECT (SELECT owner::oid FROM vasttile.heat_pyramids WHERE name = $1)",
+            &[name.into()],
         )
-        .or_spi_error("looking up triggers");
-        if exists == Some(true) {
-            let trigger = spi::quote_identifier(trigger_name(pyramid, event));
-            ddl += &format!("DROP TRIGGER {trigger} ON {source};");
-        }
+    })
+    .or_spi_error("looking up the heat pyramid")
+}
+
+/// Every column the options name exists in `rel` (`42703`) and has a built-in type (`42804`:
+/// the log trigger would run a user-defined cast with the extension owner's rights).
+fn check_columns(rel: pgrx::pg_sys::Oid, options: &Value, source: &str) {
+    let row = Spi::get_two_with_args::<String, String>(
+        "SELECT (SELECT c FROM unnest(vasttile.heat_pyramid_columns($2)) c \
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 \
+                                   AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped) LIMIT 1), \
+                (SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 \
+                 AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384 \
+                 AND a.attname = ANY (vasttile.heat_pyramid_columns($2)) LIMIT 1)",
+        &[rel.into(), pgrx::JsonB(options.clone()).into()],
+    )
+    .or_spi_error("create_heat_pyramid");
+    match row {
+        (Some(missing), _) => sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("column \"{missing}\" of the pyramid's options does not exist in {source}"),
+        ),
+        (None, Some(typed)) => sql_error(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("column \"{typed}\" of {source} has a user-defined type: pyramids read columns of built-in types"),
+        ),
+        (None, None) => {}
     }
-    ddl
+}
+
+/// The caller may rebuild, refresh or drop pyramid `p`: it has the privileges of its creator
+/// and of its table's owner.
+fn require_manage(p: &Pyramid, action: &str) {
+    security::require_role(p.owner, &format!("heat pyramid \"{}\"", p.name), action);
+    security::require_table_owner(
+        p.source_oid,
+        &format!("{action} heat pyramid \"{}\"", p.name),
+    );
 }
 
 /// Rebuild a pyramid from its table.
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn heat_pyramid_build(name: &str) -> pgrx::JsonB {
+    let p = Pyramid::load(name);
+    require_manage(&p, "rebuild");
     lock(name);
-    pgrx::JsonB(build_all(&Pyramid::load(name)))
+    pgrx::JsonB(build_all(&p))
 }
 
 /// Apply the changes logged since the last build or refresh (a full build after a TRUNCATE).
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn heat_pyramid_refresh(name: &str) -> pgrx::JsonB {
+    let p = Pyramid::load(name);
+    require_manage(&p, "refresh");
     lock(name);
-    pgrx::JsonB(refresh(&Pyramid::load(name)))
+    pgrx::JsonB(refresh(&p))
 }
 
 /// Drop a pyramid: its tiles, log and triggers (the table and its index stay).
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn drop_heat_pyramid(name: &str) -> bool {
-    let source = Spi::get_one_with_args::<String>(
-        "WITH gone AS (DELETE FROM vasttile.heat_pyramids WHERE name = $1 RETURNING source::text AS source) \
-         SELECT (SELECT source FROM gone)",
-        &[name.into()],
-    )
+    let Some(owner) = owner_of(name) else {
+        return false;
+    };
+    security::require_role(owner, &format!("heat pyramid \"{name}\""), "drop");
+    let source = security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
+            "WITH gone AS (DELETE FROM vasttile.heat_pyramids WHERE name = $1 RETURNING source::oid AS source) \
+             SELECT (SELECT source FROM gone)",
+            &[name.into()],
+        )
+    })
     .or_spi_error("drop_heat_pyramid");
-    let Some(source) = source else { return false };
-    let ddl = drop_triggers(name, &source);
-    if !ddl.is_empty() {
-        Spi::run(&ddl).or_spi_error("drop_heat_pyramid");
+    if let Some(source) = source {
+        security::drop_triggers("vasttile.heat_pyramid_log_rows()", name, source);
     }
     true
 }
@@ -870,62 +890,81 @@ pub(crate) fn points_pyramid_for(
                AND (options->>'weight_column') IS NOT DISTINCT FROM $3 \
                AND tile_size = $4 AND base_zoom >= $5 AND built_at IS NOT NULL \
                ORDER BY name LIMIT 1";
-    Spi::connect(|client| {
-        use pgrx::PgBuiltInOids as T;
-        let types = [T::OIDOID, T::TEXTOID, T::TEXTOID, T::INT4OID, T::INT4OID];
-        let args: [pgrx::datum::DatumWithOid<'_>; 5] = [
-            table.into(),
-            key_column.into(),
-            weight_column.into(),
-            (size.px() as i32).into(),
-            (z as i32).into(),
-        ];
-        super::with_saved_plan(
-            client,
-            pgrx::pg_sys::Oid::INVALID,
-            sql.to_string(),
-            &types,
-            |plan| match client
-                .select(plan, Some(1), &args)?
-                .first()
-                .get_one::<String>()
-            {
-                Err(spi::SpiError::InvalidPosition) => Ok(None),
-                other => other,
-            },
-        )
+    // Stored tiles hold every row: only a caller who may read them all is served from them.
+    if security::source_access(table) != Access::Full {
+        return None;
+    }
+    security::as_catalog_owner(|| {
+        Spi::connect(|client| {
+            use pgrx::PgBuiltInOids as T;
+            let types = [T::OIDOID, T::TEXTOID, T::TEXTOID, T::INT4OID, T::INT4OID];
+            let args: [pgrx::datum::DatumWithOid<'_>; 5] = [
+                table.into(),
+                key_column.into(),
+                weight_column.into(),
+                (size.px() as i32).into(),
+                (z as i32).into(),
+            ];
+            super::with_saved_plan(
+                client,
+                pgrx::pg_sys::Oid::INVALID,
+                sql.to_string(),
+                &types,
+                |plan| match client
+                    .select(plan, Some(1), &args)?
+                    .first()
+                    .get_one::<String>()
+                {
+                    Err(spi::SpiError::InvalidPosition) => Ok(None),
+                    other => other,
+                },
+            )
+        })
     })
     .or_spi_error("looking up heat pyramids")
 }
 
-/// One stored tile of a pyramid: the pyramid's base zoom and tile size, and the tile's levels
-/// (`stored`) or counts, when it has any heat.
-fn stored_tile(name: &str, tile: Tile, stored: bool) -> (u32, u32, Option<Vec<u8>>) {
+/// One stored tile of a pyramid: the pyramid's base zoom, tile size and table, and the tile's
+/// levels (`stored`) or counts, when it has any heat. Read as the extension's owner: the caller
+/// checks access to the table before using the bytes.
+fn stored_tile(
+    name: &str,
+    tile: Tile,
+    stored: bool,
+) -> (u32, u32, pgrx::pg_sys::Oid, Option<Vec<u8>>) {
     let column = if stored {
         "t.levels"
     } else {
         "t.counts::bytea"
     };
     let sql = format!(
-        "SELECT p.base_zoom, p.tile_size, {column} FROM vasttile.heat_pyramids p \
+        "SELECT p.base_zoom, p.tile_size, p.source::oid, {column} FROM vasttile.heat_pyramids p \
          LEFT JOIN vasttile.heat_pyramid_tiles t ON t.pyramid = p.name AND t.z = $2 AND t.x = $3 AND t.y = $4 \
          WHERE p.name = $1"
     );
-    let row = Spi::connect(|client| {
-        use pgrx::PgBuiltInOids as T;
-        let types = [T::TEXTOID, T::INT4OID, T::INT4OID, T::INT4OID];
-        super::with_saved_plan(client, pgrx::pg_sys::Oid::INVALID, sql, &types, |plan| {
-            let rows = client.select(plan, Some(1), &tile_args(name, tile))?;
-            match rows.first().get_three::<i32, i32, Vec<u8>>() {
-                Ok(r) => Ok(Some(r)),
-                Err(spi::SpiError::InvalidPosition) => Ok(None),
-                Err(e) => Err(e),
-            }
+    let row = security::as_catalog_owner(|| {
+        Spi::connect(|client| {
+            use pgrx::PgBuiltInOids as T;
+            let types = [T::TEXTOID, T::INT4OID, T::INT4OID, T::INT4OID];
+            super::with_saved_plan(client, pgrx::pg_sys::Oid::INVALID, sql, &types, |plan| {
+                let rows = client.select(plan, Some(1), &tile_args(name, tile))?;
+                let Some(row) = rows.into_iter().next() else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    row.get::<i32>(1)?,
+                    row.get::<i32>(2)?,
+                    row.get::<pgrx::pg_sys::Oid>(3)?,
+                    row.get::<Vec<u8>>(4)?,
+                )))
+            })
         })
     })
     .or_spi_error("heat_pyramid_tile");
     match row {
-        Some((Some(base), Some(side), bytes)) => (base as u32, side as u32, bytes),
+        Some((Some(base), Some(side), Some(source), bytes)) => {
+            (base as u32, side as u32, source, bytes)
+        }
         _ => sql_error(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("heat pyramid \"{name}\" does not exist"),
@@ -943,7 +982,10 @@ pub(crate) fn pyramid_tile(
     size: TileSize,
 ) -> Option<Vec<u8>> {
     let stored = style.normalize == Normalize::EqHist;
-    let (base, side, bytes) = stored_tile(name, tile, stored);
+    let (base, side, source, bytes) = stored_tile(name, tile, stored);
+    let may_serve_stored = || {
+        security::require_full_access(source, &format!("heat pyramid \"{name}\""));
+    };
     let on_the_fly = || {
         let grid = draw_on_the_fly(&Pyramid::load(name), tile, size);
         shade(&grid, style).or_raise()
@@ -952,6 +994,7 @@ pub(crate) fn pyramid_tile(
         if tile.z > base {
             return on_the_fly();
         }
+        may_serve_stored();
         let bytes = bytes?;
         if !stored {
             return shade(&HeatGrid::from_bytes(&bytes).or_raise(), style).or_raise();
@@ -967,6 +1010,7 @@ pub(crate) fn pyramid_tile(
     if tile.z >= base {
         return on_the_fly();
     }
+    may_serve_stored();
     // Four children at z + 1, stitched row by row into one tile of twice the side.
     let half = side as usize;
     let full = 2 * half;
@@ -979,7 +1023,7 @@ pub(crate) fn pyramid_tile(
             x: 2 * tile.x + dx,
             y: 2 * tile.y + dy,
         };
-        let Some(b) = stored_tile(name, child, stored).2 else {
+        let Some(b) = stored_tile(name, child, stored).3 else {
             continue;
         };
         let (ox, oy) = (dx as usize * half, dy as usize * half);
@@ -1086,27 +1130,30 @@ fn heat_pyramid_seams(
     ),
 > {
     let p = Pyramid::load(name);
+    security::require_full_access(p.source_oid, &format!("heat pyramid \"{name}\""));
     let mut tiles = HashMap::new();
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT x, y, levels, counts::bytea FROM vasttile.heat_pyramid_tiles \
+    security::as_catalog_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT x, y, levels, counts::bytea FROM vasttile.heat_pyramid_tiles \
              WHERE pyramid = $1 AND z = $2 AND levels IS NOT NULL",
-            None,
-            &[name.into(), z.into()],
-        )?;
-        for row in rows {
-            pgrx::check_for_interrupts!();
-            if let (Some(x), Some(y), Some(levels), Some(counts)) = (
-                row.get::<i32>(1)?,
-                row.get::<i32>(2)?,
-                row.get::<Vec<u8>>(3)?,
-                row.get::<Vec<u8>>(4)?,
-            ) {
-                let heat = HeatGrid::from_bytes(&counts).or_raise().values();
-                tiles.insert((x as u32, y as u32), SeamTile { levels, heat });
+                None,
+                &[name.into(), z.into()],
+            )?;
+            for row in rows {
+                pgrx::check_for_interrupts!();
+                if let (Some(x), Some(y), Some(levels), Some(counts)) = (
+                    row.get::<i32>(1)?,
+                    row.get::<i32>(2)?,
+                    row.get::<Vec<u8>>(3)?,
+                    row.get::<Vec<u8>>(4)?,
+                ) {
+                    let heat = HeatGrid::from_bytes(&counts).or_raise().values();
+                    tiles.insert((x as u32, y as u32), SeamTile { levels, heat });
+                }
             }
-        }
-        Ok::<_, spi::SpiError>(())
+            Ok::<_, spi::SpiError>(())
+        })
     })
     .or_spi_error("heat_pyramid_seams");
     let s = seam_stats(&tiles, p.size.px() as usize);
@@ -1200,16 +1247,20 @@ fn path_box(path: pgrx::Array<'_, i64>) -> Option<pgrx::pg_sys::BOX> {
 /// The base tiles of zoom z a path draws into (tile x, y), e.g. to see what a change dirties.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn path_tiles(
-    path: Vec<i64>,
+    path: Vec<Option<i64>>,
     z: i32,
 ) -> TableIterator<'static, (name!(tile_x, i32), name!(tile_y, i32))> {
     let z = crate::core::vcs::check_zoom(z).or_raise();
     let points: Vec<(u32, u32)> = path
         .iter()
-        .map(|&k| vcs_from_key(k).map(|(x, y)| (x as u32, y as u32)))
+        .map(|&k| {
+            let k =
+                k.ok_or_else(|| CoreError::out_of_range("path", "must not hold NULL points"))?;
+            vcs_from_key(k).map(|(x, y)| (x as u32, y as u32))
+        })
         .collect::<CoreResult<_>>()
         .or_raise();
-    TableIterator::new(tiles_of_path(&points, z).into_iter().map(|c| {
+    TableIterator::new(tiles_of_path(&points, z).or_raise().into_iter().map(|c| {
         let (x, y) = morton_deinterleave(c);
         (x as i32, y as i32)
     }))

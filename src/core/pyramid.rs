@@ -67,8 +67,27 @@ impl PathSet {
 /// Morton code, first point, last point) with the run's points `path[first..=last]`, in order
 /// of tile. Drawing a tile then visits only its own segments (the Strava post's split of paths
 /// at tile boundaries).
-pub fn tile_runs(path: &[(u32, u32)], z: u32, out: &mut Vec<(u64, u32, u32)>) {
+///
+/// A path whose segments' boxes cover more than [`MAX_TILE_HITS`] tiles is refused before any
+/// of them is listed (a segment across the world at zoom 23 covers 2^46).
+pub fn tile_runs(path: &[(u32, u32)], z: u32, out: &mut Vec<(u64, u32, u32)>) -> CoreResult<()> {
     let t = |v: u32| tile_at_zoom(v, z);
+    let box_tiles = |a: (u32, u32), b: (u32, u32)| -> u64 {
+        let w = (t(a.0.max(b.0)) - t(a.0.min(b.0))) as u64 + 1;
+        let h = (t(a.1.max(b.1)) - t(a.1.min(b.1))) as u64 + 1;
+        w * h
+    };
+    let mut total: u64 = 0;
+    for w in path.windows(2) {
+        total = total.saturating_add(box_tiles(w[0], w[1]));
+        if total > MAX_TILE_HITS {
+            return Err(CoreError::TooLarge {
+                detail: format!(
+                    "a path's segments cover more than {MAX_TILE_HITS} tiles at zoom {z} (segments span too far for this zoom)"
+                ),
+            });
+        }
+    }
     let mut hits: Vec<(u64, u32)> = Vec::new();
     let mut add_box = |a: (u32, u32), b: (u32, u32), s: u32| {
         for ty in t(a.1.min(b.1))..=t(a.1.max(b.1)) {
@@ -78,7 +97,7 @@ pub fn tile_runs(path: &[(u32, u32)], z: u32, out: &mut Vec<(u64, u32, u32)>) {
         }
     };
     match path {
-        [] => return,
+        [] => return Ok(()),
         [p] => add_box(*p, *p, 0),
         _ => {
             for (s, w) in path.windows(2).enumerate() {
@@ -93,15 +112,20 @@ pub fn tile_runs(path: &[(u32, u32)], z: u32, out: &mut Vec<(u64, u32, u32)>) {
         let last = run[run.len() - 1].1 + if single { 0 } else { 1 };
         out.push((code, first, last));
     }
+    Ok(())
 }
 
+/// The most tiles the boxes of one path's segments may cover at a zoom (about 1 M: 16 MB of
+/// runs at most).
+pub const MAX_TILE_HITS: u64 = 1 << 20;
+
 /// The tiles of zoom `z` a path's segments may draw into (Morton codes, ascending).
-pub fn tiles_of_path(path: &[(u32, u32)], z: u32) -> Vec<u64> {
+pub fn tiles_of_path(path: &[(u32, u32)], z: u32) -> CoreResult<Vec<u64>> {
     let mut runs = Vec::new();
-    tile_runs(path, z, &mut runs);
+    tile_runs(path, z, &mut runs)?;
     let mut out: Vec<u64> = runs.into_iter().map(|r| r.0).collect();
     out.dedup();
-    out
+    Ok(out)
 }
 
 /// Folds tiles arriving in Morton order at the base zoom into their ancestors, emitting every
@@ -198,8 +222,11 @@ pub fn build_counts(
     let mut runs: Vec<(u64, u32, u32, u32)> = Vec::new();
     let mut path_runs = Vec::new();
     for i in 0..paths.len() {
+        if i % 4096 == 4095 {
+            on_progress();
+        }
         path_runs.clear();
-        tile_runs(paths.path(i), base_zoom, &mut path_runs);
+        tile_runs(paths.path(i), base_zoom, &mut path_runs)?;
         for &(code, first, last) in &path_runs {
             if only.is_none_or(|o| o.contains(&code)) {
                 runs.push((code, i as u32, first, last));

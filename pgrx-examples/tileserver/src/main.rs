@@ -9,14 +9,18 @@
 //!
 //! Tiles carry a strong ETag (If-None-Match -> 304), a configurable Cache-Control and CORS
 //! headers. At most `--concurrency` tiles are drawn at once (requests beyond wait), each under
-//! `--statement-timeout-ms`. Bad z/x/y or parameters are 4xx with a clear message; server-side
-//! failures are 5xx that never carry SQL text.
+//! `--statement-timeout-ms`. Bad z/x/y or parameters are 4xx with a short fixed message (at most
+//! naming the bad parameter, capped and without control characters: a request is never echoed);
+//! URLs over 4 KB are 414 and control characters or invalid UTF-8 in the path or query 400, before
+//! the database is asked. Database error messages go to the log only: the client gets a fixed
+//! text (400 for invalid parameter values, 504 on the statement timeout, 500 otherwise).
 
 mod catalog;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -137,18 +141,7 @@ async fn main() {
         eprintln!("vasttile-tileserver: cannot list layers: {e}");
         std::process::exit(1);
     }
-    let app = Router::new()
-        .route("/", get(|| async { Redirect::temporary("/map/") }))
-        .route("/index.json", get(index))
-        .route("/catalog", get(index))
-        .route("/health", get(|| async { "ok" }))
-        .route("/legend/{layer}", get(legend))
-        .route("/{layer}", get(tilejson))
-        .route("/{layer}/{z}/{x}/{y}", get(tile))
-        .nest_service("/map/maplibre-gl", ServeDir::new(&cfg.maplibre_dir))
-        .nest_service("/map", ServeDir::new(&cfg.web_dir))
-        .layer(CorsLayer::permissive())
-        .with_state(state.clone());
+    let app = app(state.clone(), &cfg);
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .unwrap_or_else(|e| usage(&format!("cannot listen on {}: {e}", cfg.listen)));
@@ -163,6 +156,115 @@ async fn main() {
         })
         .await
         .expect("server runs");
+}
+
+/// The routes, behind the request checks (`check_request`).
+fn app(state: Shared, cfg: &Config) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/map/") }))
+        .route("/index.json", get(index))
+        .route("/catalog", get(index))
+        .route("/health", get(|| async { "ok" }))
+        .route("/legend/{layer}", get(legend))
+        .route("/{layer}", get(tilejson))
+        .route("/{layer}/{z}/{x}/{y}", get(tile))
+        .nest_service("/map/maplibre-gl", ServeDir::new(&cfg.maplibre_dir))
+        .nest_service("/map", ServeDir::new(&cfg.web_dir))
+        .layer(middleware::from_fn(check_request))
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+/// The longest request target (path and query) served; longer ones are 414.
+const MAX_URL_BYTES: usize = 4096;
+/// The most characters of client input an error message repeats (`mention`).
+const MAX_MENTION_CHARS: usize = 48;
+
+/// Client input for an error message: control characters dropped, at most `MAX_MENTION_CHARS`.
+fn mention(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MENTION_CHARS + 1)
+        .collect();
+    if out.chars().count() > MAX_MENTION_CHARS {
+        out = out.chars().take(MAX_MENTION_CHARS).collect();
+        out.push_str("...");
+    }
+    out
+}
+
+/// Percent-decoding (`+` is a space in query strings); malformed escapes stay as they are.
+fn percent_decode(s: &str, plus_is_space: bool) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if plus_is_space && b == b'+' { b' ' } else { b });
+        i += 1;
+    }
+    out
+}
+
+/// Text of a decoded URL part: UTF-8 without control characters (NUL, newlines, escapes...).
+fn clean_text(bytes: Vec<u8>) -> Option<String> {
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|s| !s.chars().any(char::is_control))
+}
+
+/// Why a request target is refused before any handler (and the database) sees it: 414 when it
+/// is longer than `MAX_URL_BYTES`, 400 when its path or a query parameter's name or value,
+/// decoded, is not UTF-8 or holds a control character.
+fn check_uri(uri: &Uri) -> Result<(), (StatusCode, String)> {
+    let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    if target.len() > MAX_URL_BYTES {
+        return Err((
+            StatusCode::URI_TOO_LONG,
+            format!("the URL is longer than {MAX_URL_BYTES} bytes"),
+        ));
+    }
+    if clean_text(percent_decode(uri.path(), false)).is_none() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the URL path must be UTF-8 without control characters".into(),
+        ));
+    }
+    for pair in uri.query().unwrap_or_default().split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(name) = clean_text(percent_decode(name, true)) else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "query parameter names must be UTF-8 without control characters".into(),
+            ));
+        };
+        if clean_text(percent_decode(value, true)).is_none() {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "query parameter \"{}\" must be UTF-8 without control characters",
+                    mention(&name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn check_request(request: Request, next: Next) -> Response {
+    match check_uri(request.uri()) {
+        Ok(()) => next.run(request).await,
+        Err((status, why)) => error(status, &why),
+    }
 }
 
 /// An error with its causes ("db error: FATAL: database \"x\" does not exist"), for the log.
@@ -205,7 +307,12 @@ async fn find_layer(state: &AppState, id: &str) -> Result<Layer, Response> {
         )
     })?;
     let found = state.layers.read().expect("not poisoned").get(id).cloned();
-    found.ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no layer named \"{id}\"")))
+    found.ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!("no layer named \"{}\"", mention(id)),
+        )
+    })
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -297,7 +404,7 @@ fn parse_tile(z: &str, x: &str, y: &str) -> Result<(i32, i32, i32, bool), String
     };
     let num = |what: &str, v: &str| {
         v.parse::<i32>()
-            .map_err(|_| format!("{what} must be an integer, got \"{v}\""))
+            .map_err(|_| format!("{what} must be an integer, got \"{}\"", mention(v)))
     };
     let (z, x, y) = (num("z", z)?, num("x", x)?, num("y", y)?);
     let max_z = if retina { 22 } else { 23 };
@@ -316,9 +423,14 @@ fn parse_tile(z: &str, x: &str, y: &str) -> Result<(i32, i32, i32, bool), String
     Ok((z, x, y, retina))
 }
 
-/// What a database error means for the client: its own input (4xx, with vasttile's message,
-/// which names the parameter and never holds SQL), too slow (504), or our fault (500, logged).
-fn db_error(e: &tokio_postgres::Error, statement_timeout_ms: u64) -> Response {
+/// What a database error means for the client: its own input (400), too slow (504), or our
+/// fault (500). The database's message is logged, never sent: a 400 names at most the query
+/// parameter it is about (`bad_parameter`).
+fn db_error(
+    e: &tokio_postgres::Error,
+    query: &HashMap<String, String>,
+    statement_timeout_ms: u64,
+) -> Response {
     let Some(db) = e.as_db_error() else {
         eprintln!("database error: {}", describe(e));
         return error(
@@ -327,20 +439,54 @@ fn db_error(e: &tokio_postgres::Error, statement_timeout_ms: u64) -> Response {
         );
     };
     let code = db.code().code();
+    eprintln!(
+        "database error {code}: {}{}",
+        db.message().escape_debug(),
+        db.detail()
+            .map(|d| format!(" ({})", d.escape_debug()))
+            .unwrap_or_default()
+    );
+    let (status, text) = db_error_text(code, db.message(), query, statement_timeout_ms);
+    error(status, &text)
+}
+
+/// The status and fixed text for a database error (SQLSTATE `code`, `message`).
+fn db_error_text(
+    code: &str,
+    message: &str,
+    query: &HashMap<String, String>,
+    statement_timeout_ms: u64,
+) -> (StatusCode, String) {
     if code.starts_with("22") {
-        return error(StatusCode::BAD_REQUEST, db.message());
+        let text = match bad_parameter(message, query) {
+            Some(name) => format!("invalid value for query parameter \"{}\"", mention(name)),
+            None => "invalid query parameters for this layer".into(),
+        };
+        return (StatusCode::BAD_REQUEST, text);
     }
     if code == "57014" {
-        return error(
+        return (
             StatusCode::GATEWAY_TIMEOUT,
-            &format!("the tile took longer than the server's limit of {statement_timeout_ms} ms"),
+            format!("the tile took longer than the server's limit of {statement_timeout_ms} ms"),
         );
     }
-    eprintln!("database error {code}: {}", db.message());
-    error(
+    (
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error drawing the tile",
+        "internal error drawing the tile".into(),
     )
+}
+
+/// The client's query parameter a vasttile error message is about: `style option "KEY": ...`
+/// or `NAME must ...`. The name returned is the client's own, not text from the database.
+fn bad_parameter<'q>(message: &str, query: &'q HashMap<String, String>) -> Option<&'q str> {
+    let subject = match message.strip_prefix("style option \"") {
+        Some(rest) => rest.split('"').next().unwrap_or_default(),
+        None => message.split([' ', ':']).next().unwrap_or_default(),
+    };
+    query
+        .keys()
+        .find(|k| !k.is_empty() && k.as_str() == subject)
+        .map(String::as_str)
 }
 
 fn png_response(state: &AppState, png: Vec<u8>, headers: &HeaderMap) -> Response {
@@ -382,7 +528,7 @@ async fn tile(
         if !layer.retina() {
             return error(
                 StatusCode::NOT_FOUND,
-                &format!("layer \"{id}\" has no 512-px (@2x) tiles"),
+                &format!("layer \"{}\" has no 512-px (@2x) tiles", mention(&id)),
             );
         }
         params.insert("size".into(), json!(512));
@@ -402,7 +548,7 @@ async fn tile(
     };
     let statement = match client.prepare_cached(&layer.tile_sql()).await {
         Ok(s) => s,
-        Err(e) => return db_error(&e, state.statement_timeout_ms),
+        Err(e) => return db_error(&e, &query, state.statement_timeout_ms),
     };
     let params = Value::Object(params);
     match client.query_one(&statement, &[&z, &x, &y, &params]).await {
@@ -412,12 +558,12 @@ async fn tile(
                 Some(p) => p,
                 None => match empty_png(&client, retina).await {
                     Ok(p) => p,
-                    Err(e) => return db_error(&e, state.statement_timeout_ms),
+                    Err(e) => return db_error(&e, &query, state.statement_timeout_ms),
                 },
             };
             png_response(&state, png, &headers)
         }
-        Err(e) => db_error(&e, state.statement_timeout_ms),
+        Err(e) => db_error(&e, &query, state.statement_timeout_ms),
     }
 }
 
@@ -449,7 +595,10 @@ async fn legend(
     let Some(kind) = layer.kind.clone() else {
         return error(
             StatusCode::NOT_FOUND,
-            &format!("layer \"{id}\" has no legend (not a vasttile layer)"),
+            &format!(
+                "layer \"{}\" has no legend (not a vasttile layer)",
+                mention(&id)
+            ),
         );
     };
     let mut params = params_json(&query);
@@ -465,11 +614,12 @@ async fn legend(
     style.extend(params);
     let client = match state.pool.get().await {
         Ok(c) => c,
-        Err(_) => {
+        Err(e) => {
+            eprintln!("no database connection: {}", describe(&e));
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no database connection available",
-            )
+            );
         }
     };
     let style = Value::Object(style);
@@ -481,7 +631,7 @@ async fn legend(
         .await;
     match result {
         Ok(row) => png_response(&state, row.get(0), &headers),
-        Err(e) => db_error(&e, state.statement_timeout_ms),
+        Err(e) => db_error(&e, &query, state.statement_timeout_ms),
     }
 }
 
@@ -503,6 +653,197 @@ mod tests {
             .unwrap_err()
             .contains("z must be an integer"));
         assert!(parse_tile("1", "-1", "0").is_err());
+    }
+
+    /// The app over a database that is never reachable, knowing one layer: a request that gets
+    /// past the checks and asks for a connection is a 503.
+    fn test_app() -> Router {
+        let pg: tokio_postgres::Config = "host=/nonexistent-vasttile-test port=1 user=x dbname=x"
+            .parse()
+            .unwrap();
+        let manager = Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(1)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .unwrap();
+        let layers = layers_from_rows(vec![(
+            "public".into(),
+            "zip_heat".into(),
+            r#"{"content_type": "image/png", "vasttile": {"kind": "heat"}}"#.into(),
+        )]);
+        let state = Arc::new(AppState {
+            pool,
+            layers: RwLock::new(Arc::new(layers)),
+            tiles: Semaphore::new(1),
+            cache_control: HeaderValue::from_static("no-cache"),
+            statement_timeout_ms: 1000,
+        });
+        let cfg = Config {
+            listen: String::new(),
+            database: String::new(),
+            web_dir: "/nonexistent-vasttile-test".into(),
+            maplibre_dir: "/nonexistent-vasttile-test".into(),
+            cache_control: String::new(),
+            concurrency: 1,
+            statement_timeout_ms: 1000,
+        };
+        app(state, &cfg)
+    }
+
+    async fn get(uri: &str) -> (StatusCode, String) {
+        use tower::ServiceExt;
+        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let response = test_app().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_long_query_is_414_and_not_echoed() {
+        let value = "a".repeat(10 * 1024);
+        let (status, body) = get(&format!("/zip_heat/4/4/6.png?colormap={value}")).await;
+        assert_eq!(status, StatusCode::URI_TOO_LONG);
+        assert!(body.len() < 200, "{} bytes: {body}", body.len());
+        assert!(!body.contains(&"a".repeat(64)), "{body}");
+        // Also for a name of a parameter, and under the limit (the handler's own 400).
+        let (status, body) = get(&format!("/zip_heat/4/4/6.png?{value}=1")).await;
+        assert_eq!(status, StatusCode::URI_TOO_LONG);
+        assert!(
+            body.len() < 200 && !body.contains(&"a".repeat(64)),
+            "{body}"
+        );
+        let z = "a".repeat(3000);
+        let (status, body) = get(&format!("/zip_heat/{z}/0/0.png")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body.len() < 200 && !body.contains(&"a".repeat(64)),
+            "{body}"
+        );
+        assert!(body.contains("z must be an integer"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn control_characters_are_400_before_the_database() {
+        for uri in [
+            "/zip_heat/4/4/6.png?%00=1",
+            "/zip_heat/4/4/6.png?colormap=%00",
+            "/zip_heat/4/4/6.png?colormap=fire%0Aevil",
+            "/zip_heat/4/4/6.png?colormap=%1B%5B31m",
+            "/zip_heat/4/4/6.png?colormap=%7F",
+            "/zip_heat/4/4/6.png?colormap=%C2%85",
+            "/zip_heat/4/4/6.png?colormap=%FF",
+            "/zip_heat%00/4/4/6.png",
+            "/legend/zip_heat?%00=1",
+            "/index.json?%00=1",
+        ] {
+            let (status, body) = get(uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert!(body.len() < 200, "{uri}: {body}");
+            for db_text in [
+                "Unicode",
+                "escape sequence",
+                "cannot be converted",
+                "\\u0000",
+            ] {
+                assert!(!body.contains(db_text), "{uri}: {body}");
+            }
+            let json: Value = serde_json::from_str(&body).unwrap();
+            assert!(!json["error"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .any(char::is_control));
+        }
+        // A clean request gets past the checks (and to the unreachable database).
+        let (status, _) = get("/zip_heat/4/4/6.png?colormap=fire&normalize=log").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, _) = get("/zip_heat/4/4/6.png?colormap=caf%C3%A9+x").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn database_messages_stay_in_the_log() {
+        let long = "b".repeat(3000);
+        let query = HashMap::from([
+            ("colormap".to_string(), long.clone()),
+            ("radius".to_string(), "999".to_string()),
+        ]);
+        let cases = [
+            ("22P05", "unsupported Unicode escape sequence".to_string()),
+            (
+                "22023",
+                format!("style option \"colormap\": unknown colormap \"{long}\""),
+            ),
+            ("22023", "radius must be at most 64, got 999".to_string()),
+            (
+                "22023",
+                "style option \"other\": unknown option".to_string(),
+            ),
+            (
+                "42P01",
+                "relation \"vasttile_no_such_table\" does not exist".to_string(),
+            ),
+            ("XX000", format!("select * from {long}")),
+            (
+                "57014",
+                "canceling statement due to statement timeout".to_string(),
+            ),
+        ];
+        let mut texts = vec![];
+        for (code, message) in &cases {
+            let (status, text) = db_error_text(code, message, &query, 2000);
+            assert!(text.len() < 120, "{text}");
+            assert!(
+                !text.contains(message.as_str()) && !text.contains("bbbb"),
+                "{text}"
+            );
+            for db_text in ["Unicode", "unknown", "relation", "select", "canceling"] {
+                assert!(!text.contains(db_text), "{text}");
+            }
+            texts.push((status.as_u16(), text));
+        }
+        assert_eq!(
+            texts[0],
+            (400, "invalid query parameters for this layer".into())
+        );
+        assert_eq!(
+            texts[1],
+            (400, "invalid value for query parameter \"colormap\"".into())
+        );
+        assert_eq!(
+            texts[2],
+            (400, "invalid value for query parameter \"radius\"".into())
+        );
+        assert_eq!(
+            texts[3],
+            (400, "invalid query parameters for this layer".into())
+        );
+        assert_eq!(texts[4], (500, "internal error drawing the tile".into()));
+        assert_eq!(texts[5], (500, "internal error drawing the tile".into()));
+        assert_eq!(texts[6].0, 504);
+        assert!(texts[6].1.contains("2000 ms"));
+    }
+
+    #[test]
+    fn mentions_are_short_and_clean() {
+        assert_eq!(mention("colormap"), "colormap");
+        assert_eq!(mention("a\u{0}b\nc\u{1b}[31m"), "abc[31m");
+        let m = mention(&"x".repeat(10_000));
+        assert_eq!(m, format!("{}...", "x".repeat(MAX_MENTION_CHARS)));
+        assert_eq!(percent_decode("a%20b+c%2", true), b"a b c%2");
+        assert_eq!(percent_decode("a+%zz%41", false), b"a+%zzA");
+        assert!(clean_text(percent_decode("%00", true)).is_none());
+        assert!(clean_text(percent_decode("%E2%82%AC", true)).is_some());
     }
 
     #[test]

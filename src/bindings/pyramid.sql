@@ -1,0 +1,130 @@
+-- Heat pyramids: definitions, tiles and the log of changed rows. The tables belong to the
+-- extension's owner; PUBLIC may read the definitions, nothing else. Every change goes through
+-- the extension's functions, which check the caller's rights first (README: Security model).
+
+CREATE TABLE heat_pyramids (
+    name        text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND 63),
+    source      regclass NOT NULL,
+    owner       regrole NOT NULL,
+    options     jsonb NOT NULL,
+    base_zoom   int4 NOT NULL,
+    tile_size   int4 NOT NULL,
+    built_at    timestamptz,
+    last_build  jsonb
+);
+COMMENT ON TABLE heat_pyramids IS 'vasttile heat pyramids: tables of points, paths or activities rendered into zoom pyramids';
+
+CREATE TABLE heat_pyramid_tiles (
+    pyramid text NOT NULL REFERENCES heat_pyramids (name) ON DELETE CASCADE,
+    z       int4 NOT NULL,
+    x       int4 NOT NULL,
+    y       int4 NOT NULL,
+    counts  heatgrid NOT NULL,
+    summary bytea NOT NULL,
+    levels  bytea,
+    PRIMARY KEY (pyramid, z, x, y)
+);
+COMMENT ON TABLE heat_pyramid_tiles IS 'vasttile: per tile of a heat pyramid, raw counts (a heatgrid), a CDF summary and normalised levels (one byte per pixel); compressed by TOAST';
+
+CREATE TABLE heat_pyramid_log (
+    pyramid    text NOT NULL REFERENCES heat_pyramids (name) ON DELETE CASCADE,
+    sign       int2 NOT NULL,
+    id         int8,
+    path       int8[],
+    times      float8[],
+    kind       text,
+    is_virtual boolean,
+    is_private boolean,
+    weight     float8
+);
+CREATE INDEX ON heat_pyramid_log (pyramid);
+COMMENT ON TABLE heat_pyramid_log IS 'vasttile: rows added (+1) and removed (-1) since a pyramid was last refreshed; 0: rebuild';
+
+-- Every role may call the extension's functions (as it may PostGIS's); its tables say who
+-- reads what.
+GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
+REVOKE ALL ON heat_pyramids, heat_pyramid_tiles, heat_pyramid_log FROM PUBLIC;
+GRANT SELECT ON heat_pyramids TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('heat_pyramids', '');
+SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_tiles', '');
+SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_log', '');
+
+-- The columns a pyramid reads per row, in the order of heat_pyramid_log's columns from `id` on,
+-- from its (checked, stored) options; every identifier quoted.
+CREATE FUNCTION heat_pyramid_select_list(options jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    weight text := '1.0::float8';
+BEGIN
+    IF options ->> 'weight_column' IS NOT NULL THEN
+        weight := format('t.%I::float8', options ->> 'weight_column');
+    END IF;
+    -- (plpgsql, not an SQL CASE: the planner may fold every branch of a CASE.)
+    IF options ->> 'geometry' = 'points' THEN
+        RETURN format('NULL::int8, ARRAY[t.%I]::int8[], NULL::float8[], NULL::text, false, false, %s',
+                      options ->> 'column', weight);
+    ELSIF options ->> 'geometry' = 'paths' THEN
+        RETURN format('NULL::int8, t.%I::int8[], NULL::float8[], NULL::text, false, false, %s',
+                      options ->> 'column', weight);
+    ELSIF options ->> 'geometry' = 'activities' THEN
+        RETURN format('t.%I::int8, t.%I::int8[], t.%I::float8[], t.%I::text, coalesce(t.%I, false), coalesce(t.%I, false), 1.0::float8',
+                      options ->> 'id_column', options ->> 'column', options ->> 'times_column',
+                      options ->> 'kind_column', options ->> 'virtual_column', options ->> 'private_column');
+    END IF;
+    RAISE EXCEPTION 'unknown pyramid geometry %', options ->> 'geometry' USING ERRCODE = '22023';
+END $$;
+
+-- The source columns a pyramid reads (for the type check of the log trigger).
+CREATE FUNCTION heat_pyramid_columns(options jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(options ->> k) FILTER (WHERE options ->> k IS NOT NULL)
+    FROM unnest(ARRAY['column', 'weight_column', 'id_column', 'times_column', 'kind_column',
+                      'virtual_column', 'private_column']) AS k
+$$;
+
+-- Statement triggers of a pyramid's table: log the rows of the statement (transition tables).
+-- SECURITY DEFINER, so the table's writers need no rights on vasttile's tables; it writes only
+-- for the pyramid whose source is the table it fires on, and reads only columns of built-in
+-- types (a cast of a user-defined type would run that type's code with the owner's rights).
+CREATE FUNCTION heat_pyramid_log_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    def record;
+    list text;
+BEGIN
+    SELECT p.source, p.options INTO def FROM @extschema@.heat_pyramids p WHERE p.name = TG_ARGV[0];
+    -- A trigger left behind by a dropped pyramid does nothing; one naming another table's
+    -- pyramid is refused (it would forge that pyramid's log).
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF def.source::oid <> TG_RELID THEN
+        RAISE EXCEPTION 'trigger % on % does not belong to a heat pyramid over that table', TG_NAME, TG_RELID::regclass
+            USING ERRCODE = '42501';
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO @extschema@.heat_pyramid_log (pyramid, sign) VALUES (TG_ARGV[0], 0);
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute a
+               WHERE a.attrelid = TG_RELID AND NOT a.attisdropped
+                 AND a.attname = ANY (@extschema@.heat_pyramid_columns(def.options))
+                 AND a.atttypid >= 16384) THEN
+        RAISE EXCEPTION 'heat pyramid "%" reads a column of a user-defined type on %', TG_ARGV[0], TG_RELID::regclass
+            USING ERRCODE = '42804', HINT = 'Pyramids read columns of built-in types (int8, int8[], float8[], text, boolean, numbers).';
+    END IF;
+    list := @extschema@.heat_pyramid_select_list(def.options);
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, -1, %s FROM old_rows t', list)
+            USING TG_ARGV[0];
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, 1, %s FROM new_rows t', list)
+            USING TG_ARGV[0];
+    END IF;
+    RETURN NULL;
+END $$;

@@ -1,0 +1,212 @@
+-- The security model: five roles, every stored and on-the-fly tile kind, hostile names, and the
+-- attacks found by an independent tester (forged logs and caches, hijacked names, injected
+-- DDL, stored SQL run with a superuser's rights).
+SET client_min_messages = warning;
+SET search_path = public, vasttile;
+DROP TABLE IF EXISTS sec_pts, sec_rls, sec_rls_mine, sec_polys, sec_other, sec_mine, "sec ""odd;tbl", at_col, pwned CASCADE;
+DO $$ BEGIN
+    PERFORM vasttile.drop_heat_pyramid(name) FROM vasttile.heat_pyramids WHERE name LIKE 'sec%' OR name LIKE 'x%';
+    PERFORM vasttile.drop_skeleton_layer(name) FROM vasttile.skeleton_layers WHERE name LIKE 'sec%';
+END $$;
+DO $$ DECLARE r text; BEGIN
+    FOREACH r IN ARRAY ARRAY['vt_owner', 'vt_reader', 'vt_rls', 'vt_nosel', 'vt_other'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('DROP OWNED BY %I CASCADE', r);
+            EXECUTE format('DROP ROLE %I', r);
+        END IF;
+        EXECUTE format('CREATE ROLE %I', r);
+    END LOOP;
+END $$;
+GRANT CREATE, USAGE ON SCHEMA public TO vt_owner, vt_other;
+-- SQLSTATE of a statement, or 'ok' (run as the current role).
+CREATE OR REPLACE FUNCTION public.sec_try(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$;
+-- md5 of a bytea query's result, or its SQLSTATE.
+CREATE OR REPLACE FUNCTION public.sec_md5(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE b bytea; BEGIN EXECUTE q INTO b; RETURN coalesce(md5(b), 'null'); EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$;
+
+-- The owner's tables: points open to readers, points under row-level security, polygons.
+SET ROLE vt_owner;
+CREATE TABLE sec_pts AS
+    SELECT i AS id, vasttile.lonlat_to_key(-100 + (i % 40), 30 + (i % 17)) AS vcs_key FROM generate_series(1, 400) i;
+CREATE TABLE sec_rls AS
+    SELECT i AS id, CASE WHEN i % 3 = 0 THEN 'vt_rls' ELSE 'vt_owner' END AS who,
+           vasttile.lonlat_to_key(-100 + (i % 40), 30 + (i % 17)) AS vcs_key FROM generate_series(1, 400) i;
+-- The rows vt_rls may see, for comparing its tiles with a render of exactly those rows.
+CREATE TABLE sec_rls_mine AS SELECT * FROM sec_rls WHERE who = 'vt_rls';
+ALTER TABLE sec_rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_rows ON sec_rls FOR SELECT TO vt_rls USING (who = current_user);
+CREATE POLICY all_rows ON sec_rls FOR SELECT TO vt_reader USING (true);
+CREATE TABLE sec_polys (id int8, who text, polygon vasttile.vcspolygon);
+INSERT INTO sec_polys
+    SELECT i, CASE WHEN i % 2 = 0 THEN 'vt_rls' ELSE 'vt_owner' END,
+           vasttile.polygon_from_geojson(json_build_object('type', 'Polygon', 'coordinates',
+               json_build_array(json_build_array(json_build_array(-110 + 5 * i, 30), json_build_array(-106 + 5 * i, 30),
+                   json_build_array(-106 + 5 * i, 45), json_build_array(-110 + 5 * i, 45), json_build_array(-110 + 5 * i, 30))))::jsonb)
+    FROM generate_series(1, 6) i;
+ALTER TABLE sec_polys ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_polys ON sec_polys FOR SELECT TO vt_rls USING (who = current_user);
+CREATE POLICY all_polys ON sec_polys FOR SELECT TO vt_reader USING (true);
+GRANT SELECT ON sec_pts, sec_rls, sec_polys TO vt_reader, vt_rls;
+GRANT INSERT ON sec_pts TO vt_reader;
+SELECT (vasttile.create_heat_pyramid('sec_pts', 'sec_pts', '{"base_zoom": 6}')->>'rows')::int AS pts_rows;
+SELECT (vasttile.create_heat_pyramid('sec_rls', 'sec_rls', '{"base_zoom": 6}')->>'rows')::int AS rls_rows;
+SELECT vasttile.create_skeleton_layer('sec_polys', 'sec_polys');
+SELECT vasttile.create_pyramid_layer('sec_rls_layer', 'sec_rls');
+-- The tiles each role should get: everything, and vt_rls's own rows.
+CREATE TABLE sec_expect AS SELECT
+    md5(vasttile.heat_pyramid_tile('sec_pts', 3, 1, 3)) AS pts_pyramid,
+    md5(vasttile.heat_pyramid_tile('sec_rls', 3, 1, 3)) AS rls_pyramid,
+    md5(vasttile.heat_tile('sec_rls', 3, 1, 3)) AS rls_heat_all,
+    md5(vasttile.heat_tile('sec_rls_mine', 3, 1, 3)) AS rls_heat_mine,
+    md5(vasttile.dot_tile('sec_rls', 3, 1, 3)) AS rls_dots_all,
+    md5(vasttile.dot_tile('sec_rls_mine', 3, 1, 3)) AS rls_dots_mine,
+    md5(vasttile.access_tile('sec_rls', 6, 14, 25)) AS rls_access_all,
+    md5(vasttile.access_tile('sec_rls_mine', 6, 14, 25)) AS rls_access_mine,
+    md5(vasttile.skeleton_tile('sec_polys', 3, 1, 3)) AS polys_all,
+    NULL::text AS polys_mine;
+CREATE TABLE sec_polys_mine AS SELECT * FROM sec_polys WHERE who = 'vt_rls';
+SELECT vasttile.create_skeleton_layer('sec_polys_mine', 'sec_polys_mine');
+UPDATE sec_expect SET polys_mine = md5(vasttile.skeleton_tile('sec_polys_mine', 3, 1, 3));
+GRANT SELECT ON sec_expect TO PUBLIC;
+SELECT pts_pyramid IS NOT NULL AND rls_heat_all <> rls_heat_mine AND rls_dots_all <> rls_dots_mine
+       AND rls_access_all <> rls_access_mine AND polys_all <> polys_mine AS distinct_expectations FROM sec_expect;
+RESET ROLE;
+
+-- Each role's tiles: stored tiles only for SELECT without row security; on the fly under RLS.
+CREATE FUNCTION public.sec_tiles() RETURNS TABLE (what text, got text) LANGUAGE sql AS $$
+    SELECT 'pyramid sec_pts', CASE sec_md5($q$SELECT vasttile.heat_pyramid_tile('sec_pts', 3, 1, 3)$q$)
+        WHEN e.pts_pyramid THEN 'all rows' ELSE sec_md5($q$SELECT vasttile.heat_pyramid_tile('sec_pts', 3, 1, 3)$q$) END FROM sec_expect e
+    UNION ALL SELECT 'heat_tile sec_pts (pyramid)', CASE sec_md5($q$SELECT vasttile.heat_tile('sec_pts', 3, 1, 3)$q$)
+        WHEN e.pts_pyramid THEN 'all rows' ELSE sec_md5($q$SELECT vasttile.heat_tile('sec_pts', 3, 1, 3)$q$) END FROM sec_expect e
+    UNION ALL SELECT 'pyramid sec_rls', CASE sec_md5($q$SELECT vasttile.heat_pyramid_tile('sec_rls', 3, 1, 3)$q$)
+        WHEN e.rls_pyramid THEN 'all rows' ELSE sec_md5($q$SELECT vasttile.heat_pyramid_tile('sec_rls', 3, 1, 3)$q$) END FROM sec_expect e
+    UNION ALL SELECT 'pyramid layer sec_rls', CASE sec_md5($q$SELECT public.sec_rls_layer(3, 1, 3)$q$)
+        WHEN e.rls_pyramid THEN 'all rows' ELSE sec_md5($q$SELECT public.sec_rls_layer(3, 1, 3)$q$) END FROM sec_expect e
+    UNION ALL SELECT 'heat_tile sec_rls', CASE sec_md5($q$SELECT vasttile.heat_tile('sec_rls', 3, 1, 3)$q$)
+        WHEN e.rls_heat_all THEN 'all rows' WHEN e.rls_pyramid THEN 'all rows (pyramid)' WHEN e.rls_heat_mine THEN 'own rows'
+        ELSE sec_md5($q$SELECT vasttile.heat_tile('sec_rls', 3, 1, 3)$q$) END FROM sec_expect e
+    UNION ALL SELECT 'dot_tile sec_rls', CASE sec_md5($q$SELECT vasttile.dot_tile('sec_rls', 3, 1, 3)$q$)
+        WHEN e.rls_dots_all THEN 'all rows' WHEN e.rls_dots_mine THEN 'own rows'
+        ELSE sec_md5($q$SELECT vasttile.dot_tile('sec_rls', 3, 1, 3)$q$) END FROM sec_expect e
+    UNION ALL SELECT 'access_tile sec_rls', CASE sec_md5($q$SELECT vasttile.access_tile('sec_rls', 6, 14, 25)$q$)
+        WHEN e.rls_access_all THEN 'all rows' WHEN e.rls_access_mine THEN 'own rows'
+        ELSE sec_md5($q$SELECT vasttile.access_tile('sec_rls', 6, 14, 25)$q$) END FROM sec_expect e
+    UNION ALL SELECT 'skeleton_tile sec_polys', CASE sec_md5($q$SELECT vasttile.skeleton_tile('sec_polys', 3, 1, 3)$q$)
+        WHEN e.polys_all THEN 'all rows' WHEN e.polys_mine THEN 'own rows'
+        ELSE sec_md5($q$SELECT vasttile.skeleton_tile('sec_polys', 3, 1, 3)$q$) END FROM sec_expect e
+    UNION ALL SELECT 'heat_pyramid_seams sec_pts', sec_try($q$SELECT vasttile.heat_pyramid_seams('sec_pts', 6)$q$)
+$$;
+GRANT EXECUTE ON FUNCTION public.sec_tiles() TO PUBLIC;
+DELETE FROM vasttile.skeleton_cache WHERE layer = 'sec_polys';
+SET ROLE vt_owner;  SELECT 'owner' AS role, * FROM sec_tiles(); RESET ROLE;
+SET ROLE vt_reader; SELECT 'reader' AS role, * FROM sec_tiles(); RESET ROLE;
+SET ROLE vt_rls;    SELECT 'rls' AS role, * FROM sec_tiles(); RESET ROLE;
+SET ROLE vt_nosel;  SELECT 'no select' AS role, * FROM sec_tiles(); RESET ROLE;
+SET ROLE vt_other;  SELECT 'other owner' AS role, * FROM sec_tiles(); RESET ROLE;
+-- The skeleton cache holds only tiles rendered for roles that see every row.
+SELECT z, x, y FROM vasttile.skeleton_cache WHERE layer = 'sec_polys' ORDER BY z, x, y;
+
+-- What roles other than the owner may do to the owner's pyramids, layers and vasttile's tables.
+CREATE FUNCTION public.sec_attacks() RETURNS TABLE (attack text, sqlstate text) LANGUAGE sql AS $$
+    SELECT a, sec_try(q) FROM (VALUES
+        ('rebuild', $q$SELECT vasttile.heat_pyramid_build('sec_pts')$q$),
+        ('refresh', $q$SELECT vasttile.heat_pyramid_refresh('sec_pts')$q$),
+        ('drop', $q$SELECT vasttile.drop_heat_pyramid('sec_pts')$q$),
+        ('pyramid over the table', $q$SELECT vasttile.create_heat_pyramid('sec_x', 'sec_pts')$q$),
+        ('skeleton layer over the table', $q$SELECT vasttile.create_skeleton_layer('sec_x', 'sec_polys')$q$),
+        ('drop skeleton layer', $q$SELECT vasttile.drop_skeleton_layer('sec_polys')$q$),
+        ('read tiles', $q$SELECT count(*) FROM vasttile.heat_pyramid_tiles$q$),
+        ('read log', $q$SELECT count(*) FROM vasttile.heat_pyramid_log$q$),
+        ('read cache', $q$SELECT count(*) FROM vasttile.skeleton_cache$q$),
+        ('forge log', $q$INSERT INTO vasttile.heat_pyramid_log (pyramid, sign, path) VALUES ('sec_pts', 1, ARRAY[0])$q$),
+        ('poison cache', $q$INSERT INTO vasttile.skeleton_cache VALUES ('sec_polys', 9, 0, 0, 256, '\x00')$q$),
+        ('rewrite definition', $q$UPDATE vasttile.heat_pyramids SET options = '{}' WHERE name = 'sec_pts'$q$),
+        ('delete definition', $q$DELETE FROM vasttile.skeleton_layers WHERE name = 'sec_polys'$q$),
+        ('read definitions', $q$SELECT count(*) FROM vasttile.heat_pyramids$q$)
+    ) AS t(a, q)
+$$;
+GRANT EXECUTE ON FUNCTION public.sec_attacks() TO PUBLIC;
+SET ROLE vt_reader; SELECT 'reader' AS role, * FROM sec_attacks(); RESET ROLE;
+SET ROLE vt_other;  SELECT 'other owner' AS role, * FROM sec_attacks(); RESET ROLE;
+
+-- Hijack by name: another owner may not re-point the owner's pyramid or layer at its own table.
+SET ROLE vt_other;
+CREATE TABLE sec_other AS SELECT 1::int8 AS id, vasttile.lonlat_to_key(0, 0) AS vcs_key, NULL::vasttile.vcspolygon AS polygon;
+SELECT sec_try($q$SELECT vasttile.create_heat_pyramid('sec_pts', 'sec_other')$q$) AS hijack_pyramid,
+       sec_try($q$SELECT vasttile.create_skeleton_layer('sec_polys', 'sec_other')$q$) AS hijack_layer;
+-- A trigger of its own calling the log function for the owner's pyramid cannot forge its log.
+SELECT vasttile.create_heat_pyramid('sec_theirs', 'sec_other', '{"base_zoom": 4}') IS NOT NULL AS own_pyramid;
+CREATE TRIGGER forge AFTER INSERT ON sec_other REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vasttile.heat_pyramid_log_rows('sec_pts');
+SELECT sec_try($q$INSERT INTO sec_other VALUES (2, 0, NULL)$q$) AS forge_through_trigger;
+DROP TRIGGER forge ON sec_other;
+-- Finding 1: rewriting a pyramid's stored definition to run its own code is refused, and the log
+-- trigger runs no stored SQL text.
+CREATE FUNCTION sec_escalate() RETURNS int8[] LANGUAGE sql AS $$ ALTER ROLE vt_other SUPERUSER; SELECT ARRAY[0::int8] $$;
+SELECT sec_try($q$UPDATE vasttile.heat_pyramids SET options = options || '{"column": "x, sec_escalate()"}' WHERE name = 'sec_theirs'$q$) AS rewrite_own_definition;
+-- A column of its own type (whose cast would run its code as the log trigger's owner) is refused.
+CREATE DOMAIN sec_key AS int8;
+CREATE TABLE sec_typed (vcs_key sec_key);
+SELECT sec_try($q$SELECT vasttile.create_heat_pyramid('sec_typed', 'sec_typed')$q$) AS user_typed_column;
+DROP TABLE sec_typed;
+DROP DOMAIN sec_key;
+SELECT vasttile.drop_heat_pyramid('sec_theirs') AS dropped_own;
+RESET ROLE;
+INSERT INTO sec_pts VALUES (1000, vasttile.lonlat_to_key(-90, 35));
+SELECT rolsuper AS other_is_superuser FROM pg_roles WHERE rolname = 'vt_other';
+SELECT name, owner, source FROM vasttile.heat_pyramids WHERE name LIKE 'sec%' ORDER BY name;
+SELECT name, owner, source FROM vasttile.skeleton_layers WHERE name LIKE 'sec%' ORDER BY name;
+
+-- A writer with INSERT on the table (and nothing on vasttile.*) feeds the pyramid's log.
+SET ROLE vt_reader;
+INSERT INTO sec_pts VALUES (1001, vasttile.lonlat_to_key(-90, 35));
+RESET ROLE;
+SELECT sign, count(*) FROM vasttile.heat_pyramid_log WHERE pyramid = 'sec_pts' GROUP BY sign ORDER BY sign;
+SET ROLE vt_owner;
+SELECT (vasttile.heat_pyramid_refresh('sec_pts')->>'rows')::int AS refreshed_rows;
+RESET ROLE;
+
+-- Hostile names: quotes, semicolons, $STYLE, t_col, a column named like an injection, 63 and
+-- 64 bytes.
+SET ROLE vt_owner;
+CREATE TABLE "sec ""odd;tbl" (id int8, " ON v(i);CREATE TABLE pwned(i int);--" int8[]);
+INSERT INTO "sec ""odd;tbl" VALUES (1, ARRAY[vasttile.lonlat_to_key(-100, 40), vasttile.lonlat_to_key(-90, 35)]);
+CREATE TABLE at_col (id int8, " ON v(i);CREATE TABLE pwned(i int);--" int8[]);
+INSERT INTO at_col SELECT * FROM "sec ""odd;tbl";
+SELECT (vasttile.create_heat_pyramid('x"; DROP TABLE sec_pts; --', '"sec ""odd;tbl"',
+        '{"geometry": "paths", "column": " ON v(i);CREATE TABLE pwned(i int);--", "base_zoom": 5}')->>'rows')::int AS odd_rows;
+SELECT (vasttile.create_heat_pyramid('x$STYLE t_col', 'at_col',
+        '{"geometry": "paths", "column": " ON v(i);CREATE TABLE pwned(i int);--", "base_zoom": 5}')->>'rows')::int AS at_col_rows;
+SELECT to_regclass('pwned') AS pwned, to_regclass('sec_pts') IS NOT NULL AS sec_pts_kept;
+SELECT length(vasttile.create_pyramid_layer('x$STYLE layer', 'x$STYLE t_col', '{"colormap": "viridis"}')) > 0 AS odd_layer;
+SELECT public."x$STYLE layer"(5, 7, 12) IS NOT NULL AS odd_layer_tile;
+SELECT (vasttile.create_heat_pyramid(repeat('x', 63), 'at_col', '{"geometry": "paths", "column": " ON v(i);CREATE TABLE pwned(i int);--", "base_zoom": 5}')->>'rows')::int AS name_63_bytes;
+SELECT sec_try(format($q$SELECT vasttile.create_heat_pyramid(%L, 'at_col')$q$, repeat('x', 64))) AS name_64_bytes;
+SELECT count(*) AS at_col_triggers FROM pg_trigger WHERE tgrelid = 'at_col'::regclass AND NOT tgisinternal;
+SELECT vasttile.drop_heat_pyramid(repeat('x', 63)) AND vasttile.drop_heat_pyramid('x$STYLE t_col') AS dropped;
+SELECT count(*) AS at_col_triggers_left FROM pg_trigger WHERE tgrelid = 'at_col'::regclass AND NOT tgisinternal;
+INSERT INTO at_col SELECT * FROM "sec ""odd;tbl";
+SELECT vasttile.drop_heat_pyramid('x"; DROP TABLE sec_pts; --') AS dropped_odd;
+RESET ROLE;
+
+-- Missing tables, columns and layers are errors at creation.
+SET ROLE vt_owner;
+SELECT sec_try($q$SELECT vasttile.create_heat_pyramid('sec_bad', 'sec_pts', '{"column": "nope"}')$q$) AS missing_column,
+       sec_try($q$SELECT vasttile.create_heat_pyramid('sec_bad', 'no_such_table')$q$) AS missing_table,
+       sec_try($q$SELECT vasttile.create_skeleton_layer('sec_bad', 'sec_polys', 'nope')$q$) AS missing_id_column,
+       sec_try($q$SELECT vasttile.create_skeleton_layer('sec_bad', 'sec_polys', 'who')$q$) AS text_id_column,
+       sec_try($q$SELECT vasttile.skeleton_tile('no_such_layer', 0, 0, 0)$q$) AS missing_layer,
+       sec_try($q$SELECT vasttile.heat_pyramid_tile('no_such_pyramid', 0, 0, 0)$q$) AS missing_pyramid;
+RESET ROLE;
+
+-- Clean up.
+SELECT vasttile.drop_heat_pyramid(n) FROM unnest(ARRAY['sec_pts', 'sec_rls']) n;
+SELECT vasttile.drop_skeleton_layer(n) FROM unnest(ARRAY['sec_polys', 'sec_polys_mine']) n;
+DROP FUNCTION public.sec_tiles(), public.sec_attacks();
+DO $$ DECLARE r text; BEGIN
+    FOREACH r IN ARRAY ARRAY['vt_owner', 'vt_reader', 'vt_rls', 'vt_nosel', 'vt_other'] LOOP
+        EXECUTE format('DROP OWNED BY %I CASCADE', r);
+        EXECUTE format('DROP ROLE %I', r);
+    END LOOP;
+END $$;
