@@ -8,6 +8,7 @@ pub mod layers;
 pub mod png;
 pub mod points;
 pub mod pyramid;
+pub mod security;
 pub mod vcs;
 
 use crate::core::error::CoreError;
@@ -30,6 +31,87 @@ pub fn sql_error(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
     ErrorReport::new(code, message.into(), "vasttile").report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
+
+/// Raise `22004 null_value_not_allowed` for a NULL passed to argument `index` (0-based) of a
+/// function that is not STRICT but cannot take NULL there.
+pub fn null_argument(index: usize) -> ! {
+    sql_error(
+        PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        format!("argument {} must not be NULL", index + 1),
+    )
+}
+
+/// serde_json's nesting limit: deeper JSON is refused (it would otherwise recurse without bound).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// A non-null `jsonb` datum of the current call as a JSON value. JSON nested more than
+/// `MAX_JSON_DEPTH` levels deep (which pgrx's `JsonB` turns into a panic, `XX000`) is a
+/// `22023` error naming `what`.
+///
+/// # Safety
+/// `datum` must be a non-null `jsonb` valid for the current call.
+pub unsafe fn jsonb_value(datum: pg_sys::Datum, what: &str) -> serde_json::Value {
+    let varlena = datum.cast_mut_ptr();
+    // SAFETY: a valid jsonb varlena (the caller's promise), detoasted and printed by PostgreSQL.
+    let text = unsafe {
+        let detoasted = pg_sys::pg_detoast_datum_packed(varlena);
+        let cstr = pgrx::direct_function_call::<&core::ffi::CStr>(
+            pg_sys::jsonb_out,
+            &[Some(detoasted.into())],
+        );
+        let text = cstr.map(|c| c.to_string_lossy().into_owned());
+        if let Some(c) = cstr {
+            pg_sys::pfree(c.as_ptr() as *mut core::ffi::c_void);
+        }
+        if detoasted != varlena {
+            pg_sys::pfree(detoasted as *mut core::ffi::c_void);
+        }
+        text
+    };
+    let Some(text) = text else {
+        return serde_json::Value::Null;
+    };
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        let detail = if e.to_string().contains("recursion limit") {
+            format!("is nested more than {MAX_JSON_DEPTH} levels deep")
+        } else {
+            format!("is not JSON that vasttile can read: {e}")
+        };
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{what} {detail}"),
+        )
+    })
+}
+
+/// A `jsonb` argument as a JSON value: pgrx's `JsonB`, except that a NULL where the function
+/// is not STRICT is `22004` and JSON nested too deeply is `22023` (both `XX000` with `JsonB`).
+pub struct Jsonb(pub serde_json::Value);
+
+// SAFETY: unboxes a non-null jsonb datum of the current call, as pgrx's `JsonB` does.
+unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for Jsonb {
+    unsafe fn unbox_arg_unchecked(arg: ::pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        match unsafe { arg.unbox_arg_using_from_datum::<RawJsonb>() } {
+            Some(raw) => {
+                Jsonb(unsafe { jsonb_value(raw.0, &format!("jsonb argument {}", index + 1)) })
+            }
+            None => null_argument(index),
+        }
+    }
+
+    unsafe fn unbox_nullable_arg(
+        arg: ::pgrx::callconv::Arg<'_, 'fcx>,
+    ) -> ::pgrx::nullable::Nullable<Self> {
+        if arg.is_null() {
+            ::pgrx::nullable::Nullable::Null
+        } else {
+            ::pgrx::nullable::Nullable::Valid(unsafe { Self::unbox_arg_unchecked(arg) })
+        }
+    }
+}
+
+pgrx::impl_sql_translatable!(Jsonb, arg_only = "jsonb");
 
 /// `result.or_raise()`: the value, or an SQL error.
 pub trait OrRaise<T> {
@@ -54,7 +136,7 @@ macro_rules! arg_through_from_datum {
             unsafe fn unbox_arg_unchecked(arg: ::pgrx::callconv::Arg<'_, 'fcx>) -> Self {
                 let index = arg.index();
                 unsafe { arg.unbox_arg_using_from_datum() }
-                    .unwrap_or_else(|| panic!("argument {index} must not be null"))
+                    .unwrap_or_else(|| $crate::bindings::null_argument(index))
             }
 
             unsafe fn unbox_nullable_arg(
@@ -129,12 +211,11 @@ impl FromDatum for RawJsonb {
 }
 
 impl RawJsonb {
-    /// Convert to a JSON value. Only valid during the call that received it.
+    /// Convert to a JSON value (JSON nested too deeply is a `22023` error naming the style).
+    /// Only valid during the call that received it.
     pub fn to_value(&self) -> serde_json::Value {
         // SAFETY: the datum is a non-null jsonb argument of the current function call.
-        unsafe { pgrx::JsonB::from_datum(self.0, false) }
-            .map(|j| j.0)
-            .unwrap_or(serde_json::Value::Null)
+        unsafe { jsonb_value(self.0, "style") }
     }
 }
 
@@ -189,14 +270,25 @@ pub fn publish_layer_function(
     labels: &str,
     comment: serde_json::Value,
 ) {
-    Spi::run(&format!(
-        "CREATE OR REPLACE FUNCTION {function}(z integer, x integer, y integer, query_params json DEFAULT '{{}}') \
-         RETURNS bytea LANGUAGE sql {labels} AS {body}; \
-         COMMENT ON FUNCTION {function}(integer, integer, integer, json) IS {comment}",
-        body = spi::quote_literal(body),
-        comment = spi::quote_literal(comment.to_string()),
-    ))
-    .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("creating layer {function}: {e}")));
+    // One statement per call.
+    for sql in [
+        format!(
+            "CREATE OR REPLACE FUNCTION {function}(z integer, x integer, y integer, query_params json DEFAULT '{{}}') \
+             RETURNS bytea LANGUAGE sql {labels} AS {body}",
+            body = spi::quote_literal(body),
+        ),
+        format!(
+            "COMMENT ON FUNCTION {function}(integer, integer, integer, json) IS {comment}",
+            comment = spi::quote_literal(comment.to_string()),
+        ),
+    ] {
+        Spi::run(&sql).unwrap_or_else(|e| {
+            sql_error(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("creating layer {function}: {e}"),
+            )
+        });
+    }
 }
 
 /// A relation's name as SQL text, schema-qualified and quoted.
