@@ -5,7 +5,9 @@
 
 use super::aggregate::{self, float8, int4, int8, v1_function};
 use super::heat::HeatGridBytes;
-use super::{quoted_relation_name, sql_error, with_saved_plan, OrRaise};
+use super::{
+    check_name, quoted_relation_name, sql_error, with_saved_plan, OrRaise, Relation, StyleJsonb,
+};
 use crate::core::access::AccessState;
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::parallel::available_threads;
@@ -170,13 +172,14 @@ COMMENT ON AGGREGATE access_grid(int8, int4, int4, int4, float8) IS
 /// `radius_km` (1.2) and `size` (256 or 512).
 #[pg_extern(stable, parallel_safe)]
 fn access_tile(
-    tbl: pgrx::PgRelation,
+    tbl: Relation,
     z: i32,
     x: i32,
     y: i32,
-    style: default!(pgrx::JsonB, "'{}'"),
+    style: default!(StyleJsonb, "'{}'"),
     key_column: default!(&str, "'vcs_key'"),
 ) -> Option<Vec<u8>> {
+    let key_column = check_name(key_column, "key_column");
     let tile = Tile::new(z, x, y).or_raise();
     let (size, radius, heat_style) = crate::core::access::read_tile_style(&style.0).or_raise();
     let ranges = AccessState::new(tile, size, radius).or_raise().key_ranges();
@@ -227,7 +230,7 @@ fn access_tile(
 
 /// `heat_render` with the article's defaults (linear to 4, jet, alpha = clamp(2t, 0, 0.95)).
 #[pg_extern(immutable, strict, parallel_safe)]
-fn access_render(grid: HeatGridBytes, style: default!(pgrx::JsonB, "'{}'")) -> Option<Vec<u8>> {
+fn access_render(grid: HeatGridBytes, style: default!(StyleJsonb, "'{}'")) -> Option<Vec<u8>> {
     let style = HeatStyle::from_json(&style.0, HeatStyle::accessibility_defaults()).or_raise();
     let grid = crate::core::heat::HeatGrid::from_bytes(&grid.0).or_raise();
     shade(&grid, &style).or_raise()

@@ -308,7 +308,10 @@ fn render_skeleton(layer: &str, def: &LayerDefinition, tile: Tile, size: TileSiz
                 continue;
             }
             if bits {
-                sk.fill_bit(u32::try_from(id).unwrap_or(99), &mp).or_raise();
+                sk.fill_bit_checked(u32::try_from(id).unwrap_or(99), &mp, &mut || {
+                    pgrx::check_for_interrupts!();
+                })
+                .or_raise();
             } else {
                 let id = u32::try_from(id)
                     .ok()
@@ -319,7 +322,9 @@ fn render_skeleton(layer: &str, def: &LayerDefinition, tile: Tile, size: TileSiz
                             format!("must be between 1 and 4294967295, got {id}"),
                         ))
                     });
-                sk.fill(id, &mp);
+                sk.fill_checked(id, &mp, &mut || {
+                    pgrx::check_for_interrupts!();
+                });
             }
         }
         Ok(())

@@ -74,6 +74,8 @@ pub unsafe fn jsonb_value(datum: pg_sys::Datum, what: &str) -> serde_json::Value
     serde_json::from_str(&text).unwrap_or_else(|e| {
         let detail = if e.to_string().contains("recursion limit") {
             format!("is nested more than {MAX_JSON_DEPTH} levels deep")
+        } else if e.to_string().contains("number out of range") {
+            format!("holds a number beyond the range of float8: {e}")
         } else {
             format!("is not JSON that vasttile can read: {e}")
         };
@@ -84,20 +86,114 @@ pub unsafe fn jsonb_value(datum: pg_sys::Datum, what: &str) -> serde_json::Value
     })
 }
 
-/// A `jsonb` argument as a JSON value: pgrx's `JsonB`, except that a NULL where the function
-/// is not STRICT is `22004` and JSON nested too deeply is `22023` (both `XX000` with `JsonB`).
-pub struct Jsonb(pub serde_json::Value);
+/// The value of an argument declared `Option<T>` in a function that is not STRICT but cannot
+/// take NULL there: NULL is `22004` naming the argument.
+pub fn required<T>(value: Option<T>, name: &str) -> T {
+    value.unwrap_or_else(|| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{name} must not be NULL"),
+        )
+    })
+}
 
-// SAFETY: unboxes a non-null jsonb datum of the current call, as pgrx's `JsonB` does.
-unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for Jsonb {
+/// A column or object name given as text, checked non-empty (quoted, an empty name is a
+/// syntax error, 42601): empty is `22023` naming the argument.
+pub fn check_name<'a>(value: &'a str, name: &str) -> &'a str {
+    if value.is_empty() {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{name} must not be empty"),
+        );
+    }
+    value
+}
+
+/// `jsonb` argument types read as JSON values, as pgrx's `JsonB` is, except that NULL where the
+/// function is not STRICT is `22004` and JSON nested too deeply is `22023` (both `XX000` with
+/// `JsonB`), each naming the argument: by `$what`, or by position.
+macro_rules! jsonb_arg {
+    ($(#[$doc:meta])* $name:ident, $what:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub serde_json::Value);
+
+        // SAFETY: unboxes a non-null jsonb datum of the current call, as pgrx's `JsonB` does.
+        unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for $name {
+            unsafe fn unbox_arg_unchecked(arg: ::pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+                let index = arg.index();
+                let what: Option<&str> = $what;
+                let what = what.map_or_else(|| format!("jsonb argument {}", index + 1), str::to_string);
+                match unsafe { arg.unbox_arg_using_from_datum::<RawJsonb>() } {
+                    Some(raw) => $name(unsafe { jsonb_value(raw.0, &what) }),
+                    None => required(None, &what),
+                }
+            }
+
+            unsafe fn unbox_nullable_arg(
+                arg: ::pgrx::callconv::Arg<'_, 'fcx>,
+            ) -> ::pgrx::nullable::Nullable<Self> {
+                if arg.is_null() {
+                    ::pgrx::nullable::Nullable::Null
+                } else {
+                    ::pgrx::nullable::Nullable::Valid(unsafe { Self::unbox_arg_unchecked(arg) })
+                }
+            }
+        }
+
+        pgrx::impl_sql_translatable!($name, arg_only = "jsonb");
+    };
+}
+
+jsonb_arg!(
+    /// A `jsonb` argument (errors name it by position).
+    Jsonb,
+    None
+);
+jsonb_arg!(
+    /// A `jsonb` style argument (errors name it "style").
+    StyleJsonb,
+    Some("style")
+);
+jsonb_arg!(
+    /// A `jsonb` GeoJSON argument (errors name it "geojson").
+    GeoJsonb,
+    Some("geojson")
+);
+
+/// A `regclass` argument opened with an AccessShareLock, as pgrx's `PgRelation` is (it derefs
+/// to one), except that an OID naming no relation (`'12345'::regclass` is accepted unchecked)
+/// is `42P01 undefined_table` instead of `XX000`, and NULL where the function is not STRICT
+/// is `22004`.
+pub struct Relation(pub pgrx::PgRelation);
+
+impl std::ops::Deref for Relation {
+    type Target = pgrx::PgRelation;
+    fn deref(&self) -> &pgrx::PgRelation {
+        &self.0
+    }
+}
+
+// SAFETY: reads a non-null regclass datum (an OID) of the current call.
+unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for Relation {
     unsafe fn unbox_arg_unchecked(arg: ::pgrx::callconv::Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
-        match unsafe { arg.unbox_arg_using_from_datum::<RawJsonb>() } {
-            Some(raw) => {
-                Jsonb(unsafe { jsonb_value(raw.0, &format!("jsonb argument {}", index + 1)) })
-            }
-            None => null_argument(index),
+        let Some(oid) = (unsafe { arg.unbox_arg_using_from_datum::<pg_sys::Oid>() }) else {
+            null_argument(index)
+        };
+        // SAFETY: opening by OID; NULL when no relation has it (the lock is then released).
+        let rel = unsafe { pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as _) };
+        if rel.is_null() {
+            sql_error(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!(
+                    "relation with OID {} does not exist (argument {})",
+                    oid.to_u32(),
+                    index + 1
+                ),
+            );
         }
+        // SAFETY: an open relation we own; closed on drop (the lock lasts to the transaction's end).
+        Relation(unsafe { pgrx::PgRelation::from_pg_owned(rel) })
     }
 
     unsafe fn unbox_nullable_arg(
@@ -111,7 +207,7 @@ unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for Jsonb {
     }
 }
 
-pgrx::impl_sql_translatable!(Jsonb, arg_only = "jsonb");
+pgrx::impl_sql_translatable!(Relation, arg_only = "regclass");
 
 /// `result.or_raise()`: the value, or an SQL error.
 pub trait OrRaise<T> {

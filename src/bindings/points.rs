@@ -5,7 +5,10 @@
 //! `internal` with combine/serialise/deserialise, so PostgreSQL's parallel query can split it.
 
 use super::aggregate::{self, int4, int8, v1_function};
-use super::{quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb};
+use super::{
+    check_name, quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb, Relation,
+    StyleJsonb,
+};
 use crate::core::dots::{DotStyle, DotTileState};
 use crate::core::error::CoreResult;
 use crate::core::vcs::{tile_key_ranges, Tile};
@@ -139,13 +142,14 @@ COMMENT ON AGGREGATE dot_tile_agg(int8, int4, int4, int4, jsonb) IS
 /// and over a bounded set of ranges for the ring its dots reach into, fed to `dot_tile_agg`.
 #[pg_extern(stable, parallel_safe)]
 fn dot_tile(
-    tbl: pgrx::PgRelation,
+    tbl: Relation,
     z: i32,
     x: i32,
     y: i32,
-    style: default!(pgrx::JsonB, "'{}'"),
+    style: default!(StyleJsonb, "'{}'"),
     key_column: default!(&str, "'vcs_key'"),
 ) -> Option<Vec<u8>> {
+    let key_column = check_name(key_column, "key_column");
     let tile = Tile::new(z, x, y).or_raise();
     let dot_style = DotStyle::from_json(&style.0).or_raise();
     let ranges = tile_key_ranges(tile, dot_style.size, dot_style.reach() as i64).or_raise();
@@ -154,7 +158,7 @@ fn dot_tile(
         z.into(),
         x.into(),
         y.into(),
-        style.into(),
+        pgrx::JsonB(style.0).into(),
         lo.into(),
         hi.into(),
     ];
@@ -319,6 +323,52 @@ mod tests {
         Spi::run("SET max_parallel_workers_per_gather = 0").unwrap();
         assert!(parallel.is_some());
         assert_eq!(parallel, bytes(q));
+    }
+
+    /// Not STRICT (it has an `Option` argument), so PostgreSQL hands NULLs to the others too.
+    #[pg_extern(immutable, parallel_safe)]
+    fn null_args_probe(
+        raw: crate::bindings::RawJsonb,
+        style: crate::bindings::StyleJsonb,
+        tbl: crate::bindings::Relation,
+        n: Option<i32>,
+    ) -> i32 {
+        let _ = (raw.to_value(), style.0, tbl.oid());
+        crate::bindings::required(n, "n")
+    }
+
+    /// Inputs that used to end in XX000 (a panic or an unchecked elog): each is a clean error.
+    #[pg_test]
+    fn hostile_arguments_are_clean_errors() {
+        us_points();
+        let deep = "(repeat('[', 10000) || repeat(']', 10000))::jsonb";
+        let pixel = "vasttile.pixel_key(vasttile.tile_key_lo(4, 3, 6), 4)";
+        for (sql, state) in [
+            // NULL to a non-STRICT function's arguments that cannot take it: 22004.
+            ("SELECT tests.null_args_probe('{}', '{}', 'us', 1)".to_string(), "ok"),
+            ("SELECT tests.null_args_probe(NULL, '{}', 'us', 1)".into(), "22004"),
+            ("SELECT tests.null_args_probe('{}', NULL, 'us', 1)".into(), "22004"),
+            ("SELECT tests.null_args_probe('{}', '{}', NULL, 1)".into(), "22004"),
+            ("SELECT tests.null_args_probe('{}', '{}', 'us', NULL)".into(), "22004"),
+            // JSON nested deeper than serde_json reads, or numbers beyond f64: 22023.
+            (format!("SELECT vasttile.dot_tile('us', 4, 3, 6, {deep})"), "22023"),
+            (format!("SELECT vasttile.dot_tile_agg(x, y, 4, 3, 6, {deep}) FROM us"), "22023"),
+            (format!("SELECT tests.null_args_probe({deep}, '{{}}', 'us', 1)"), "22023"),
+            (format!("SELECT tests.null_args_probe('{{}}', {deep}, 'us', 1)"), "22023"),
+            (r#"SELECT vasttile.dot_tile('us', 4, 3, 6, '{"radius": 1e400}')"#.into(), "22023"),
+            // A regclass naming no relation: 42P01, not "could not open relation" (XX000).
+            ("SELECT vasttile.dot_tile(2147483647::oid::regclass, 4, 3, 6)".into(), "42P01"),
+            ("SELECT vasttile.access_tile(0::oid::regclass, 4, 3, 6)".into(), "42P01"),
+            ("SELECT vasttile.dot_tile('us', 4, 3, 6, '{}', '')".into(), "22023"),
+            // TopoJSON arc indexes out of range (a panic in the topojson crate).
+            (r#"SELECT * FROM vasttile.polygons_from_topojson('{"type": "Topology", "arcs": [], "objects": {"o": {"type": "Polygon", "arcs": [[0]]}}}', 'o')"#.into(), "22023"),
+            (r#"SELECT * FROM vasttile.paths_from_topojson('{"type": "Topology", "arcs": [], "objects": {"o": {"type": "LineString", "arcs": [-3]}}}', 'o')"#.into(), "22023"),
+            // Pixel keys outside the tile are errors, not dropped silently.
+            (format!("SELECT vasttile.heat_grid_from_pixels(4, 3, 6, ARRAY[{pixel}], ARRAY[1.0::float8])"), "ok"),
+            (format!("SELECT vasttile.heat_grid_from_pixels(4, 4, 6, ARRAY[{pixel}], ARRAY[1.0::float8])"), "22023"),
+        ] {
+            assert_eq!(sqlstate_of(&sql), state, "{sql}");
+        }
     }
 
     #[pg_test]

@@ -168,6 +168,11 @@ impl AccessState {
             a.copy_from_slice(&bytes[i..i + 8]);
             f64::from_le_bytes(a)
         };
+        if (bytes.len() - 24) / 16 > MAX_POIS {
+            return Err(CoreError::TooLarge {
+                detail: format!("more than {MAX_POIS} points of interest reach one tile"),
+            });
+        }
         let tile = Tile::new(u(0) as i32, u(4) as i32, u(8) as i32)?;
         let mut st = AccessState::new(tile, TileSize::from_px(u(12) as i64)?, f(16))?;
         st.pois = (24..bytes.len())
@@ -326,6 +331,19 @@ mod tests {
             || RgbaImage::transparent(grid.side(), grid.side()),
             |p| decode(&p).unwrap(),
         )
+    }
+
+    #[test]
+    fn a_state_of_too_many_pois_is_too_large_even_from_bytes() {
+        let st = AccessState::new(Tile::new(4, 4, 6).unwrap(), TileSize::Px256, 1.2).unwrap();
+        let mut bytes = st.to_bytes();
+        bytes.resize(24 + (MAX_POIS + 1) * 16, 0);
+        assert!(matches!(
+            AccessState::from_bytes(&bytes),
+            Err(CoreError::TooLarge { .. })
+        ));
+        bytes.truncate(24 + 16);
+        assert_eq!(AccessState::from_bytes(&bytes).unwrap().pois.len(), 1);
     }
 
     #[test]

@@ -173,11 +173,12 @@ impl HeatGrid {
     }
 
     /// Add a value to a pixel given by its pixel key at this grid's zoom and size (the pairs of a
-    /// `GROUP BY pixel_key` query); pixels outside the tile are ignored.
+    /// `GROUP BY pixel_key` query, the SQL argument `pixel_keys`). A pixel outside the tile is an
+    /// error: the pairs were meant for this tile, and dropping some would change it silently.
     pub fn add_pixel_key(&mut self, pixel_key: i64, value: f64, rows: u64) -> CoreResult<()> {
         if !(0..1i64 << (2 * self.grid.level)).contains(&pixel_key) {
             return Err(CoreError::out_of_range(
-                "pixel key",
+                "pixel_keys",
                 format!(
                     "must be between 0 and 4^{} - 1 at this zoom, got {pixel_key}",
                     self.grid.level
@@ -186,9 +187,20 @@ impl HeatGrid {
         }
         Self::check_weight(value)?;
         let (px, py) = morton_deinterleave(pixel_key as u64);
-        if self.add_world_pixel(px, py, value) {
-            self.rows += rows;
+        if !self.add_world_pixel(px, py, value) {
+            let t = self.tile;
+            return Err(CoreError::out_of_range(
+                "pixel_keys",
+                format!(
+                    "must be pixels of tile ({}, {}, {}) at {} px: pixel key {pixel_key} is pixel ({px}, {py}) of the world, outside the tile",
+                    t.z,
+                    t.x,
+                    t.y,
+                    self.size.px()
+                ),
+            ));
         }
+        self.rows += rows;
         Ok(())
     }
 
@@ -314,6 +326,10 @@ impl HeatGrid {
         if bytes[4] != VERSION {
             return Err(bad("unknown version"));
         }
+        // Flags are 0 or 1 and the padding is zero, as written: anything else is corruption.
+        if bytes[5] > 1 || bytes[7] > 1 || bytes[28..32] != [0; 4] {
+            return Err(bad("corrupt header"));
+        }
         let u32_at =
             |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let sparse = bytes[5] == 1;
@@ -431,6 +447,34 @@ mod tests {
         assert!(g.check_tile(4, 4, 6, TileSize::Px512).is_err());
         assert!(HeatGrid::from_bytes(b"VTHG").is_err());
         assert!(HeatGrid::from_bytes(&[0; 40]).is_err());
+        // Header flags other than 0 / 1 and non-zero padding are corruption.
+        let good = HeatGrid::new(tile(), TileSize::Px256).unwrap().to_bytes();
+        assert!(HeatGrid::from_bytes(&good).is_ok());
+        for (at, v) in [(5, 2), (7, 2), (28, 1), (31, 0x80)] {
+            let mut bad = good.clone();
+            bad[at] = v;
+            assert!(HeatGrid::from_bytes(&bad).is_err(), "byte {at} = {v}");
+        }
+    }
+
+    #[test]
+    fn pixel_keys_outside_the_tile_are_errors_not_dropped() {
+        let mut g = HeatGrid::new(tile(), TileSize::Px256).unwrap();
+        // Pixel (10, 20) of tile (4, 4, 6) at zoom 4: world pixel (4 * 256 + 10, 6 * 256 + 20).
+        let inside = morton_interleave(4 * 256 + 10, 6 * 256 + 20) as i64;
+        g.add_pixel_key(inside, 2.0, 1).unwrap();
+        assert_eq!((g.values()[20 * 256 + 10], g.rows), (2.0, 1));
+        let outside = morton_interleave(3 * 256 + 10, 6 * 256 + 20) as i64;
+        let err = g.add_pixel_key(outside, 1.0, 1).unwrap_err().to_string();
+        assert!(
+            err.starts_with("pixel_keys must be pixels of tile (4, 4, 6)"),
+            "{err}"
+        );
+        for bad in [-1, 1i64 << 24] {
+            assert!(g.add_pixel_key(bad, 1.0, 1).is_err());
+        }
+        assert!(g.add_pixel_key(inside, f64::NAN, 1).is_err());
+        assert_eq!((g.values()[20 * 256 + 10], g.rows), (2.0, 1));
     }
 
     proptest! {

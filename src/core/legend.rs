@@ -19,7 +19,11 @@ fn check_size(width: i32, height: i32) -> CoreResult<(u32, u32)> {
 
 /// `colors` spread over the width in equal parts, left to right.
 fn bar(colors: &[[u8; 4]], width: u32, height: u32) -> CoreResult<Vec<u8>> {
-    let n = colors.len().clamp(1, 256);
+    if colors.is_empty() {
+        // A mapping with no colours (an empty explicit map): a transparent bar.
+        return bar(&[[0; 4]], width, height);
+    }
+    let n = colors.len().min(256);
     let row: Vec<u8> = (0..width)
         .map(|x| ((x as usize * n) / width as usize).min(n - 1) as u8)
         .collect();
@@ -105,5 +109,11 @@ mod tests {
         assert_eq!(img.pixel(25, 0), [0, 0, 255, 255]);
         assert_eq!(img.pixel(39, 3), [204, 204, 204, 255]);
         assert!(swatch_legend([1, 2, 3, 4], 1, 1).is_err());
+    }
+
+    #[test]
+    fn a_legend_of_no_colours_is_transparent() {
+        let img = decode(&bar(&[], 8, 2).unwrap()).unwrap();
+        assert_eq!(img.opaque_count(), 0);
     }
 }

@@ -10,6 +10,8 @@ pub mod cdf;
 pub mod choropleth;
 pub mod dots;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod heat;
 pub mod legend;
 pub mod lines;

@@ -223,7 +223,8 @@ impl MultiPolygon {
             for _ in 0..next()? {
                 let n = next()? as usize;
                 total += n;
-                if total > MAX_VERTICES || n < 4 {
+                // A forged count must not reserve memory for points that are not there.
+                if total > MAX_VERTICES || n < 4 || n * 8 > bytes.len() {
                     return Err(bad());
                 }
                 let mut ring = Vec::with_capacity(n);
@@ -248,9 +249,123 @@ pub type Feature<T> = (Option<String>, serde_json::Value, T);
 /// A path: VCS points in order.
 pub type Path = Vec<(u32, u32)>;
 
+/// Most positions the geometries of one TopoJSON object may expand to (an arc is copied into
+/// every ring that references it, so a small text can name a huge geometry).
+pub const MAX_TOPOJSON_POSITIONS: usize = 5_000_000;
+
+fn bad_topojson(detail: impl Into<String>) -> CoreError {
+    CoreError::out_of_range("topojson", detail)
+}
+
+/// Check what the `topojson` crate would otherwise panic on or expand without bound: the
+/// transform has two scales and two translations, object `object`'s geometries (no nested
+/// collections) reference arcs that exist by indexes that fit, their positions have two numbers,
+/// and the arcs they reference add up to at most `MAX_TOPOJSON_POSITIONS` positions.
+fn check_topology(value: &serde_json::Value, object: &str) -> CoreResult<()> {
+    use serde_json::Value;
+    if let Some(tr) = value.get("transform") {
+        for key in ["scale", "translate"] {
+            if let Some(Value::Array(a)) = tr.get(key) {
+                if a.len() < 2 {
+                    return Err(bad_topojson(format!(
+                        "transform {key} must have two numbers, got {}",
+                        a.len()
+                    )));
+                }
+            }
+        }
+    }
+    let arcs: &[Value] = match value.get("arcs") {
+        Some(Value::Array(a)) => a,
+        _ => &[],
+    };
+    let arc_len = |a: &Value| a.as_array().map_or(0, Vec::len);
+    let position_ok = |p: &Value| p.as_array().is_some_and(|p| p.len() >= 2);
+    let Some(root) = value.get("objects").and_then(|o| o.get(object)) else {
+        return Ok(()); // the crate reports a missing object
+    };
+    let mut total = 0usize;
+    // Walk the geometry: (value, depth of GeometryCollections around it).
+    let mut stack: Vec<(&Value, usize)> = vec![(root, 0)];
+    while let Some((g, depth)) = stack.pop() {
+        match g.get("type").and_then(Value::as_str) {
+            Some("GeometryCollection") => {
+                if depth > 0 {
+                    return Err(bad_topojson(
+                        "GeometryCollections nested in a GeometryCollection are not supported",
+                    ));
+                }
+                if let Some(Value::Array(gs)) = g.get("geometries") {
+                    stack.extend(gs.iter().map(|g| (g, depth + 1)));
+                }
+            }
+            Some("Point") => {
+                if g.get("coordinates").is_some_and(|p| !position_ok(p)) {
+                    return Err(bad_topojson("positions must have at least two numbers"));
+                }
+            }
+            Some("MultiPoint") => {
+                if let Some(Value::Array(ps)) = g.get("coordinates") {
+                    if !ps.iter().all(position_ok) {
+                        return Err(bad_topojson("positions must have at least two numbers"));
+                    }
+                }
+            }
+            _ => {
+                // Arc indexes, nested to any depth (the crate checks the shape).
+                let mut indexes: Vec<&Value> = g.get("arcs").into_iter().collect();
+                while let Some(v) = indexes.pop() {
+                    match v {
+                        Value::Array(a) => indexes.extend(a.iter()),
+                        Value::Number(n) => {
+                            let i = n.as_i64().ok_or_else(|| {
+                                bad_topojson(format!("arc index {n} is not an integer"))
+                            })?;
+                            let arc = if i < 0 { -(i + 1) } else { i };
+                            let arc = usize::try_from(arc)
+                                .ok()
+                                .and_then(|a| arcs.get(a))
+                                .filter(|_| i32::try_from(i).is_ok())
+                                .ok_or_else(|| {
+                                    bad_topojson(format!(
+                                        "arc index {i} is out of range: the topology has {} arcs",
+                                        arcs.len()
+                                    ))
+                                })?;
+                            if let Value::Array(ps) = arc {
+                                if !ps.iter().all(position_ok) {
+                                    return Err(bad_topojson(
+                                        "positions must have at least two numbers",
+                                    ));
+                                }
+                            }
+                            total = total.saturating_add(arc_len(arc));
+                            if total > MAX_TOPOJSON_POSITIONS {
+                                return Err(CoreError::TooLarge {
+                                    detail: format!(
+                                        "TopoJSON object \"{object}\" expands to more than {MAX_TOPOJSON_POSITIONS} positions"
+                                    ),
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The features of object `object` of a TopoJSON topology: (id, properties, geometry).
 fn topojson_features(text: &str, object: &str) -> CoreResult<Vec<Feature<geojson::Value>>> {
-    let topo = match text.parse::<topojson::TopoJson>() {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad_topojson(format!("is not valid JSON: {e}")))?;
+    check_topology(&value, object)?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(bad_topojson("must be a JSON object"));
+    };
+    let topo = match topojson::TopoJson::from_json_object(map) {
         Ok(topojson::TopoJson::Topology(t)) => t,
         Ok(_) => return Err(invalid("TopoJSON must be a Topology")),
         Err(e) => return Err(invalid(format!("TopoJSON is not valid: {e}"))),
@@ -405,6 +520,91 @@ mod tests {
         assert!(MultiPolygon::from_wkb(&wkb_nan).is_err());
         assert!(MultiPolygon::from_bytes(b"VTPG\x01\x00\x00\x00").is_err());
         assert!(MultiPolygon::from_topojson("{}", "x").is_err());
+    }
+
+    #[test]
+    fn malformed_topojson_is_an_error_not_a_panic() {
+        let topo = |arcs: &str, geometry: &str, transform: &str| {
+            format!(
+                r#"{{"type": "Topology", {transform} "arcs": {arcs},
+                   "objects": {{"o": {geometry}}}}}"#
+            )
+        };
+        let square = "[[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]";
+        let bad = [
+            // Arc indexes out of range, either way, and beyond i32.
+            topo(square, r#"{"type": "Polygon", "arcs": [[1]]}"#, ""),
+            topo(square, r#"{"type": "Polygon", "arcs": [[-2]]}"#, ""),
+            topo(
+                square,
+                r#"{"type": "Polygon", "arcs": [[-2147483648]]}"#,
+                "",
+            ),
+            topo(square, r#"{"type": "Polygon", "arcs": [[4294967296]]}"#, ""),
+            topo(
+                square,
+                r#"{"type": "MultiPolygon", "arcs": [[[0]], [[7]]]}"#,
+                "",
+            ),
+            topo(square, r#"{"type": "LineString", "arcs": [0, 3]}"#, ""),
+            topo("[]", r#"{"type": "MultiLineString", "arcs": [[0]]}"#, ""),
+            // Positions of one number.
+            topo("[[[0], [1]]]", r#"{"type": "LineString", "arcs": [0]}"#, ""),
+            topo("[]", r#"{"type": "Point", "coordinates": [1]}"#, ""),
+            topo(
+                "[]",
+                r#"{"type": "MultiPoint", "coordinates": [[1, 2], [3]]}"#,
+                "",
+            ),
+            // A transform of one number.
+            topo(
+                square,
+                r#"{"type": "Polygon", "arcs": [[0]]}"#,
+                r#""transform": {"scale": [1], "translate": [0, 0]},"#,
+            ),
+            topo(
+                square,
+                r#"{"type": "Polygon", "arcs": [[0]]}"#,
+                r#""transform": {"scale": [1, 1], "translate": []},"#,
+            ),
+            // Nested collections.
+            topo(
+                square,
+                r#"{"type": "GeometryCollection", "geometries": [{"type": "GeometryCollection", "geometries": []}]}"#,
+                "",
+            ),
+            // Not JSON, not an object.
+            "{".to_string(),
+            "[1]".to_string(),
+        ];
+        for text in &bad {
+            let polygons = MultiPolygon::from_topojson(text, "o");
+            let paths = paths_from_topojson(text, "o");
+            assert!(polygons.is_err() && paths.is_err(), "{text}");
+            assert!(
+                matches!(polygons, Err(CoreError::OutOfRange { .. })),
+                "{text}"
+            );
+        }
+        let err = MultiPolygon::from_topojson(&bad[0], "o")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("topojson arc index 1 is out of range"),
+            "{err}"
+        );
+        // One arc referenced over and over must not expand without bound.
+        let arc: Vec<String> = (0..1000).map(|i| format!("[{}, 0]", i % 90)).collect();
+        let refs = vec!["0"; MAX_TOPOJSON_POSITIONS / 1000 + 1].join(",");
+        let huge = topo(
+            &format!("[[{}]]", arc.join(",")),
+            &format!(r#"{{"type": "LineString", "arcs": [{refs}]}}"#),
+            "",
+        );
+        assert!(matches!(
+            paths_from_topojson(&huge, "o"),
+            Err(CoreError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -48,7 +48,18 @@ impl Skeleton {
     }
 
     /// Visit every pixel (row-major index) whose centre lies inside `mp`.
-    pub fn for_each_inside(&self, mp: &MultiPolygon, mut visit: impl FnMut(usize)) {
+    pub fn for_each_inside(&self, mp: &MultiPolygon, visit: impl FnMut(usize)) {
+        self.for_each_inside_checked(mp, visit, &mut || {})
+    }
+
+    /// [`Self::for_each_inside`], calling `progress` every 65,536 edges (a binding checks for
+    /// cancellation there: one polygon may have millions of vertices).
+    pub fn for_each_inside_checked(
+        &self,
+        mp: &MultiPolygon,
+        mut visit: impl FnMut(usize),
+        progress: &mut dyn FnMut(),
+    ) {
         let grid = PixelGrid::new(self.tile.z, self.size).expect("checked in new");
         let side = self.size.px() as i64;
         let (ox, oy) = self.tile.origin_px(self.size);
@@ -71,7 +82,10 @@ impl Skeleton {
                 let mut pts: Vec<(i64, i64)> = ring.iter().map(|&p| snap(p)).collect();
                 // The DISTINCT of polygons: successive vertices in one cell become one.
                 pts.dedup();
-                for w in pts.windows(2) {
+                for (e, w) in pts.windows(2).enumerate() {
+                    if e % 65_536 == 65_535 {
+                        progress();
+                    }
                     let ((xa, ya), (xb, yb)) = if w[0].1 <= w[1].1 {
                         (w[0], w[1])
                     } else {
@@ -109,13 +123,28 @@ impl Skeleton {
 
     /// Paint `id` where `mp` covers a pixel (later polygons win where data overlaps).
     pub fn fill(&mut self, id: u32, mp: &MultiPolygon) {
+        self.fill_checked(id, mp, &mut || {})
+    }
+
+    /// [`Self::fill`], calling `progress` every 65,536 edges.
+    pub fn fill_checked(&mut self, id: u32, mp: &MultiPolygon, progress: &mut dyn FnMut()) {
         let mut cells = std::mem::take(&mut self.cells);
-        self.for_each_inside(mp, |i| cells[i] = id);
+        self.for_each_inside_checked(mp, |i| cells[i] = id, progress);
         self.cells = cells;
     }
 
     /// Set feature bit `bit` (0..32) where `mp` covers a pixel: up to 32 boolean features per pixel.
     pub fn fill_bit(&mut self, bit: u32, mp: &MultiPolygon) -> CoreResult<()> {
+        self.fill_bit_checked(bit, mp, &mut || {})
+    }
+
+    /// [`Self::fill_bit`], calling `progress` every 65,536 edges.
+    pub fn fill_bit_checked(
+        &mut self,
+        bit: u32,
+        mp: &MultiPolygon,
+        progress: &mut dyn FnMut(),
+    ) -> CoreResult<()> {
         if bit >= 32 {
             return Err(CoreError::out_of_range(
                 "feature bit",
@@ -123,7 +152,7 @@ impl Skeleton {
             ));
         }
         let mut cells = std::mem::take(&mut self.cells);
-        self.for_each_inside(mp, |i| cells[i] |= 1 << bit);
+        self.for_each_inside_checked(mp, |i| cells[i] |= 1 << bit, progress);
         self.cells = cells;
         Ok(())
     }
@@ -151,7 +180,8 @@ impl Skeleton {
 
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<Skeleton> {
         let bad = || CoreError::out_of_range("skeleton", "bytes are not a skeleton");
-        if bytes.len() < 20 || &bytes[..4] != MAGIC {
+        // The size flag is 0 or 1 and the padding zero, as written: anything else is corruption.
+        if bytes.len() < 20 || &bytes[..4] != MAGIC || bytes[5] > 1 || bytes[6..8] != [0, 0] {
             return Err(bad());
         }
         let u32_at =
