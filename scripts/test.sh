@@ -4,14 +4,17 @@
 #   2. `cargo pgrx test`: the core's #[test]s (property tests, golden PNGs) and the #[pg_test]s
 #      of the SQL bindings, in a throwaway cluster run by the `postgres` OS user;
 #   3. golden SQL output with pg_regress (tests/pg_regress) against the local cluster, with the
-#      release build installed and the ZIP codes loaded;
+#      release build installed and the ZIP codes loaded, including the security suite (five
+#      roles, row-level security, hostile names); the bad-input suite generated from pg_proc,
+#      cancellation timings and sqlsmith (scripts/test_badinput.sh, test_cancel.sh,
+#      test_sqlsmith.sh);
 #   4. every ```sql example of README.md, run in a fresh database;
 #   5. the demo of setup.sh and its tile server: HTTP, headless Chromium on the map page, a 30 s
 #      load run and Martin on the same layers (scripts/test_tileserver.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
-ensure_toolchain
+ensure_toolchain sqlsmith
 ensure_vega_datasets
 ensure_us_atlas
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
@@ -56,6 +59,12 @@ wait
 [ "$(cat "$REGRESS_OUT"/concurrent.* | sort -u | wc -l)" = 1 ] || { echo "concurrent skeletons differ" >&2; exit 1; }
 [ "$(psql_db vasttile_regress -tAc "SELECT count(*) FROM vasttile.skeleton_cache WHERE layer = 'counties' AND z = 4")" = 1 ] \
   || { echo "the cache holds the tile more than once" >&2; exit 1; }
+
+# Untrusted input and bounded work: every function with hostile arguments (no XX000, no crash),
+# cancellation of every long call within 250 ms of statement_timeout, and sqlsmith.
+"$REPO/scripts/test_badinput.sh"
+"$REPO/scripts/test_cancel.sh"
+"$REPO/scripts/test_sqlsmith.sh"
 
 log "README examples"
 # Every ```sql block of the README, in order, in a fresh database: they must run without error.
