@@ -3,6 +3,8 @@
 #   benches/points.sql  point tiles from the ZIP codes, z0..z10, beside count(*) and SQL DISTINCT
 #   benches/heat.py     heat and accessibility beside count(*), datashader, PostGIS and Numba
 #   benches/pyramid.py  heat pyramid of 100k activities: build, line pixels/s beside datashader, tile p50/p99
+#   benches/build_memory.py  pyramid builds of 10M world points (z12) and 1M activities (z16): peak
+#                       backend RSS beside rows (VASTTILE_BENCH_SKIP_BIG=1 skips it: about 20 minutes)
 # Installs the peers it needs (PostGIS from Debian; datashader, numba from PyPI into a venv) and
 # does the set-up of scripts/setup.sh if it has not run.
 source "$(dirname "$0")/lib.sh"
@@ -22,4 +24,5 @@ psql_db vasttile_demo -f benches/points.sql
 ensure_database vasttile_bench
 PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/heat.py
 PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/pyramid.py
+[ -n "${VASTTILE_BENCH_SKIP_BIG:-}" ] || PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/build_memory.py
 psql_db vasttile_demo -f benches/choropleth.sql

@@ -7,7 +7,9 @@
 //! SQL and a colour mapping.
 
 use super::security::{self, Access};
-use super::{quoted_relation_name, sql_error, OrRaise};
+use super::{
+    check_name, quoted_relation_name, required, sql_error, GeoJsonb, OrRaise, Relation, StyleJsonb,
+};
 use crate::core::choropleth::ChoroplethStyle;
 use crate::core::error::CoreError;
 use crate::core::polygon::MultiPolygon;
@@ -27,7 +29,7 @@ super::bytea_domain!(
 
 /// A polygon from a GeoJSON Polygon or MultiPolygon (or a Feature of one), in lon/lat degrees.
 #[pg_extern(immutable, strict, parallel_safe, requires = ["skeleton_tables"])]
-fn polygon_from_geojson(geojson: pgrx::JsonB) -> PolygonBytes {
+fn polygon_from_geojson(geojson: GeoJsonb) -> PolygonBytes {
     PolygonBytes(MultiPolygon::from_geojson(&geojson.0).or_raise().to_bytes())
 }
 
@@ -101,7 +103,7 @@ fn polygon_info(
 #[pg_extern(volatile, parallel_unsafe, requires = ["skeleton_tables"])]
 fn create_skeleton_layer(
     name: &str,
-    tbl: pgrx::PgRelation,
+    tbl: Relation,
     id_column: default!(&str, "'id'"),
     polygon_column: default!(&str, "'polygon'"),
     feature_bits: default!(bool, false),
@@ -297,10 +299,10 @@ fn render_skeleton(layer: &str, def: &LayerDefinition, tile: Tile, size: TileSiz
     Spi::connect(|client| -> spi::SpiResult<()> {
         for row in client.select(&sql, None, &[])? {
             pgrx::check_for_interrupts!();
-            let (Some(id), Some(bytes)) = (row.get::<i64>(1)?, row.get::<Vec<u8>>(2)?) else {
+            let (Some(id), Some(bytes)) = (row.get::<i64>(1)?, row.get::<super::Bytes>(2)?) else {
                 continue;
             };
-            let mp = MultiPolygon::from_bytes(&bytes).or_raise();
+            let mp = MultiPolygon::from_bytes(&bytes.0).or_raise();
             let Some((a, b, c, d)) = mp.bbox() else {
                 continue;
             };
@@ -355,13 +357,13 @@ fn skeleton_tile(layer: &str, z: i32, x: i32, y: i32, tile_size: default!(i32, 2
     }
     let args = || [layer.into(), z.into(), x.into(), y.into(), tile_size.into()];
     let cached = security::as_catalog_owner(|| {
-        Spi::get_one_with_args::<Vec<u8>>(
+        Spi::get_one_with_args::<super::Bytes>(
             "SELECT skeleton FROM vasttile.skeleton_cache WHERE layer = $1 AND z = $2 AND x = $3 AND y = $4 AND size = $5",
             &args(),
         )
     });
     if let Ok(Some(bytes)) = cached {
-        return bytes;
+        return bytes.0;
     }
     let bytes = render_skeleton(layer, &def, tile, size).to_bytes();
     let [a, b, c, d, e] = args();
@@ -427,11 +429,13 @@ fn skeleton_prerender(layer: &str, zmin: i32, zmax: i32, tile_size: default!(i32
 /// with an attribute table), `style` maps values to colours. NULL when nothing shows.
 #[pg_extern(immutable, parallel_safe, requires = ["skeleton_tables"])]
 fn skeleton_render(
-    skeleton: &[u8],
+    skeleton: Option<&[u8]>,
     ids: default!(Option<Vec<Option<i64>>>, "NULL"),
     vals: default!(Option<Vec<Option<f64>>>, "NULL"),
-    style: default!(pgrx::JsonB, "'{}'"),
+    style: default!(StyleJsonb, "'{}'"),
 ) -> Option<Vec<u8>> {
+    // Not STRICT (ids and vals may be NULL): the skeleton is checked here.
+    let skeleton = required(skeleton, "skeleton");
     let sk = Skeleton::from_bytes(skeleton).or_raise();
     let style = ChoroplethStyle::from_json(&style.0).or_raise();
     let (ids, vals) = (ids.unwrap_or_default(), vals.unwrap_or_default());
@@ -478,9 +482,11 @@ fn create_choropleth_layer(
     name: &str,
     layer: &str,
     values_sql: &str,
-    style: default!(pgrx::JsonB, "'{}'"),
+    style: default!(StyleJsonb, "'{}'"),
     schema: default!(&str, "'public'"),
 ) -> String {
+    let name = check_name(name, "name");
+    let schema = check_name(schema, "schema");
     let mut probe = style.0.clone();
     if let Some(obj) = probe.as_object_mut() {
         obj.remove("size");

@@ -9,7 +9,10 @@
 //! person in psql see a tile without an image viewer.
 
 use super::aggregate::{self, float8, int4, int8, v1_function};
-use super::{quoted_relation_name, sql_error, with_saved_plan, OrRaise};
+use super::{
+    check_name, quoted_relation_name, required, sql_error, with_saved_plan, GeoJsonb, OrRaise,
+    Relation, StyleJsonb,
+};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::heat::HeatGrid;
 use crate::core::preview::shade_blocks;
@@ -313,7 +316,7 @@ fn keys_of(path: &[(u32, u32)]) -> Vec<i64> {
 
 /// The paths (Morton keys in order) of a GeoJSON LineString or MultiLineString, one row per line.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn paths_from_geojson(geojson: pgrx::JsonB) -> SetOfIterator<'static, Vec<i64>> {
+fn paths_from_geojson(geojson: GeoJsonb) -> SetOfIterator<'static, Vec<i64>> {
     let paths = crate::core::polygon::paths_from_geojson(&geojson.0).or_raise();
     SetOfIterator::new(paths.into_iter().map(|p| keys_of(&p)))
 }
@@ -343,7 +346,7 @@ fn paths_from_topojson(
 
 /// Normalise, colour and encode a heat grid as PNG; NULL when nothing shows.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn heat_render(grid: HeatGridBytes, style: default!(pgrx::JsonB, "'{}'")) -> Option<Vec<u8>> {
+fn heat_render(grid: HeatGridBytes, style: default!(StyleJsonb, "'{}'")) -> Option<Vec<u8>> {
     let style = HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
     shade(&grid.grid(), &style).or_raise()
 }
@@ -407,7 +410,7 @@ fn heat_pixels(
 #[pg_extern(immutable, strict, parallel_safe)]
 fn heat_preview(
     grid: HeatGridBytes,
-    style: default!(pgrx::JsonB, "'{}'"),
+    style: default!(StyleJsonb, "'{}'"),
     width: default!(i32, 64),
 ) -> String {
     let style = HeatStyle::from_json(&style.0, HeatStyle::heat_defaults()).or_raise();
@@ -423,7 +426,8 @@ fn heat_preview(
 
 /// A heat grid from (pixel key, heat) pairs, as `GROUP BY vasttile.pixel_key(key, z)` with
 /// `count(*)` or `sum(weight)` gives them: the aggregation runs anywhere, Citus included, and
-/// only the pairs meet here. Pixels outside the tile are ignored.
+/// only the pairs meet here. A pixel outside the tile is an error (22023); NULL keys or heat
+/// skip the pair.
 #[pg_extern(immutable, parallel_safe)]
 fn heat_grid_from_pixels(
     z: i32,
@@ -462,14 +466,18 @@ fn heat_grid_from_pixels(
 /// comes from the pyramid instead (as of its last build or refresh).
 #[pg_extern(stable, parallel_safe)]
 fn heat_tile(
-    tbl: pgrx::PgRelation,
-    z: i32,
-    x: i32,
-    y: i32,
-    style: default!(pgrx::JsonB, "'{}'"),
-    key_column: default!(&str, "'vcs_key'"),
+    tbl: Relation,
+    z: Option<i32>,
+    x: Option<i32>,
+    y: Option<i32>,
+    style: default!(StyleJsonb, "'{}'"),
+    key_column: default!(Option<&str>, "'vcs_key'"),
     weight_column: default!(Option<&str>, "NULL"),
 ) -> Option<Vec<u8>> {
+    // Not STRICT (weight_column may be NULL): the other arguments are checked here.
+    let (z, x, y) = (required(z, "z"), required(x, "x"), required(y, "y"));
+    let key_column = check_name(required(key_column, "key_column"), "key_column");
+    let weight_column = weight_column.map(|w| check_name(w, "weight_column"));
     let tile = Tile::new(z, x, y).or_raise();
     let (size, heat_style, ()) =
         HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
@@ -543,13 +551,18 @@ fn with_heat_plan<R>(
 /// tells Martin it serves `image/png`. Returns the function's name.
 #[pg_extern(volatile, parallel_unsafe)]
 fn create_heat_layer(
-    name: &str,
-    tbl: pgrx::PgRelation,
-    style: default!(pgrx::JsonB, "'{}'"),
-    key_column: default!(&str, "'vcs_key'"),
+    name: Option<&str>,
+    tbl: Relation,
+    style: default!(StyleJsonb, "'{}'"),
+    key_column: default!(Option<&str>, "'vcs_key'"),
     weight_column: default!(Option<&str>, "NULL"),
-    schema: default!(&str, "'public'"),
+    schema: default!(Option<&str>, "'public'"),
 ) -> String {
+    // Not STRICT (weight_column may be NULL): the other arguments are checked here.
+    let name = check_name(required(name, "name"), "name");
+    let key_column = check_name(required(key_column, "key_column"), "key_column");
+    let weight_column = weight_column.map(|w| check_name(w, "weight_column"));
+    let schema = check_name(required(schema, "schema"), "schema");
     // Check the style now rather than on the first request.
     HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
     let function = spi::quote_qualified_identifier(schema, name);
@@ -636,5 +649,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(grid, None);
+    }
+
+    /// Hostile arguments to the heat, pyramid, layer and choropleth functions: clean errors
+    /// (they ended in XX000: pgrx's JsonB, PgRelation and non-Option arguments of functions
+    /// that are not STRICT).
+    #[pg_test]
+    fn hostile_heat_arguments_are_clean_errors() {
+        Spi::run("CREATE TABLE hb AS SELECT vasttile.lonlat_to_key(-87.6, 41.8) AS vcs_key, 1.0::float8 AS w").unwrap();
+        let deep = "(repeat('[', 10000) || repeat(']', 10000))::jsonb";
+        let grid = "(SELECT vasttile.heat_grid(vcs_key, 4, 4, 5) FROM hb)";
+        for (sql, state) in [
+            ("SELECT vasttile.heat_tile('hb', 4, 4, 5, '{}', 'vcs_key', 'w')".to_string(), "ok"),
+            ("SELECT vasttile.heat_tile(0::oid::regclass, 4, 4, 6)".into(), "42P01"),
+            ("SELECT vasttile.heat_tile(NULL, 4, 4, 6)".into(), "22004"),
+            ("SELECT vasttile.heat_tile('hb', NULL, 4, 6)".into(), "22004"),
+            ("SELECT vasttile.heat_tile('hb', 4, 4, 6, '{}', NULL)".into(), "22004"),
+            ("SELECT vasttile.heat_tile('hb', 4, 4, 6, NULL)".into(), "22004"),
+            ("SELECT vasttile.heat_tile('hb', 4, 4, 6, '{}', '')".into(), "22023"),
+            ("SELECT vasttile.heat_tile('hb', 4, 4, 6, '{}', 'vcs_key', '')".into(), "22023"),
+            (r#"SELECT vasttile.heat_tile('hb', 4, 4, 6, '{"radius": 1e400}')"#.into(), "22023"),
+            (format!("SELECT vasttile.heat_render({grid}, {deep})"), "22023"),
+            (format!("SELECT vasttile.heat_preview({grid}, {deep})"), "22023"),
+            (format!("SELECT vasttile.legend('heat', {deep})"), "22023"),
+            (format!("SELECT vasttile.polygon_from_geojson({deep})"), "22023"),
+            (format!("SELECT vasttile.paths_from_geojson({deep})"), "22023"),
+            ("SELECT vasttile.create_heat_layer(NULL, 'hb')".into(), "22004"),
+            ("SELECT vasttile.create_heat_layer('hb_layer', 'hb', '{}', 'vcs_key', NULL, NULL)".into(), "22004"),
+            ("SELECT vasttile.create_heat_layer('', 'hb')".into(), "22023"),
+            ("SELECT vasttile.create_heat_layer('hb_layer', 0::oid::regclass)".into(), "42P01"),
+            ("SELECT vasttile.create_dot_layer('hb_dots', 'hb', '{}', 'vcs_key', '')".into(), "22023"),
+            ("SELECT vasttile.create_access_layer('hb_access', 2147483647::oid::regclass)".into(), "42P01"),
+            ("SELECT vasttile.create_skeleton_layer('hb_layer', 0::oid::regclass)".into(), "42P01"),
+            ("SELECT vasttile.create_heat_pyramid('hb_pyr', 0::oid::regclass)".into(), "42P01"),
+            (format!("SELECT vasttile.create_heat_pyramid('hb_pyr', 'hb', {deep})"), "22023"),
+            (format!("SELECT vasttile.create_pyramid_layer('hb_pl', 'hb_pyr', {deep})"), "22023"),
+            (format!("SELECT vasttile.create_choropleth_layer('hb_ch', 'l', 'SELECT 1, 1', {deep})"), "22023"),
+            ("SELECT vasttile.activity_path(NULL, '{1}', NULL, 'ride')".into(), "22004"),
+            ("SELECT vasttile.activity_path(1, '{1}', NULL, 'ride', NULL, NULL)".into(), "ok"),
+            (format!("SELECT vasttile.activity_path(1, '{{1}}', NULL, 'ride', false, false, {deep})"), "22023"),
+            ("SELECT vasttile.skeleton_render(NULL)".into(), "22004"),
+            (r#"SELECT vasttile.heat_pyramid_select_list('{"geometry": "points"}')"#.into(), "22023"),
+            (r#"SELECT vasttile.heat_pyramid_select_list('{"geometry": "activities", "column": "path"}')"#.into(), "22023"),
+        ] {
+            assert_eq!(sqlstate_of(&sql), state, "{sql}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! `create_choropleth_layer` and `create_pyramid_layer` live with their families; point and
 //! accessibility layers are here, with `legend`, which draws the colours a layer's style paints.
 
-use super::{quoted_relation_name, OrRaise};
+use super::{check_name, quoted_relation_name, OrRaise, Relation, StyleJsonb};
 use crate::core::choropleth::{self, ChoroplethStyle};
 use crate::core::dots::DotStyle;
 use crate::core::error::CoreError;
@@ -37,6 +37,9 @@ fn publish_table_layer(
     key_column: &str,
     schema: &str,
 ) -> String {
+    let name = check_name(name, "name");
+    let key_column = check_name(key_column, "key_column");
+    let schema = check_name(schema, "schema");
     let table = quoted_relation_name(tbl);
     let body = format!(
         "SELECT vasttile.{tile_function}({}::regclass, z, x, y, {}, {})",
@@ -58,8 +61,8 @@ fn publish_table_layer(
 #[pg_extern(volatile, parallel_unsafe)]
 fn create_dot_layer(
     name: &str,
-    tbl: pgrx::PgRelation,
-    style: default!(pgrx::JsonB, "'{}'"),
+    tbl: Relation,
+    style: default!(StyleJsonb, "'{}'"),
     key_column: default!(&str, "'vcs_key'"),
     schema: default!(&str, "'public'"),
 ) -> String {
@@ -72,8 +75,8 @@ fn create_dot_layer(
 #[pg_extern(volatile, parallel_unsafe)]
 fn create_access_layer(
     name: &str,
-    tbl: pgrx::PgRelation,
-    style: default!(pgrx::JsonB, "'{}'"),
+    tbl: Relation,
+    style: default!(StyleJsonb, "'{}'"),
     key_column: default!(&str, "'vcs_key'"),
     schema: default!(&str, "'public'"),
 ) -> String {
@@ -100,7 +103,7 @@ fn keep(style: &Value, keys: &[&str]) -> Value {
 #[pg_extern(immutable, parallel_safe)]
 fn legend(
     kind: &str,
-    style: default!(pgrx::JsonB, "'{}'"),
+    style: default!(StyleJsonb, "'{}'"),
     width: default!(i32, 256),
     height: default!(i32, 12),
 ) -> Vec<u8> {

@@ -408,3 +408,69 @@ pub(crate) mod test_support {
             .unwrap_or_default()
     }
 }
+
+/// A `bytea` read through SPI, detoasted in the current memory context and copied out at once.
+/// pgrx converts a `Vec<u8>` in the parent of the current context, which inside SPI is the
+/// transaction's context: a build or a prerender reading thousands of tiles in one statement
+/// would keep every detoasted copy until the transaction ends.
+pub struct Bytes(pub Vec<u8>);
+
+impl FromDatum for Bytes {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Bytes> {
+        if is_null || datum.is_null() {
+            return None;
+        }
+        let varlena = datum.cast_mut_ptr::<pg_sys::varlena>();
+        // SAFETY: a non-null bytea (or domain over it) datum of the current row: detoasted by
+        // PostgreSQL into a fresh copy when needed, read, and that copy freed.
+        unsafe {
+            let detoasted = pg_sys::pg_detoast_datum_packed(varlena);
+            let len = pgrx::varlena::varsize_any_exhdr(detoasted);
+            let data = pgrx::varlena::vardata_any(detoasted) as *const u8;
+            let bytes = std::slice::from_raw_parts(data, len).to_vec();
+            if detoasted != varlena {
+                pg_sys::pfree(detoasted.cast());
+            }
+            Some(Bytes(bytes))
+        }
+    }
+
+    unsafe fn from_datum_in_memory_context(
+        _memory_context: pgrx::PgMemoryContexts,
+        datum: pg_sys::Datum,
+        is_null: bool,
+        typoid: pg_sys::Oid,
+    ) -> Option<Bytes> {
+        // SAFETY: as above; nothing is left in any context.
+        unsafe { Self::from_polymorphic_datum(datum, is_null, typoid) }
+    }
+}
+
+impl IntoDatum for Bytes {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        self.0.into_datum()
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::BYTEAOID
+    }
+}
+
+/// Run `f`, which reads SPI rows with pgrx's conversions, so that what those conversions
+/// allocate (in the parent of the current memory context) is freed when it returns: `f` runs in
+/// a child of a context deleted afterwards. `f` returns Rust-owned data only.
+pub fn with_row_memory<R>(f: impl FnOnce() -> R) -> R {
+    let mut outer = pgrx::PgMemoryContexts::new("vasttile rows");
+    // SAFETY: both contexts are switched back before they are deleted, and `f` returns
+    // Rust-owned data, so nothing returned points into them.
+    unsafe {
+        outer.switch_to(|_| {
+            let mut inner = pgrx::PgMemoryContexts::new("vasttile row");
+            inner.switch_to(|_| f())
+        })
+    }
+}

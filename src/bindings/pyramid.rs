@@ -12,7 +12,7 @@
 use super::access::threads;
 use super::heat::HeatGridBytes;
 use super::security::{self, Access};
-use super::{sql_error, OrRaise};
+use super::{check_name, required, sql_error, Bytes, Jsonb, OrRaise, Relation, StyleJsonb};
 use crate::core::activity::{self, Activity, ActivityFilters, SyntheticCity};
 use crate::core::cdf::Cdf;
 use crate::core::error::{CoreError, CoreResult};
@@ -20,7 +20,8 @@ use crate::core::heat::HeatGrid;
 use crate::core::parallel;
 use crate::core::png::Effort;
 use crate::core::pyramid::{
-    build_counts, seam_stats, tiles_of_path, Normalisation, PathSet, SeamTile,
+    build_counts, path_runs, seam_stats, tiles_of_path, Normalisation, PathSet, SeamTile,
+    StreamBuild,
 };
 use crate::core::shade::{encode_levels, shade, HeatStyle, Normalize};
 use crate::core::style::StyleReader;
@@ -347,17 +348,15 @@ fn read_paths(
     let first = signed as usize + 1;
     Spi::connect_mut(|client| {
         let mut cursor = client.try_open_cursor_mut(query, args)?;
-        let mut batch_memory = pgrx::PgMemoryContexts::new("vasttile pyramid rows");
         loop {
             pgrx::check_for_interrupts!();
             let table = cursor.fetch(2000)?;
             if table.is_empty() {
                 break;
             }
-            // SAFETY: detoasted values of this batch live in the batch context, reset below
-            // once they have been copied into Rust data.
-            unsafe {
-                batch_memory.switch_to(|_| -> spi::SpiResult<()> {
+            // What this batch's values allocate is freed with it, once copied into Rust data.
+            {
+                super::with_row_memory(|| -> spi::SpiResult<()> {
                     for row in table {
                         let sign = if signed {
                             row.get::<i16>(1)?.unwrap_or(1)
@@ -391,8 +390,8 @@ fn read_paths(
                     }
                     Ok(())
                 })?;
-                pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable);
-                batch_memory.reset();
+                // SAFETY: the batch's rows were read above and are not used again.
+                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
             }
         }
         Ok::<_, spi::SpiError>(())
@@ -415,14 +414,14 @@ fn tile_args<'a>(name: &'a str, t: Tile) -> [pgrx::datum::DatumWithOid<'a>; 4] {
 
 fn read_counts(p: &Pyramid, t: Tile) -> Option<HeatGrid> {
     security::as_catalog_owner(|| {
-        Spi::get_one_with_args::<Vec<u8>>(
+        Spi::get_one_with_args::<Bytes>(
             "SELECT (SELECT counts::bytea FROM vasttile.heat_pyramid_tiles \
          WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4)",
             &tile_args(&p.name, t),
         )
     })
     .or_spi_error("reading pyramid counts")
-    .map(|b| HeatGrid::from_bytes(&b).or_raise())
+    .map(|b| HeatGrid::from_bytes(&b.0).or_raise())
 }
 
 fn write_counts(p: &Pyramid, g: &HeatGrid) -> Cdf {
@@ -447,14 +446,12 @@ fn summaries_at(p: &Pyramid, z: u32) -> HashMap<(u32, u32), Cdf> {
             &[p.name.as_str().into(), (z as i32).into()],
         )?;
             for row in rows {
-                let (Some(x), Some(y), Some(s)) = (
-                    row.get::<i32>(1)?,
-                    row.get::<i32>(2)?,
-                    row.get::<Vec<u8>>(3)?,
-                ) else {
+                let (Some(x), Some(y), Some(s)) =
+                    (row.get::<i32>(1)?, row.get::<i32>(2)?, row.get::<Bytes>(3)?)
+                else {
                     continue;
                 };
-                out.insert((x as u32, y as u32), Cdf::from_bytes(&s).or_raise());
+                out.insert((x as u32, y as u32), Cdf::from_bytes(&s.0).or_raise());
             }
             Ok::<_, spi::SpiError>(())
         })
@@ -463,28 +460,31 @@ fn summaries_at(p: &Pyramid, z: u32) -> HashMap<(u32, u32), Cdf> {
     out
 }
 
-/// Recompute and store the levels of `targets` (tiles of zoom z) from the summaries of zoom z.
+/// Recompute and store the levels of `targets` (tiles of zoom z) from the summaries of zoom z,
+/// a chunk of targets at a time (their neighbourhood CDFs only).
 fn normalise(p: &Pyramid, z: u32, targets: &[(u32, u32)], summaries: &HashMap<(u32, u32), Cdf>) {
     let threads = threads();
-    let cdfs =
-        p.norm
-            .neighbourhood_cdfs(z, &Normalisation::cdf_tiles(z, targets), summaries, threads);
-    for chunk in targets.chunks(threads * 2) {
-        pgrx::check_for_interrupts!();
-        let grids: Vec<HeatGrid> = chunk
-            .iter()
-            .filter_map(|&(x, y)| read_counts(p, Tile { z, x, y }))
-            .collect();
-        let levels: Vec<Vec<u8>> = parallel::run(threads, || {
-            grids.par_iter().map(|g| p.norm.levels(g, &cdfs)).collect()
-        });
-        for (g, l) in grids.iter().zip(levels) {
-            let [a, b, c, d] = tile_args(&p.name, g.tile);
-            security::as_catalog_owner(|| Spi::run_with_args(
-                "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
-                &[a, b, c, d, l.into()],
-            ))
-            .or_spi_error("writing pyramid levels");
+    for part in targets.chunks(1024) {
+        let cdfs =
+            p.norm
+                .neighbourhood_cdfs(z, &Normalisation::cdf_tiles(z, part), summaries, threads);
+        for chunk in part.chunks(threads * 2) {
+            pgrx::check_for_interrupts!();
+            let grids: Vec<HeatGrid> = chunk
+                .iter()
+                .filter_map(|&(x, y)| read_counts(p, Tile { z, x, y }))
+                .collect();
+            let levels: Vec<Vec<u8>> = parallel::run(threads, || {
+                grids.par_iter().map(|g| p.norm.levels(g, &cdfs)).collect()
+            });
+            for (g, l) in grids.iter().zip(levels) {
+                let [a, b, c, d] = tile_args(&p.name, g.tile);
+                security::as_catalog_owner(|| Spi::run_with_args(
+                    "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                    &[a, b, c, d, l.into()],
+                ))
+                .or_spi_error("writing pyramid levels");
+            }
         }
     }
 }
@@ -514,7 +514,11 @@ fn record_build(p: &Pyramid, report: &Value) {
     .or_spi_error("recording the build");
 }
 
-/// Rebuild every tile from the table.
+/// Rebuild every tile from the table, in memory bounded by `maintenance_work_mem` whatever the
+/// table's size: each row's path (after the filters) is split into per-tile runs in SQL
+/// (`pyramid_runs`), PostgreSQL sorts the runs by tile (spilling to disk, with `work_mem` set
+/// to `maintenance_work_mem` for the build, as `CREATE INDEX` uses it), and tiles are drawn in
+/// that order, a batch at a time, and summed into their ancestors.
 fn build_all(p: &Pyramid) -> Value {
     let started = Instant::now();
     for sql in [
@@ -524,50 +528,113 @@ fn build_all(p: &Pyramid) -> Value {
         security::as_catalog_owner(|| Spi::run_with_args(sql, &[p.name.as_str().into()]))
             .or_spi_error("clearing the pyramid");
     }
-    let query = format!("SELECT {} FROM {} t", p.select_list, p.source);
-    let (paths, _, stats, _) = read_paths(p, &query, &[], false);
-    let read_s = started.elapsed().as_secs_f64();
-    let mut summaries: Vec<HashMap<(u32, u32), Cdf>> =
-        vec![HashMap::new(); p.base_zoom as usize + 1];
-    let drawn = build_counts(
-        &paths,
-        p.base_zoom,
-        p.size,
-        None,
-        threads(),
-        &mut || {
-            pgrx::check_for_interrupts!();
-        },
-        &mut |g| {
-            let s = write_counts(p, &g);
-            summaries[g.tile.z as usize].insert((g.tile.x, g.tile.y), s);
-            Ok(())
-        },
+    let budget = Spi::get_one::<i64>(
+        "SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
     )
-    .or_raise();
-    let counts_s = started.elapsed().as_secs_f64() - read_s;
+    .or_spi_error("reading maintenance_work_mem")
+    .unwrap_or(64 << 20)
+    .max(1 << 20) as usize;
+    let old_work_mem = Spi::get_one::<String>("SELECT pg_catalog.current_setting('work_mem')")
+        .or_spi_error("reading work_mem")
+        .unwrap_or_else(|| "4MB".to_string());
+    let set_work_mem = |value: &str| {
+        Spi::run_with_args(
+            "SELECT pg_catalog.set_config('work_mem', $1, true)",
+            &[value.into()],
+        )
+        .or_spi_error("setting work_mem");
+    };
+    // The sort gets half the budget, the batch of tiles being drawn the other half.
+    set_work_mem(&format!("{}kB", budget / 2 / 1024));
+    let query = format!(
+        "SELECT r.tile, w.row_id, r.seq, r.points, r.run, w.weight \
+         FROM (SELECT row_number() OVER () AS row_id, s.* FROM (SELECT {list} FROM {src} t) \
+               AS s(id, path, times, kind, is_virtual, is_private, weight)) w, \
+              LATERAL vasttile.pyramid_runs(w.path, $1, w.id, w.times, w.kind, w.is_virtual, w.is_private, $2) r \
+         ORDER BY r.tile, w.row_id, r.seq",
+        list = p.select_list,
+        src = p.source,
+    );
+    let filters = p.filters.as_ref().map(|f| pgrx::JsonB(filters_json(f)));
+    let mut stats = ReadStats::default();
+    let mut points_drawn = 0u64;
+    let mut base_tiles: Vec<Vec<(u32, u32)>> = vec![Vec::new(); p.base_zoom as usize + 1];
+    let mut build = StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2);
+    let mut on_tile = |g: HeatGrid| -> CoreResult<()> {
+        write_counts(p, &g);
+        base_tiles[g.tile.z as usize].push((g.tile.x, g.tile.y));
+        Ok(())
+    };
+    let mut run: Vec<(u32, u32)> = Vec::new();
+    Spi::connect_mut(|client| {
+        let args: [pgrx::datum::DatumWithOid<'_>; 2] =
+            [(p.base_zoom as i32).into(), filters.into()];
+        let mut cursor = client.try_open_cursor_mut(&query, &args)?;
+        loop {
+            pgrx::check_for_interrupts!();
+            let table = cursor.fetch(2000)?;
+            if table.is_empty() {
+                break;
+            }
+            // What this batch's values allocate is freed with it, once copied into Rust data.
+            {
+                super::with_row_memory(|| -> spi::SpiResult<()> {
+                    for row in table {
+                        let tile = row.get::<i64>(1)?.unwrap_or(-1);
+                        stats.rows += (row.get::<i32>(3)?.unwrap_or(0) == 0) as u64;
+                        if tile < 0 {
+                            stats.left_out += 1;
+                            continue;
+                        }
+                        if row.get::<i32>(3)? == Some(0) {
+                            stats.drawn += 1;
+                            points_drawn += row.get::<i32>(4)?.unwrap_or(0) as u64;
+                        }
+                        run.clear();
+                        for key in row.get::<Vec<i64>>(5)?.unwrap_or_default() {
+                            let (x, y) = vcs_from_key(key).or_raise();
+                            run.push((x as u32, y as u32));
+                        }
+                        let row_id = row.get::<i64>(2)?.unwrap_or(0) as u64;
+                        let weight = row.get::<f64>(6)?.unwrap_or(1.0);
+                        build
+                            .push(tile as u64, row_id, weight, &run, &mut on_tile)
+                            .or_raise();
+                    }
+                    Ok(())
+                })?;
+                // SAFETY: the batch's rows were read above and are not used again.
+                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
+            }
+        }
+        Ok::<_, spi::SpiError>(())
+    })
+    .or_spi_error("reading the pyramid's rows");
+    let drawn = build.finish(&mut on_tile).or_raise();
+    set_work_mem(&old_work_mem);
+    let counts_s = started.elapsed().as_secs_f64();
     let mut tiles = 0;
-    for (z, s) in summaries.iter().enumerate() {
-        let mut targets: Vec<(u32, u32)> = s.keys().copied().collect();
+    for (z, targets) in base_tiles.iter_mut().enumerate() {
         targets.sort_unstable();
         tiles += targets.len();
-        normalise(p, z as u32, &targets, s);
+        let summaries = summaries_at(p, z as u32);
+        normalise(p, z as u32, targets, &summaries);
     }
     let report = json!({
         "rows": stats.rows,
         "drawn": stats.drawn,
         "left_out": stats.left_out,
-        "points": paths.point_count(),
+        "points": points_drawn,
         "tiles": tiles,
-        "base_tiles": summaries[p.base_zoom as usize].len(),
+        "base_tiles": base_tiles[p.base_zoom as usize].len(),
         "threads": threads(),
+        "memory_budget_bytes": budget,
         "line_pixels": drawn.pixels,
         "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
         "seconds": {
             "draw_cpu": drawn.draw_seconds,
-            "read": read_s,
             "counts": counts_s,
-            "levels": started.elapsed().as_secs_f64() - read_s - counts_s,
+            "levels": started.elapsed().as_secs_f64() - counts_s,
             "total": started.elapsed().as_secs_f64(),
         },
     });
@@ -679,8 +746,8 @@ fn refresh(p: &Pyramid) -> Value {
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn create_heat_pyramid(
     name: &str,
-    tbl: pgrx::PgRelation,
-    options: default!(pgrx::JsonB, "'{}'"),
+    tbl: Relation,
+    options: default!(Jsonb, "'{}'"),
     build: default!(bool, true),
 ) -> pgrx::JsonB {
     security::check_name(name);
@@ -868,7 +935,7 @@ fn heat_pyramid_tile(
     z: i32,
     x: i32,
     y: i32,
-    style: default!(pgrx::JsonB, "'{}'"),
+    style: default!(StyleJsonb, "'{}'"),
 ) -> Option<Vec<u8>> {
     let tile = Tile::new(z, x, y).or_raise();
     let (size, style, ()) =
@@ -955,7 +1022,7 @@ fn stored_tile(
                     row.get::<i32>(1)?,
                     row.get::<i32>(2)?,
                     row.get::<pgrx::pg_sys::Oid>(3)?,
-                    row.get::<Vec<u8>>(4)?,
+                    row.get::<Bytes>(4)?.map(|b| b.0),
                 )))
             })
         })
@@ -1091,9 +1158,11 @@ fn draw_on_the_fly(p: &Pyramid, tile: Tile, size: TileSize) -> HeatGrid {
 fn create_pyramid_layer(
     name: &str,
     pyramid: &str,
-    style: default!(pgrx::JsonB, "'{}'"),
+    style: default!(StyleJsonb, "'{}'"),
     schema: default!(&str, "'public'"),
 ) -> String {
+    let name = check_name(name, "name");
+    let schema = check_name(schema, "schema");
     HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
     let p = Pyramid::load(pyramid);
     let function = spi::quote_qualified_identifier(schema, name);
@@ -1145,10 +1214,10 @@ fn heat_pyramid_seams(
                 if let (Some(x), Some(y), Some(levels), Some(counts)) = (
                     row.get::<i32>(1)?,
                     row.get::<i32>(2)?,
-                    row.get::<Vec<u8>>(3)?,
-                    row.get::<Vec<u8>>(4)?,
+                    row.get::<Bytes>(3)?.map(|b| b.0),
+                    row.get::<Bytes>(4)?,
                 ) {
-                    let heat = HeatGrid::from_bytes(&counts).or_raise().values();
+                    let heat = HeatGrid::from_bytes(&counts.0).or_raise().values();
                     tiles.insert((x as u32, y as u32), SeamTile { levels, heat });
                 }
             }
@@ -1198,18 +1267,23 @@ fn heat_grid_parent(grid: HeatGridBytes) -> HeatGridBytes {
 // Activities and paths.
 
 /// An activity's path after the filters (Morton keys), or NULL when they leave it out. Filters
-/// as in `create_heat_pyramid`'s `filters` option.
+/// as in `create_heat_pyramid`'s `filters` option; NULL `is_virtual` / `is_private` count as
+/// false.
 #[pg_extern(immutable, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
 fn activity_path(
-    id: i64,
+    id: Option<i64>,
     path: Option<Vec<Option<i64>>>,
     times: Option<Vec<Option<f64>>>,
     kind: Option<String>,
-    is_virtual: default!(bool, false),
-    is_private: default!(bool, false),
-    filters: default!(pgrx::JsonB, "'{}'"),
+    is_virtual: default!(Option<bool>, false),
+    is_private: default!(Option<bool>, false),
+    filters: default!(Jsonb, "'{}'"),
 ) -> Option<Vec<i64>> {
+    // Not STRICT (path, times and kind may be NULL): the id is checked here; NULL flags are
+    // false, as pyramids read them (coalesce(flag, false)).
+    let id = required(id, "id");
+    let (is_virtual, is_private) = (is_virtual.unwrap_or(false), is_private.unwrap_or(false));
     let mut options = json!({"geometry": "activities"});
     options["filters"] = filters.0;
     let p = Pyramid::from_options("", "", &options).or_raise();
@@ -1220,6 +1294,67 @@ fn activity_path(
                 .map(|&(x, y)| morton_interleave(x, y) as i64)
                 .collect()
         })
+}
+
+/// The runs of segments a path (after the activity `filters`, when given) draws into each tile
+/// of zoom z, as a pyramid build sorts them: (tile Morton code, run number, points of the path
+/// on the first run, the run's points as Morton keys). A path the filters leave out, or NULL or
+/// empty, is one row with tile -1.
+#[pg_extern(immutable, parallel_safe, requires = ["pyramid_tables"])]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn pyramid_runs(
+    path: Option<Vec<Option<i64>>>,
+    z: Option<i32>,
+    id: default!(Option<i64>, "NULL"),
+    times: default!(Option<Vec<Option<f64>>>, "NULL"),
+    kind: default!(Option<String>, "NULL"),
+    is_virtual: default!(Option<bool>, "false"),
+    is_private: default!(Option<bool>, "false"),
+    filters: default!(Option<Jsonb>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(tile, i64),
+        name!(seq, i32),
+        name!(points, i32),
+        name!(run, Option<Vec<i64>>),
+    ),
+> {
+    let z = crate::core::vcs::check_zoom(super::required(z, "z")).or_raise();
+    let mut options = json!({"geometry": "activities"});
+    let filtered = match filters {
+        Some(f) => {
+            options["filters"] = f.0;
+            Pyramid::from_options("", "", &options).or_raise()
+        }
+        None => Pyramid::from_options("", "", &json!({"geometry": "paths"})).or_raise(),
+    }
+    .row_path(
+        id,
+        path,
+        times,
+        kind,
+        is_virtual.unwrap_or(false),
+        is_private.unwrap_or(false),
+    )
+    .or_raise();
+    let rows: Vec<(i64, i32, i32, Option<Vec<i64>>)> = match filtered {
+        Some(pts) if !pts.is_empty() => path_runs(&pts, z)
+            .or_raise()
+            .into_iter()
+            .enumerate()
+            .map(|(seq, (code, run))| {
+                let keys = run
+                    .iter()
+                    .map(|&(x, y)| morton_interleave(x, y) as i64)
+                    .collect();
+                let n = if seq == 0 { pts.len() as i32 } else { 0 };
+                (code as i64, seq as i32, n, Some(keys))
+            })
+            .collect(),
+        _ => vec![(-1, 0, 0, None)],
+    };
+    TableIterator::new(rows)
 }
 
 /// The VCS bounding box of a path, for a GiST index: `CREATE INDEX ON t USING gist

@@ -51,29 +51,45 @@ SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_tiles', '');
 SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_log', '');
 
 -- The columns a pyramid reads per row, in the order of heat_pyramid_log's columns from `id` on,
--- from its (checked, stored) options; every identifier quoted.
+-- from its (checked, stored) options; every identifier quoted. Options that lack a column the
+-- geometry reads (or name it with an empty string) are an error (22023) naming the option.
 CREATE FUNCTION heat_pyramid_select_list(options jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     weight text := '1.0::float8';
+    needed text[];
+    k text;
 BEGIN
-    IF options ->> 'weight_column' IS NOT NULL THEN
+    -- (plpgsql, not an SQL CASE: the planner may fold every branch of a CASE.)
+    IF options ->> 'geometry' IN ('points', 'paths') THEN
+        needed := ARRAY['column'];
+    ELSIF options ->> 'geometry' = 'activities' THEN
+        needed := ARRAY['id_column', 'column', 'times_column', 'kind_column', 'virtual_column', 'private_column'];
+    ELSE
+        RAISE EXCEPTION 'unknown pyramid geometry %', options ->> 'geometry' USING ERRCODE = '22023';
+    END IF;
+    FOREACH k IN ARRAY needed LOOP
+        IF coalesce(options ->> k, '') = '' THEN
+            RAISE EXCEPTION 'pyramid option "%" is missing: a pyramid of % reads that column', k, options ->> 'geometry'
+                USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    IF options ->> 'weight_column' = '' THEN
+        RAISE EXCEPTION 'pyramid option "weight_column" must not be empty' USING ERRCODE = '22023';
+    ELSIF options ->> 'weight_column' IS NOT NULL THEN
         weight := format('t.%I::float8', options ->> 'weight_column');
     END IF;
-    -- (plpgsql, not an SQL CASE: the planner may fold every branch of a CASE.)
     IF options ->> 'geometry' = 'points' THEN
         RETURN format('NULL::int8, ARRAY[t.%I]::int8[], NULL::float8[], NULL::text, false, false, %s',
                       options ->> 'column', weight);
     ELSIF options ->> 'geometry' = 'paths' THEN
         RETURN format('NULL::int8, t.%I::int8[], NULL::float8[], NULL::text, false, false, %s',
                       options ->> 'column', weight);
-    ELSIF options ->> 'geometry' = 'activities' THEN
-        RETURN format('t.%I::int8, t.%I::int8[], t.%I::float8[], t.%I::text, coalesce(t.%I, false), coalesce(t.%I, false), 1.0::float8',
-                      options ->> 'id_column', options ->> 'column', options ->> 'times_column',
-                      options ->> 'kind_column', options ->> 'virtual_column', options ->> 'private_column');
     END IF;
-    RAISE EXCEPTION 'unknown pyramid geometry %', options ->> 'geometry' USING ERRCODE = '22023';
+    RETURN format('t.%I::int8, t.%I::int8[], t.%I::float8[], t.%I::text, coalesce(t.%I, false), coalesce(t.%I, false), 1.0::float8',
+                  options ->> 'id_column', options ->> 'column', options ->> 'times_column',
+                  options ->> 'kind_column', options ->> 'virtual_column', options ->> 'private_column');
 END $$;
 
 -- The source columns a pyramid reads (for the type check of the log trigger).

@@ -283,6 +283,194 @@ pub fn build_counts(
     Ok(stats)
 }
 
+/// Runs of one base tile in the order they arrived (rows ascending), stored flat, and the grid
+/// drawn so far when the tile outgrew the batch budget.
+struct TileRuns {
+    code: u64,
+    /// (row, weight, start, end) of each run: its points are `points[start..end]`.
+    runs: Vec<(u64, f64, u32, u32)>,
+    points: Vec<(u32, u32)>,
+    grid: Option<HeatGrid>,
+    /// The row counted last in `grid.rows` (a row counts once per tile it draws into).
+    counted: Option<u64>,
+    pixels: u64,
+    seconds: f64,
+}
+
+impl TileRuns {
+    fn new(code: u64) -> TileRuns {
+        TileRuns {
+            code,
+            runs: Vec::new(),
+            points: Vec::new(),
+            grid: None,
+            counted: None,
+            pixels: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.runs.len() * 24 + self.points.len() * 8
+    }
+
+    /// Draw the runs held into the tile's grid and let go of them.
+    fn draw(&mut self, base_zoom: u32, size: TileSize) -> CoreResult<()> {
+        let started = Instant::now();
+        let mut grid = match self.grid.take() {
+            Some(g) => g,
+            None => {
+                let (x, y) = morton_deinterleave(self.code);
+                HeatGrid::new(Tile::new(base_zoom as i32, x as i32, y as i32)?, size)?
+            }
+        };
+        for group in self.runs.chunk_by(|a, b| a.0 == b.0) {
+            let mut drawn = 0;
+            for &(_, weight, start, end) in group {
+                drawn += draw_segments(
+                    &mut grid,
+                    &self.points[start as usize..end as usize],
+                    weight,
+                );
+            }
+            if drawn > 0 && self.counted != Some(group[0].0) {
+                grid.rows += 1;
+                self.counted = Some(group[0].0);
+            }
+            self.pixels += drawn;
+        }
+        self.runs = Vec::new();
+        self.points = Vec::new();
+        self.grid = Some(grid);
+        self.seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+/// A build fed with runs of base tiles in ascending tile order, as an SQL `ORDER BY tile, row`
+/// delivers them (PostgreSQL sorts, spilling to disk as `CREATE INDEX` does): it holds one batch
+/// of tiles within `batch_bytes`, draws the batch in parallel and rolls it up into the lower
+/// zooms. Memory: the batch, one open grid per zoom, and whatever `on_tile` keeps; not the table.
+pub struct StreamBuild {
+    base_zoom: u32,
+    size: TileSize,
+    threads: usize,
+    batch_bytes: usize,
+    batch: Vec<TileRuns>,
+    bytes: usize,
+    rollup: Rollup,
+    done: Vec<HeatGrid>,
+    stats: DrawStats,
+}
+
+impl StreamBuild {
+    pub fn new(base_zoom: u32, size: TileSize, threads: usize, batch_bytes: usize) -> StreamBuild {
+        StreamBuild {
+            base_zoom,
+            size,
+            threads: threads.max(1),
+            batch_bytes: batch_bytes.max(1 << 16),
+            batch: Vec::new(),
+            bytes: 0,
+            rollup: Rollup::new(base_zoom, size),
+            done: Vec::new(),
+            stats: DrawStats::default(),
+        }
+    }
+
+    /// Add a run of `points` of row `row` to base tile `code` (Morton code): tiles ascending,
+    /// rows ascending within a tile. `on_tile` receives each finished tile, as in
+    /// [`build_counts`].
+    pub fn push(
+        &mut self,
+        code: u64,
+        row: u64,
+        weight: f64,
+        points: &[(u32, u32)],
+        on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
+    ) -> CoreResult<()> {
+        match self.batch.last() {
+            Some(t) if t.code == code => {}
+            Some(t) if t.code > code => {
+                return Err(CoreError::out_of_range(
+                    "base tile",
+                    "runs must arrive in ascending tile order",
+                ))
+            }
+            _ => {
+                if self.batch.len() >= 2 * self.threads || self.bytes >= self.batch_bytes {
+                    self.flush(on_tile)?;
+                }
+                self.batch.push(TileRuns::new(code));
+            }
+        }
+        let t = self.batch.last_mut().expect("pushed above");
+        let start = t.points.len() as u32;
+        t.points.extend_from_slice(points);
+        t.runs.push((row, weight, start, t.points.len() as u32));
+        self.bytes += 24 + points.len() * 8;
+        // One tile alone beyond the budget is drawn as it comes.
+        if t.bytes() >= self.batch_bytes {
+            let held = t.bytes();
+            t.draw(self.base_zoom, self.size)?;
+            self.bytes -= held.min(self.bytes);
+        }
+        Ok(())
+    }
+
+    /// Draw the batch in parallel and roll it up.
+    fn flush(&mut self, on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>) -> CoreResult<()> {
+        let (base_zoom, size) = (self.base_zoom, self.size);
+        let mut batch = std::mem::take(&mut self.batch);
+        let drawn: Vec<CoreResult<()>> = parallel::run(self.threads, || {
+            batch
+                .par_iter_mut()
+                .map(|t| t.draw(base_zoom, size))
+                .collect()
+        });
+        drawn.into_iter().collect::<CoreResult<Vec<()>>>()?;
+        self.bytes = 0;
+        for t in batch {
+            self.stats.base_tiles += 1;
+            self.stats.pixels += t.pixels;
+            self.stats.draw_seconds += t.seconds;
+            if let Some(grid) = t.grid.filter(|g| !g.is_empty()) {
+                self.rollup.push(grid, &mut self.done)?;
+            }
+            for g in self.done.drain(..) {
+                on_tile(g)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Draw what is left and emit every tile still open.
+    pub fn finish(
+        mut self,
+        on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
+    ) -> CoreResult<DrawStats> {
+        self.flush(on_tile)?;
+        self.rollup.finish(&mut self.done)?;
+        for g in self.done.drain(..) {
+            on_tile(g)?;
+        }
+        Ok(self.stats)
+    }
+}
+
+/// One run of a path in one tile: the tile's Morton code and the run's points.
+pub type Run<'a> = (u64, &'a [(u32, u32)]);
+
+/// The per-tile runs of a path as `StreamBuild` takes them, in order of tile.
+pub fn path_runs(path: &[(u32, u32)], z: u32) -> CoreResult<Vec<Run<'_>>> {
+    let mut runs = Vec::new();
+    tile_runs(path, z, &mut runs)?;
+    Ok(runs
+        .into_iter()
+        .map(|(code, first, last)| (code, &path[first as usize..=last as usize]))
+        .collect())
+}
+
 /// How counts become levels: the neighbourhood CDF's radius (in tiles), its breakpoints, the
 /// low-heat guard (see `Cdf::rank`), and the breakpoints kept per tile summary.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -566,6 +754,47 @@ mod tests {
             };
             for z in 0..3 {
                 prop_assert_eq!(total(z), total(3));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Runs sorted by (tile, row) and fed to `StreamBuild` (with a tiny batch budget, so
+        /// tiles are drawn piecewise too) make exactly the tiles `build_counts` makes.
+        #[test]
+        fn a_streamed_build_equals_the_in_memory_build(
+            raw in prop::collection::vec((prop::collection::vec((0u32..2048, 0u32..2048), 1..12), 1u32..4), 1..25),
+            budget in prop::sample::select(vec![1usize, 1 << 16, 1 << 30]),
+        ) {
+            let mut paths = PathSet::default();
+            type Sorted = (u64, u64, usize, Vec<(u32, u32)>, f64);
+            let mut runs: Vec<Sorted> = Vec::new();
+            for (row, (p, w)) in raw.iter().enumerate() {
+                let pts: Vec<(u32, u32)> = p.iter().map(|&(x, y)| at(3, x, y)).collect();
+                paths.push(&pts, *w as f64).unwrap();
+                for (seq, (code, run)) in path_runs(&pts, 3).unwrap().into_iter().enumerate() {
+                    runs.push((code, row as u64, seq, run.to_vec(), *w as f64));
+                }
+            }
+            runs.sort_by_key(|a| (a.0, a.1, a.2));
+            let want = build(&paths, 3);
+            let mut got = HashMap::new();
+            let mut on_tile = |g: HeatGrid| {
+                let t = g.tile;
+                assert!(got.insert((t.z, t.x, t.y), g).is_none(), "emitted twice");
+                Ok(())
+            };
+            let mut b = StreamBuild::new(3, TileSize::Px256, 2, budget);
+            for (code, row, _, run, w) in &runs {
+                b.push(*code, *row, *w, run, &mut on_tile).unwrap();
+            }
+            b.finish(&mut on_tile).unwrap();
+            prop_assert_eq!(got.len(), want.len());
+            for (k, g) in &want {
+                let h = &got[k];
+                prop_assert_eq!(g.values(), h.values());
+                prop_assert_eq!(g.rows, h.rows);
             }
         }
     }
