@@ -20,8 +20,7 @@ use crate::core::heat::HeatGrid;
 use crate::core::parallel;
 use crate::core::png::Effort;
 use crate::core::pyramid::{
-    build_counts, path_runs, seam_stats, tiles_of_path, Normalisation, PathSet, SeamTile,
-    StreamBuild,
+    path_runs, seam_stats, tiles_of_path, Normalisation, PathSet, SeamTile, StreamBuild,
 };
 use crate::core::shade::{encode_levels, shade, HeatStyle, Normalize};
 use crate::core::style::StyleReader;
@@ -514,11 +513,150 @@ fn record_build(p: &Pyramid, report: &Value) {
     .or_spi_error("recording the build");
 }
 
-/// Rebuild every tile from the table, in memory bounded by `maintenance_work_mem` whatever the
-/// table's size: each row's path (after the filters) is split into per-tile runs in SQL
-/// (`pyramid_runs`), PostgreSQL sorts the runs by tile (spilling to disk, with `work_mem` set
-/// to `maintenance_work_mem` for the build, as `CREATE INDEX` uses it), and tiles are drawn in
-/// that order, a batch at a time, and summed into their ancestors.
+/// The memory budget of a build or refresh: `maintenance_work_mem`, as for `CREATE INDEX`.
+fn memory_budget() -> usize {
+    Spi::get_one::<i64>(
+        "SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
+    )
+    .or_spi_error("reading maintenance_work_mem")
+    .unwrap_or(64 << 20)
+    .max(1 << 20) as usize
+}
+
+/// Run `f` with `work_mem` at `bytes` for this transaction, then put it back (an error aborts
+/// the transaction, which puts it back too).
+fn with_work_mem<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
+    let old = Spi::get_one::<String>("SELECT pg_catalog.current_setting('work_mem')")
+        .or_spi_error("reading work_mem")
+        .unwrap_or_else(|| "4MB".to_string());
+    let set = |value: &str| {
+        Spi::run_with_args(
+            "SELECT pg_catalog.set_config('work_mem', $1, true)",
+            &[value.into()],
+        )
+        .or_spi_error("setting work_mem");
+    };
+    set(&format!("{}kB", (bytes / 1024).max(64)));
+    let r = f();
+    set(&old);
+    r
+}
+
+/// What a stream of rows drew.
+#[derive(Default)]
+struct StreamStats {
+    read: ReadStats,
+    points: u64,
+    draw: crate::core::pyramid::DrawStats,
+    /// A TRUNCATE was logged: the pyramid must be rebuilt.
+    rebuild: bool,
+}
+
+/// Draw the rows of `rows_sql` (columns: id, path, times, kind, is_virtual, is_private, weight,
+/// sign; after the optional `with_sql` clause, their parameters from $3 on, `args`) in bounded
+/// memory: each row's path, after the
+/// pyramid's filters, is split into per-tile runs in SQL (`pyramid_runs`), PostgreSQL sorts the
+/// runs by sign (adds first), tile and row, spilling to disk beyond half the budget, and the
+/// tiles are drawn in that order a batch at a time (the other half). `on_tile` receives every
+/// finished tile (base and ancestors) with the sign of its rows.
+fn stream_counts(
+    p: &Pyramid,
+    with_sql: &str,
+    rows_sql: &str,
+    args: Vec<pgrx::datum::DatumWithOid<'_>>,
+    on_tile: &mut dyn FnMut(HeatGrid, f64) -> CoreResult<()>,
+) -> StreamStats {
+    let budget = memory_budget();
+    let query = format!(
+        "{with_sql} SELECT r.tile, w.row_id, r.seq, r.points, r.run, w.weight, w.sign \
+         FROM (SELECT row_number() OVER () AS row_id, s.* FROM ({rows_sql}) \
+               AS s(id, path, times, kind, is_virtual, is_private, weight, sign)) w, \
+              LATERAL vasttile.pyramid_runs(w.path, $1, w.id, w.times, w.kind, w.is_virtual, w.is_private, $2) r \
+         ORDER BY w.sign DESC, r.tile, w.row_id, r.seq"
+    );
+    let filters = p.filters.as_ref().map(|f| pgrx::JsonB(filters_json(f)));
+    let mut all_args: Vec<pgrx::datum::DatumWithOid<'_>> =
+        vec![(p.base_zoom as i32).into(), filters.into()];
+    all_args.extend(args);
+    let mut stats = StreamStats::default();
+    let mut sign = 1.0;
+    let mut build = StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2);
+    let mut run: Vec<(u32, u32)> = Vec::new();
+    with_work_mem(budget / 2, || {
+        Spi::connect_mut(|client| {
+            let mut cursor = client.try_open_cursor_mut(&query, &all_args)?;
+            loop {
+                pgrx::check_for_interrupts!();
+                let table = cursor.fetch(2000)?;
+                if table.is_empty() {
+                    break;
+                }
+                // What this batch's values allocate is freed with it, once copied into Rust data.
+                super::with_row_memory(|| -> spi::SpiResult<()> {
+                    for row in table {
+                        let row_sign = row.get::<i16>(7)?.unwrap_or(1);
+                        if row_sign == 0 {
+                            stats.rebuild = true;
+                            continue;
+                        }
+                        let row_sign = if row_sign > 0 { 1.0 } else { -1.0 };
+                        if row_sign != sign {
+                            // The removes follow the adds: finish the adds' tiles first.
+                            let done = std::mem::replace(
+                                &mut build,
+                                StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2),
+                            );
+                            let s = sign;
+                            let d = done.finish(&mut |g| on_tile(g, s)).or_raise();
+                            stats.draw.pixels += d.pixels;
+                            stats.draw.draw_seconds += d.draw_seconds;
+                            stats.draw.base_tiles += d.base_tiles;
+                            sign = row_sign;
+                        }
+                        let tile = row.get::<i64>(1)?.unwrap_or(-1);
+                        let seq = row.get::<i32>(3)?.unwrap_or(0);
+                        if seq == 0 {
+                            stats.read.rows += 1;
+                        }
+                        if tile < 0 {
+                            stats.read.left_out += 1;
+                            continue;
+                        }
+                        if seq == 0 {
+                            stats.read.drawn += 1;
+                            stats.points += row.get::<i32>(4)?.unwrap_or(0) as u64;
+                        }
+                        run.clear();
+                        for key in row.get::<Vec<i64>>(5)?.unwrap_or_default() {
+                            let (x, y) = vcs_from_key(key).or_raise();
+                            run.push((x as u32, y as u32));
+                        }
+                        let row_id = row.get::<i64>(2)?.unwrap_or(0) as u64;
+                        let weight = row.get::<f64>(6)?.unwrap_or(1.0);
+                        let s = sign;
+                        build
+                            .push(tile as u64, row_id, weight, &run, &mut |g| on_tile(g, s))
+                            .or_raise();
+                    }
+                    Ok(())
+                })?;
+                // SAFETY: the batch's rows were read above and are not used again.
+                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
+            }
+            Ok::<_, spi::SpiError>(())
+        })
+        .or_spi_error("reading the pyramid's rows")
+    });
+    let s = sign;
+    let d = build.finish(&mut |g| on_tile(g, s)).or_raise();
+    stats.draw.pixels += d.pixels;
+    stats.draw.draw_seconds += d.draw_seconds;
+    stats.draw.base_tiles += d.base_tiles;
+    stats
+}
+
+/// Rebuild every tile from the table in memory bounded by `maintenance_work_mem`, whatever the
+/// table's size (`stream_counts`).
 fn build_all(p: &Pyramid) -> Value {
     let started = Instant::now();
     for sql in [
@@ -528,107 +666,36 @@ fn build_all(p: &Pyramid) -> Value {
         security::as_catalog_owner(|| Spi::run_with_args(sql, &[p.name.as_str().into()]))
             .or_spi_error("clearing the pyramid");
     }
-    let budget = Spi::get_one::<i64>(
-        "SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
-    )
-    .or_spi_error("reading maintenance_work_mem")
-    .unwrap_or(64 << 20)
-    .max(1 << 20) as usize;
-    let old_work_mem = Spi::get_one::<String>("SELECT pg_catalog.current_setting('work_mem')")
-        .or_spi_error("reading work_mem")
-        .unwrap_or_else(|| "4MB".to_string());
-    let set_work_mem = |value: &str| {
-        Spi::run_with_args(
-            "SELECT pg_catalog.set_config('work_mem', $1, true)",
-            &[value.into()],
-        )
-        .or_spi_error("setting work_mem");
-    };
-    // The sort gets half the budget, the batch of tiles being drawn the other half.
-    set_work_mem(&format!("{}kB", budget / 2 / 1024));
-    let query = format!(
-        "SELECT r.tile, w.row_id, r.seq, r.points, r.run, w.weight \
-         FROM (SELECT row_number() OVER () AS row_id, s.* FROM (SELECT {list} FROM {src} t) \
-               AS s(id, path, times, kind, is_virtual, is_private, weight)) w, \
-              LATERAL vasttile.pyramid_runs(w.path, $1, w.id, w.times, w.kind, w.is_virtual, w.is_private, $2) r \
-         ORDER BY r.tile, w.row_id, r.seq",
+    let mut tiles_of: Vec<Vec<(u32, u32)>> = vec![Vec::new(); p.base_zoom as usize + 1];
+    // The table is read as the caller.
+    let rows_sql = format!(
+        "SELECT {list}, 1::int2 FROM {src} t",
         list = p.select_list,
-        src = p.source,
+        src = p.source
     );
-    let filters = p.filters.as_ref().map(|f| pgrx::JsonB(filters_json(f)));
-    let mut stats = ReadStats::default();
-    let mut points_drawn = 0u64;
-    let mut base_tiles: Vec<Vec<(u32, u32)>> = vec![Vec::new(); p.base_zoom as usize + 1];
-    let mut build = StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2);
-    let mut on_tile = |g: HeatGrid| -> CoreResult<()> {
+    let stats = stream_counts(p, "", &rows_sql, Vec::new(), &mut |g, _| {
         write_counts(p, &g);
-        base_tiles[g.tile.z as usize].push((g.tile.x, g.tile.y));
+        tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
         Ok(())
-    };
-    let mut run: Vec<(u32, u32)> = Vec::new();
-    Spi::connect_mut(|client| {
-        let args: [pgrx::datum::DatumWithOid<'_>; 2] =
-            [(p.base_zoom as i32).into(), filters.into()];
-        let mut cursor = client.try_open_cursor_mut(&query, &args)?;
-        loop {
-            pgrx::check_for_interrupts!();
-            let table = cursor.fetch(2000)?;
-            if table.is_empty() {
-                break;
-            }
-            // What this batch's values allocate is freed with it, once copied into Rust data.
-            {
-                super::with_row_memory(|| -> spi::SpiResult<()> {
-                    for row in table {
-                        let tile = row.get::<i64>(1)?.unwrap_or(-1);
-                        stats.rows += (row.get::<i32>(3)?.unwrap_or(0) == 0) as u64;
-                        if tile < 0 {
-                            stats.left_out += 1;
-                            continue;
-                        }
-                        if row.get::<i32>(3)? == Some(0) {
-                            stats.drawn += 1;
-                            points_drawn += row.get::<i32>(4)?.unwrap_or(0) as u64;
-                        }
-                        run.clear();
-                        for key in row.get::<Vec<i64>>(5)?.unwrap_or_default() {
-                            let (x, y) = vcs_from_key(key).or_raise();
-                            run.push((x as u32, y as u32));
-                        }
-                        let row_id = row.get::<i64>(2)?.unwrap_or(0) as u64;
-                        let weight = row.get::<f64>(6)?.unwrap_or(1.0);
-                        build
-                            .push(tile as u64, row_id, weight, &run, &mut on_tile)
-                            .or_raise();
-                    }
-                    Ok(())
-                })?;
-                // SAFETY: the batch's rows were read above and are not used again.
-                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
-            }
-        }
-        Ok::<_, spi::SpiError>(())
-    })
-    .or_spi_error("reading the pyramid's rows");
-    let drawn = build.finish(&mut on_tile).or_raise();
-    set_work_mem(&old_work_mem);
+    });
     let counts_s = started.elapsed().as_secs_f64();
     let mut tiles = 0;
-    for (z, targets) in base_tiles.iter_mut().enumerate() {
+    for (z, targets) in tiles_of.iter_mut().enumerate() {
         targets.sort_unstable();
         tiles += targets.len();
         let summaries = summaries_at(p, z as u32);
         normalise(p, z as u32, targets, &summaries);
     }
+    let drawn = stats.draw;
     let report = json!({
-        "rows": stats.rows,
-        "drawn": stats.drawn,
-        "left_out": stats.left_out,
-        "points": points_drawn,
+        "rows": stats.read.rows,
+        "drawn": stats.read.drawn,
+        "left_out": stats.read.left_out,
+        "points": stats.points,
         "tiles": tiles,
-        "base_tiles": base_tiles[p.base_zoom as usize].len(),
+        "base_tiles": tiles_of[p.base_zoom as usize].len(),
         "threads": threads(),
-        "memory_budget_bytes": budget,
+        "memory_budget_bytes": memory_budget(),
         "line_pixels": drawn.pixels,
         "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
         "seconds": {
@@ -646,36 +713,32 @@ fn build_all(p: &Pyramid) -> Value {
 /// ancestors, then renormalise every tile whose levels read a changed tile's CDF.
 fn refresh(p: &Pyramid) -> Value {
     let started = Instant::now();
-    let built = security::as_catalog_owner(|| {
-        Spi::get_one_with_args::<bool>(
-            "SELECT built_at IS NOT NULL FROM vasttile.heat_pyramids WHERE name = $1",
+    let (built, truncated) = security::as_catalog_owner(|| {
+        Spi::get_two_with_args::<bool, bool>(
+            "SELECT built_at IS NOT NULL, EXISTS (SELECT 1 FROM vasttile.heat_pyramid_log l \
+                                                  WHERE l.pyramid = $1 AND l.sign = 0) \
+             FROM vasttile.heat_pyramids WHERE name = $1",
             &[p.name.as_str().into()],
         )
     })
-    .or_spi_error("reading the pyramid")
-    .unwrap_or(false);
-    let query = "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1 \
-         RETURNING sign, id, path, times, kind, is_virtual, is_private, weight";
-    let (adds, removes, stats, rebuild) =
-        security::as_catalog_owner(|| read_paths(p, query, &[p.name.as_str().into()], true));
-    if rebuild || !built {
+    .or_spi_error("reading the pyramid");
+    if truncated == Some(true) || built != Some(true) {
         let mut report = build_all(p);
         report["refresh"] = json!("full rebuild");
         return report;
     }
     let mut changed: Vec<HashSet<(u32, u32)>> = vec![HashSet::new(); p.base_zoom as usize + 1];
     let mut base_tiles = HashSet::new();
-    for (set, sign) in [(&adds, 1.0), (&removes, -1.0)] {
-        build_counts(
-            set,
-            p.base_zoom,
-            p.size,
-            None,
-            threads(),
-            &mut || {
-            pgrx::check_for_interrupts!();
-        },
-            &mut |delta| {
+    // The log is taken (deleted and read in one statement, so rows logged meanwhile stay for
+    // the next refresh) and drawn as deltas: adds, then removes.
+    let stats = security::as_catalog_owner(|| {
+        stream_counts(
+            p,
+            "WITH gone AS (DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $3 \
+                           RETURNING id, path, times, kind, is_virtual, is_private, weight, sign)",
+            "SELECT * FROM gone",
+            vec![p.name.as_str().into()],
+            &mut |delta, sign| {
                 let t = delta.tile;
                 let mut g = read_counts(p, t).unwrap_or(HeatGrid::new(t, p.size)?);
                 g.add_signed(&delta, sign)?;
@@ -695,7 +758,12 @@ fn refresh(p: &Pyramid) -> Value {
                 Ok(())
             },
         )
-        .or_raise();
+    });
+    if stats.rebuild {
+        // A TRUNCATE logged while this refresh started.
+        let mut report = build_all(p);
+        report["refresh"] = json!("full rebuild");
+        return report;
     }
     // A tile's levels read the CDFs of itself and its eight neighbours, each mixing the
     // summaries within the radius: changes reach tiles up to radius + 1 away.
@@ -726,9 +794,9 @@ fn refresh(p: &Pyramid) -> Value {
     }
     let report = json!({
         "refresh": "incremental",
-        "rows": stats.rows,
-        "drawn": stats.drawn,
-        "left_out": stats.left_out,
+        "rows": stats.read.rows,
+        "drawn": stats.read.drawn,
+        "left_out": stats.read.left_out,
         "base_tiles": base_tiles.len(),
         "tiles_changed": changed.iter().map(|c| c.len()).sum::<usize>(),
         "tiles_renormalised": renormalised,
