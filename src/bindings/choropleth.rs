@@ -111,9 +111,15 @@ fn create_skeleton_layer(
     security::check_name(name);
     let oid = tbl.oid();
     security::require_table_owner(oid, "create a skeleton layer over it");
+    security::require_lasting_table(oid);
     let old = layer_definition(name);
     if let Some(old) = &old {
-        security::require_role(old.owner, &format!("skeleton layer \"{name}\""), "replace");
+        security::require_role(
+            old.owner,
+            old.source,
+            &format!("skeleton layer \"{name}\""),
+            "replace",
+        );
     }
     let table = quoted_relation_name(&tbl);
     drop(tbl);
@@ -125,7 +131,8 @@ fn create_skeleton_layer(
             "INSERT INTO vasttile.skeleton_layers (name, source, owner, id_column, polygon_column, feature_bits) \
              VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET source = excluded.source, id_column = excluded.id_column, \
-             polygon_column = excluded.polygon_column, feature_bits = excluded.feature_bits",
+             polygon_column = excluded.polygon_column, feature_bits = excluded.feature_bits, \
+             generation = skeleton_layers.generation + 1",
             &[
                 name.into(),
                 oid.into(),
@@ -166,7 +173,12 @@ fn drop_skeleton_layer(name: &str) -> bool {
     let Some(old) = layer_definition(name) else {
         return false;
     };
-    security::require_role(old.owner, &format!("skeleton layer \"{name}\""), "drop");
+    security::require_role(
+        old.owner,
+        old.source,
+        &format!("skeleton layer \"{name}\""),
+        "drop",
+    );
     security::as_catalog_owner(|| {
         Spi::run_with_args(
             "DELETE FROM vasttile.skeleton_layers WHERE name = $1",
@@ -195,6 +207,8 @@ struct LayerDefinition {
     id_column: String,
     polygon_column: String,
     feature_bits: bool,
+    /// Bumped by every change to the table (see `skeleton_invalidate`).
+    generation: i64,
 }
 
 /// Read a layer's definition (as the extension's owner: the caller's rights are checked by
@@ -206,7 +220,7 @@ fn layer_definition(name: &str) -> Option<LayerDefinition> {
                 "SELECT l.source::oid, l.owner::oid, \
                         (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
                          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.source), \
-                        l.id_column, l.polygon_column, l.feature_bits \
+                        l.id_column, l.polygon_column, l.feature_bits, l.generation \
                  FROM vasttile.skeleton_layers l WHERE l.name = $1",
                 Some(1),
                 &[name.into()],
@@ -221,6 +235,7 @@ fn layer_definition(name: &str) -> Option<LayerDefinition> {
                 id_column: row.get(4)?.unwrap_or_default(),
                 polygon_column: row.get(5)?.unwrap_or_default(),
                 feature_bits: row.get(6)?.unwrap_or(false),
+                generation: row.get(7)?.unwrap_or(0),
             }))
         })
     })
@@ -245,14 +260,19 @@ fn existing_layer(name: &str) -> LayerDefinition {
 /// The id column holds integers and the polygon column `vcspolygon` or `bytea` (`42703` when
 /// one is missing, `42804` when its type does not fit).
 fn check_layer_columns(rel: pgrx::pg_sys::Oid, table: &str, id: &str, polygon: &str) {
+    // Types compared by OID, not by name: a user type named like a built-in one is refused.
     let type_of = |column: &str| {
-        Spi::get_one_with_args::<String>(
-            "SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a \
-             WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-            &[rel.into(), column.into()],
-        )
+        security::with_fixed_search_path(|| {
+            Spi::get_two_with_args::<bool, bool>(
+                "SELECT a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype), \
+                        a.atttypid IN ('bytea'::regtype, 'vasttile.vcspolygon'::regtype) \
+                 FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                &[rel.into(), column.into()],
+            )
+        })
         .ok()
-        .flatten()
+        .and_then(|(i, p)| Some((i?, p?)))
         .unwrap_or_else(|| {
             sql_error(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
@@ -260,22 +280,16 @@ fn check_layer_columns(rel: pgrx::pg_sys::Oid, table: &str, id: &str, polygon: &
             )
         })
     };
-    let id_type = type_of(id);
-    if !["smallint", "integer", "bigint"].contains(&id_type.as_str()) {
+    if !type_of(id).0 {
         sql_error(
             PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!(
-                "id column \"{id}\" of {table} must be smallint, integer or bigint, not {id_type}"
-            ),
+            format!("id column \"{id}\" of {table} must be smallint, integer or bigint"),
         );
     }
-    let polygon_type = type_of(polygon);
-    if !["vasttile.vcspolygon", "vcspolygon", "bytea"].contains(&polygon_type.as_str()) {
+    if !type_of(polygon).1 {
         sql_error(
             PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!(
-                "polygon column \"{polygon}\" of {table} must be vcspolygon, not {polygon_type}"
-            ),
+            format!("polygon column \"{polygon}\" of {table} must be vasttile.vcspolygon or bytea"),
         );
     }
 }
@@ -289,6 +303,8 @@ fn render_skeleton(layer: &str, def: &LayerDefinition, tile: Tile, size: TileSiz
         )
     };
     let (id, poly, bits) = (&def.id_column, &def.polygon_column, def.feature_bits);
+    // The columns may have changed since the layer was made: readers run no user type's code.
+    check_layer_columns(def.source, table, id, poly);
     let (x0, y0, x1, y1) = tile.vcs_bounds();
     let mut sk = Skeleton::new(tile, size).or_raise();
     let sql = format!(
@@ -355,10 +371,21 @@ fn skeleton_tile(layer: &str, z: i32, x: i32, y: i32, tile_size: default!(i32, 2
             security::require_full_access(def.source, &format!("skeleton layer \"{layer}\""))
         }
     }
-    let args = || [layer.into(), z.into(), x.into(), y.into(), tile_size.into()];
+    let generation = def.generation;
+    let args = || {
+        [
+            layer.into(),
+            generation.into(),
+            z.into(),
+            x.into(),
+            y.into(),
+            tile_size.into(),
+        ]
+    };
     let cached = security::as_catalog_owner(|| {
         Spi::get_one_with_args::<super::Bytes>(
-            "SELECT skeleton FROM vasttile.skeleton_cache WHERE layer = $1 AND z = $2 AND x = $3 AND y = $4 AND size = $5",
+            "SELECT skeleton FROM vasttile.skeleton_cache WHERE layer = $1 AND generation = $2 \
+             AND z = $3 AND x = $4 AND y = $5 AND size = $6",
             &args(),
         )
     });
@@ -366,16 +393,27 @@ fn skeleton_tile(layer: &str, z: i32, x: i32, y: i32, tile_size: default!(i32, 2
         return bytes.0;
     }
     let bytes = render_skeleton(layer, &def, tile, size).to_bytes();
-    let [a, b, c, d, e] = args();
-    let insert = [a, b, c, d, e, bytes.as_slice().into()];
+    // A read-only transaction (a standby, say) serves what it drew without caching it.
+    let read_only =
+        Spi::get_one::<bool>("SELECT pg_catalog.current_setting('transaction_read_only')::bool");
+    if matches!(read_only, Ok(Some(true))) {
+        return bytes;
+    }
+    let [a, b, c, d, e, f] = args();
+    let insert = [a, b, c, d, e, f, bytes.as_slice().into()];
     security::as_catalog_owner(|| {
         Spi::run_with_args(
-            "INSERT INTO vasttile.skeleton_cache (layer, z, x, y, size, skeleton) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO vasttile.skeleton_cache (layer, generation, z, x, y, size, skeleton) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             &insert,
         )
     })
-    .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("skeleton_tile: {e}")));
+    .unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("skeleton_tile: {e}"),
+        )
+    });
     bytes
 }
 
@@ -405,17 +443,26 @@ fn skeleton_prerender(layer: &str, zmin: i32, zmax: i32, tile_size: default!(i32
     .unwrap_or_else(|e| sql_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("skeleton_prerender: {e}")));
     let mut rendered = 0;
     for z in zmin..=zmax {
-        let mut tiles: Vec<(i64, i64)> = Vec::new();
+        // Tiles of each polygon's box, deduplicated as they come, with a cap: one world-sized
+        // polygon covers 16.7 M tiles at z12.
+        let s = 31 - z;
+        let mut tiles: std::collections::BTreeSet<(i64, i64)> = Default::default();
         for &(a, b, c, d) in &boxes {
-            let s = 31 - z;
+            let count = ((c >> s) - (a >> s) + 1) * ((d >> s) - (b >> s) + 1);
+            if count as usize + tiles.len() > MAX_PRERENDER_TILES {
+                super::raise(CoreError::TooLarge {
+                    detail: format!(
+                        "skeleton_prerender renders at most {MAX_PRERENDER_TILES} tiles per zoom, and zoom {z} of layer \"{layer}\" has more: prerender fewer zooms"
+                    ),
+                });
+            }
             for ty in (b >> s)..=(d >> s) {
+                pgrx::check_for_interrupts!();
                 for tx in (a >> s)..=(c >> s) {
-                    tiles.push((tx, ty));
+                    tiles.insert((tx, ty));
                 }
             }
         }
-        tiles.sort_unstable();
-        tiles.dedup();
         for (tx, ty) in tiles {
             pgrx::check_for_interrupts!();
             skeleton_tile(layer, z, tx as i32, ty as i32, tile_size);
@@ -424,6 +471,9 @@ fn skeleton_prerender(layer: &str, zmin: i32, zmax: i32, tile_size: default!(i32
     }
     rendered
 }
+
+/// The most tiles `skeleton_prerender` lists for one zoom (a few tens of MB).
+const MAX_PRERENDER_TILES: usize = 1 << 20;
 
 /// Recolour a skeleton: `ids` and `vals` map polygon IDs to values (from any SQL, e.g. a join
 /// with an attribute table), `style` maps values to colours. NULL when nothing shows.
@@ -498,8 +548,10 @@ fn create_choropleth_layer(
         "WITH s AS (SELECT {style}::jsonb || coalesce(query_params::jsonb, '{{}}') AS style) \
          SELECT vasttile.skeleton_render(\
            vasttile.skeleton_tile({layer}, z, x, y, coalesce((s.style ->> 'size')::int4, 256)), \
-           (SELECT array_agg(v.id::int8) FROM ({values_sql}) AS v(id, value)), \
-           (SELECT array_agg(v.value::float8) FROM ({values_sql}) AS v(id, value)), \
+           (SELECT array_agg(v.id::int8) FROM ({values_sql}
+) AS v(id, value)), \
+           (SELECT array_agg(v.value::float8) FROM ({values_sql}
+) AS v(id, value)), \
            s.style - 'size') FROM s",
         style = lit(&style.0.to_string()),
         layer = lit(layer),

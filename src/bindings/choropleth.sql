@@ -11,23 +11,28 @@ CREATE TABLE skeleton_layers (
     owner          regrole NOT NULL,
     id_column      text NOT NULL,
     polygon_column text NOT NULL,
-    feature_bits   boolean NOT NULL DEFAULT false
+    feature_bits   boolean NOT NULL DEFAULT false,
+    -- Bumped by every change to the table: cached skeletons belong to the generation the
+    -- snapshot that drew them saw, so a reader with an older snapshot can never put tiles of
+    -- deleted rows back in front of newer ones.
+    generation     int8 NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE skeleton_layers IS 'vasttile skeleton layers: tables of (id, vcspolygon) rasterised into cached ID tiles';
 
 CREATE TABLE skeleton_cache (
-    layer    text NOT NULL REFERENCES skeleton_layers (name) ON DELETE CASCADE,
+    layer      text NOT NULL REFERENCES skeleton_layers (name) ON DELETE CASCADE,
+    generation int8 NOT NULL,
     z        int4 NOT NULL,
     x        int4 NOT NULL,
     y        int4 NOT NULL,
     size     int4 NOT NULL,
     skeleton bytea NOT NULL,
-    PRIMARY KEY (layer, z, x, y, size)
+    PRIMARY KEY (layer, generation, z, x, y, size)
 );
 COMMENT ON TABLE skeleton_cache IS 'vasttile: rasterised skeleton tiles; rebuilt on demand, emptied when a layer''s table changes';
 
 REVOKE ALL ON skeleton_layers, skeleton_cache FROM PUBLIC;
-GRANT SELECT ON skeleton_layers TO PUBLIC;
+GRANT SELECT (name, source, owner, id_column, polygon_column, feature_bits) ON skeleton_layers TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('skeleton_layers', '');
 
 -- Statement trigger on a layer's table: any change empties the layer's cache. SECURITY
@@ -47,6 +52,7 @@ BEGIN
         RAISE EXCEPTION 'trigger % on % does not belong to a skeleton layer over that table', TG_NAME, TG_RELID::regclass
             USING ERRCODE = '42501';
     END IF;
+    UPDATE @extschema@.skeleton_layers SET generation = generation + 1 WHERE name = TG_ARGV[0];
     DELETE FROM @extschema@.skeleton_cache WHERE layer = TG_ARGV[0];
     RETURN NULL;
 END $$;

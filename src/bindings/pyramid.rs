@@ -659,6 +659,11 @@ fn stream_counts(
 /// table's size (`stream_counts`).
 fn build_all(p: &Pyramid) -> Value {
     let started = Instant::now();
+    // Readers of the table run no code of a user-defined type's casts; and writers wait, as
+    // for CREATE INDEX, so no change is both drawn and logged.
+    check_columns(p.source_oid, &p.options, &p.source);
+    Spi::run(&format!("LOCK TABLE {} IN SHARE MODE", p.source))
+        .or_spi_error("locking the pyramid's table");
     for sql in [
         "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1",
         "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1",
@@ -821,8 +826,14 @@ fn create_heat_pyramid(
     security::check_name(name);
     let oid = tbl.oid();
     security::require_table_owner(oid, "create a heat pyramid over it");
-    if let Some(existing) = owner_of(name) {
-        security::require_role(existing, &format!("heat pyramid \"{name}\""), "replace");
+    security::require_lasting_table(oid);
+    if let Some((existing, old_source)) = owner_of(name) {
+        security::require_role(
+            existing,
+            old_source,
+            &format!("heat pyramid \"{name}\""),
+            "replace",
+        );
     }
     let source = super::quoted_relation_name(&tbl);
     let table_name = tbl.name().to_string();
@@ -904,21 +915,26 @@ fn truncate_identifier(mut name: String) -> String {
     name
 }
 
-/// The role that created pyramid `name`, if it exists.
-fn owner_of(name: &str) -> Option<pgrx::pg_sys::Oid> {
-    security::as_catalog_owner(|| {
-        Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
-            "SELECT (SELECT owner::oid FROM vasttile.heat_pyramids WHERE name = $1)",
+/// The role that created pyramid `name` and its table, if it exists.
+fn owner_of(name: &str) -> Option<(pgrx::pg_sys::Oid, pgrx::pg_sys::Oid)> {
+    let row = security::as_catalog_owner(|| {
+        Spi::get_two_with_args::<pgrx::pg_sys::Oid, pgrx::pg_sys::Oid>(
+            "SELECT (SELECT owner::oid FROM vasttile.heat_pyramids WHERE name = $1), \
+                    (SELECT source::oid FROM vasttile.heat_pyramids WHERE name = $1)",
             &[name.into()],
         )
     })
-    .or_spi_error("looking up the heat pyramid")
+    .or_spi_error("looking up the heat pyramid");
+    match row {
+        (Some(owner), Some(source)) => Some((owner, source)),
+        _ => None,
+    }
 }
 
 /// Every column the options name exists in `rel` (`42703`) and has a built-in type (`42804`:
 /// the log trigger would run a user-defined cast with the extension owner's rights).
 fn check_columns(rel: pgrx::pg_sys::Oid, options: &Value, source: &str) {
-    let row = Spi::get_two_with_args::<String, String>(
+    let row = security::with_fixed_search_path(|| Spi::get_two_with_args::<String, String>(
         "SELECT (SELECT c FROM unnest(vasttile.heat_pyramid_columns($2)) c \
                  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 \
                                    AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped) LIMIT 1), \
@@ -926,8 +942,8 @@ fn check_columns(rel: pgrx::pg_sys::Oid, options: &Value, source: &str) {
                  AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384 \
                  AND a.attname = ANY (vasttile.heat_pyramid_columns($2)) LIMIT 1)",
         &[rel.into(), pgrx::JsonB(options.clone()).into()],
-    )
-    .or_spi_error("create_heat_pyramid");
+    ))
+    .or_spi_error("checking the pyramid's columns");
     match row {
         (Some(missing), _) => sql_error(
             PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
@@ -944,7 +960,12 @@ fn check_columns(rel: pgrx::pg_sys::Oid, options: &Value, source: &str) {
 /// The caller may rebuild, refresh or drop pyramid `p`: it has the privileges of its creator
 /// and of its table's owner.
 fn require_manage(p: &Pyramid, action: &str) {
-    security::require_role(p.owner, &format!("heat pyramid \"{}\"", p.name), action);
+    security::require_role(
+        p.owner,
+        p.source_oid,
+        &format!("heat pyramid \"{}\"", p.name),
+        action,
+    );
     security::require_table_owner(
         p.source_oid,
         &format!("{action} heat pyramid \"{}\"", p.name),
@@ -972,10 +993,10 @@ fn heat_pyramid_refresh(name: &str) -> pgrx::JsonB {
 /// Drop a pyramid: its tiles, log and triggers (the table and its index stay).
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn drop_heat_pyramid(name: &str) -> bool {
-    let Some(owner) = owner_of(name) else {
+    let Some((owner, source)) = owner_of(name) else {
         return false;
     };
-    security::require_role(owner, &format!("heat pyramid \"{name}\""), "drop");
+    security::require_role(owner, source, &format!("heat pyramid \"{name}\""), "drop");
     let source = security::as_catalog_owner(|| {
         Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
             "WITH gone AS (DELETE FROM vasttile.heat_pyramids WHERE name = $1 RETURNING source::oid AS source) \
@@ -1194,6 +1215,7 @@ fn encode_stored(levels: &[u8], side: u32, style: &HeatStyle) -> Option<Vec<u8>>
 /// Counts of a tile beyond the base zoom, from the rows that reach it (index scans: the key
 /// range of points, the GiST box index of paths).
 fn draw_on_the_fly(p: &Pyramid, tile: Tile, size: TileSize) -> HeatGrid {
+    check_columns(p.source_oid, &p.options, &p.source);
     let (x0, y0, x1, y1) = tile.vcs_bounds();
     let query = match p.geometry {
         Geometry::Points => {

@@ -44,7 +44,8 @@ COMMENT ON TABLE heat_pyramid_log IS 'vasttile: rows added (+1) and removed (-1)
 -- reads what.
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 REVOKE ALL ON heat_pyramids, heat_pyramid_tiles, heat_pyramid_log FROM PUBLIC;
-GRANT SELECT ON heat_pyramids TO PUBLIC;
+-- The definitions, not the build reports (their counts describe the table's rows).
+GRANT SELECT (name, source, owner, options, base_zoom, tile_size, built_at) ON heat_pyramids TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('heat_pyramids', '');
 SELECT pg_catalog.pg_extension_config_dump('heat_pyramid_tiles', '');
@@ -125,6 +126,15 @@ BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         INSERT INTO @extschema@.heat_pyramid_log (pyramid, sign) VALUES (TG_ARGV[0], 0);
         RETURN NULL;
+    END IF;
+    -- Every column named must exist: a missing one would let `t.name` call a function name(t)
+    -- over the whole row.
+    IF (SELECT count(*) FROM pg_attribute a
+        WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attname = ANY (@extschema@.heat_pyramid_columns(def.options)))
+       <> (SELECT count(DISTINCT c) FROM unnest(@extschema@.heat_pyramid_columns(def.options)) c) THEN
+        RAISE EXCEPTION 'heat pyramid "%" reads a column that % no longer has', TG_ARGV[0], TG_RELID::regclass
+            USING ERRCODE = '42703', HINT = 'Rebuild the pyramid with create_heat_pyramid after renaming or dropping columns.';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_attribute a
                WHERE a.attrelid = TG_RELID AND NOT a.attisdropped

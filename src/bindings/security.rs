@@ -30,10 +30,12 @@ pub enum Access {
 
 /// The caller's access to table `rel` (an OID), checked as the current user.
 pub fn source_access(rel: pg_sys::Oid) -> Access {
-    let row = Spi::get_two_with_args::<bool, bool>(
-        "SELECT pg_catalog.has_table_privilege($1, 'SELECT'), pg_catalog.row_security_active($1)",
-        &[rel.into()],
-    );
+    let row = with_fixed_search_path(|| {
+        Spi::get_two_with_args::<bool, bool>(
+            "SELECT pg_catalog.has_table_privilege($1, 'SELECT'), pg_catalog.row_security_active($1)",
+            &[rel.into()],
+        )
+    });
     match row {
         Ok((Some(true), Some(false))) => Access::Full,
         Ok((Some(true), _)) => Access::RowSecurity,
@@ -63,10 +65,12 @@ pub fn require_full_access(rel: pg_sys::Oid, what: &str) {
 
 /// Raise `42501` unless the caller has the privileges of the owner of `rel`.
 pub fn require_table_owner(rel: pg_sys::Oid, action: &str) {
-    let ok = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $1",
-        &[rel.into()],
-    );
+    let ok = with_fixed_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[rel.into()],
+        )
+    });
     if !matches!(ok, Ok(Some(true))) {
         denied(
             format!("must be owner of table {} to {action}", relation_name(rel)),
@@ -75,14 +79,47 @@ pub fn require_table_owner(rel: pg_sys::Oid, action: &str) {
     }
 }
 
+/// Raise `22023` for a temporary table: a stored pyramid or layer outlives the session that
+/// owns it, and its name would be taken from everyone else.
+pub fn require_lasting_table(rel: pg_sys::Oid) {
+    let temporary = with_fixed_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT c.relpersistence = 't' FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[rel.into()],
+        )
+    });
+    if matches!(temporary, Ok(Some(true))) {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "table {} is temporary: pyramids and layers are made over lasting tables",
+                relation_name(rel)
+            ),
+        );
+    }
+}
+
 /// Raise `42501` unless the caller has the privileges of role `owner` (the creator of a stored
 /// object named `what`).
-pub fn require_role(owner: pg_sys::Oid, what: &str, action: &str) {
-    let ok = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_has_role($1, 'USAGE')",
-        &[owner.into()],
-    );
-    if !matches!(ok, Ok(Some(true))) {
+/// When that role no longer exists, the owner of the object's table (`source`) may act instead.
+pub fn require_role(owner: pg_sys::Oid, source: pg_sys::Oid, what: &str, action: &str) {
+    // A creator role that no longer exists leaves the object to its table's owner.
+    let (ok, gone) = with_fixed_search_path(|| {
+        Spi::get_two_with_args::<bool, bool>(
+            "SELECT pg_catalog.pg_has_role($1, 'USAGE'), false FROM pg_catalog.pg_roles WHERE oid = $1 \
+             UNION ALL SELECT false, true WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE oid = $1)",
+            &[owner.into()],
+        )
+    })
+    .unwrap_or((None, None));
+    if gone == Some(true) {
+        require_table_owner(
+            source,
+            &format!("{action} {what}, whose creator no longer exists,"),
+        );
+        return;
+    }
+    if ok != Some(true) {
         let name = Spi::get_one_with_args::<String>(
             "SELECT pg_catalog.pg_get_userbyid($1)::text",
             &[owner.into()],
@@ -157,7 +194,44 @@ pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
     let mut scratch = pgrx::PgMemoryContexts::new("vasttile catalog");
     // SAFETY: `f` returns Rust-owned values (SPI results are copied out), so nothing it
     // returns points into the context dropped after it.
-    unsafe { scratch.switch_to(|_| as_owner(f)) }
+    unsafe { scratch.switch_to(|_| with_fixed_search_path(|| as_owner(f))) }
+}
+
+/// Puts `search_path` back when dropped (an aborted (sub)transaction does as well).
+struct SearchPathGuard(i32);
+
+impl Drop for SearchPathGuard {
+    fn drop(&mut self) {
+        // SAFETY: pops the GUC nest level pushed in `with_fixed_search_path`, on the backend's
+        // own thread; a SAVE action is undone whether the level commits or not.
+        unsafe { pg_sys::AtEOXact_GUC(true, self.0) }
+    }
+}
+
+/// Run `f` with `search_path` set to `pg_catalog, pg_temp` (temporary objects last, so no
+/// temporary type, function or operator stands in for a built-in one), as PostgreSQL does for a
+/// function with a `SET search_path` clause. Everything that runs as the extension's owner, and
+/// the checks of the caller's rights, run this way: a caller's search path must not choose the
+/// operators and types of vasttile's own queries.
+pub fn with_fixed_search_path<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: pushes a GUC nest level and sets a user-settable parameter in it (an invalid
+    // value is impossible: the text is fixed); the guard pops the level however `f` ends.
+    let _guard = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        let guard = SearchPathGuard(level);
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        guard
+    };
+    f()
 }
 
 fn as_owner<R>(f: impl FnOnce() -> R) -> R {
@@ -217,7 +291,8 @@ pub fn drop_triggers(function: &str, name: &str, rel: pg_sys::Oid) {
              FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE t.tgrelid = $1 AND t.tgfoid = $2::pg_catalog.regprocedure \
-               AND t.tgnargs = 1 AND t.tgargs = pg_catalog.convert_to($3, 'UTF8') || '\\x00'::bytea",
+               AND t.tgnargs = 1 \
+               AND t.tgargs = pg_catalog.convert_to($3, pg_catalog.getdatabaseencoding()) || '\\x00'::bytea",
             None,
             &[rel.into(), function.into(), name.into()],
         )?;

@@ -3,13 +3,13 @@
 -- DDL, stored SQL run with a superuser's rights).
 SET client_min_messages = warning;
 SET search_path = public, vasttile;
-DROP TABLE IF EXISTS sec_pts, sec_rls, sec_rls_mine, sec_polys, sec_other, sec_mine, "sec ""odd;tbl", at_col, pwned CASCADE;
+DROP TABLE IF EXISTS sec_pts, sec_rls, sec_rls_mine, sec_polys, sec_other, sec_mine, "sec ""odd;tbl", at_col, pwned, sec_gone, sec_world, sec_acts CASCADE;
 DO $$ BEGIN
     PERFORM vasttile.drop_heat_pyramid(name) FROM vasttile.heat_pyramids WHERE name LIKE 'sec%' OR name LIKE 'x%';
     PERFORM vasttile.drop_skeleton_layer(name) FROM vasttile.skeleton_layers WHERE name LIKE 'sec%';
 END $$;
 DO $$ DECLARE r text; BEGIN
-    FOREACH r IN ARRAY ARRAY['vt_owner', 'vt_reader', 'vt_rls', 'vt_nosel', 'vt_other'] LOOP
+    FOREACH r IN ARRAY ARRAY['vt_owner', 'vt_reader', 'vt_rls', 'vt_nosel', 'vt_other', 'vt_gone'] LOOP
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
             EXECUTE format('DROP OWNED BY %I CASCADE', r);
             EXECUTE format('DROP ROLE %I', r);
@@ -120,7 +120,7 @@ CREATE FUNCTION public.sec_attacks() RETURNS TABLE (attack text, sqlstate text) 
         ('read log', $q$SELECT count(*) FROM vasttile.heat_pyramid_log$q$),
         ('read cache', $q$SELECT count(*) FROM vasttile.skeleton_cache$q$),
         ('forge log', $q$INSERT INTO vasttile.heat_pyramid_log (pyramid, sign, path) VALUES ('sec_pts', 1, ARRAY[0])$q$),
-        ('poison cache', $q$INSERT INTO vasttile.skeleton_cache VALUES ('sec_polys', 9, 0, 0, 256, '\x00')$q$),
+        ('poison cache', $q$INSERT INTO vasttile.skeleton_cache (layer, generation, z, x, y, size, skeleton) VALUES ('sec_polys', 0, 9, 0, 0, 256, '\x00')$q$),
         ('rewrite definition', $q$UPDATE vasttile.heat_pyramids SET options = '{}' WHERE name = 'sec_pts'$q$),
         ('delete definition', $q$DELETE FROM vasttile.skeleton_layers WHERE name = 'sec_polys'$q$),
         ('read definitions', $q$SELECT count(*) FROM vasttile.heat_pyramids$q$)
@@ -198,6 +198,82 @@ SELECT sec_try($q$SELECT vasttile.create_heat_pyramid('sec_bad', 'sec_pts', '{"c
        sec_try($q$SELECT vasttile.create_skeleton_layer('sec_bad', 'sec_polys', 'who')$q$) AS text_id_column,
        sec_try($q$SELECT vasttile.skeleton_tile('no_such_layer', 0, 0, 0)$q$) AS missing_layer,
        sec_try($q$SELECT vasttile.heat_pyramid_tile('no_such_pyramid', 0, 0, 0)$q$) AS missing_pyramid;
+RESET ROLE;
+
+-- A caller's temporary types cannot stand in for built-in ones in the queries vasttile runs as
+-- the extension's owner (search_path is fixed there).
+SET ROLE vt_other;
+CREATE FUNCTION pg_temp.sec_grab(oid) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_user <> 'vt_other' THEN ALTER ROLE vt_other SUPERUSER; END IF;
+    RETURN true;
+END $$;
+CREATE DOMAIN pg_temp.oid AS pg_catalog.oid CHECK (pg_temp.sec_grab(VALUE));
+CREATE DOMAIN pg_temp.bytea AS pg_catalog.bytea CHECK (pg_temp.sec_grab(0));
+SELECT sec_try($q$SELECT vasttile.heat_pyramid_tile('sec_pts', 3, 1, 3)$q$) AS shadowed_tile,
+       sec_try($q$SELECT vasttile.skeleton_tile('sec_polys', 3, 1, 3)$q$) AS shadowed_skeleton,
+       sec_try($q$SELECT vasttile.drop_heat_pyramid('sec_pts')$q$) AS shadowed_drop;
+DROP DOMAIN pg_temp.oid;
+DROP DOMAIN pg_temp.bytea;
+-- Temporary tables are refused as sources (the definitions would outlive the session).
+CREATE TEMP TABLE sec_temp (vcs_key int8);
+SELECT sec_try($q$SELECT vasttile.create_heat_pyramid('sec_temp', 'sec_temp')$q$) AS temp_source;
+RESET ROLE;
+SELECT rolsuper AS other_is_superuser FROM pg_roles WHERE rolname = 'vt_other';
+
+-- A renamed column cannot turn the log trigger's `t.name` into a call of name(t) over the row
+-- (which would cast a column of the owner's own type with the extension owner's rights).
+SET ROLE vt_owner;
+CREATE TYPE sec_kind AS ENUM ('a');
+CREATE FUNCTION sec_kind_json(sec_kind) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_user <> 'vt_owner' THEN ALTER ROLE vt_owner SUPERUSER; END IF;
+    RETURN '1';
+END $$;
+CREATE CAST (sec_kind AS json) WITH FUNCTION sec_kind_json(sec_kind);
+CREATE TABLE sec_acts (id int8, path int8[], times float8[], row_to_json text, is_virtual bool, is_private bool, payload sec_kind);
+SELECT vasttile.create_heat_pyramid('sec_acts', 'sec_acts', '{"geometry": "activities", "kind_column": "row_to_json", "base_zoom": 1}', false)->'built' AS built;
+ALTER TABLE sec_acts RENAME COLUMN row_to_json TO kind;
+SELECT sec_try($q$INSERT INTO sec_acts VALUES (1, NULL, NULL, 'run', false, false, 'a')$q$) AS insert_after_rename;
+SELECT vasttile.drop_heat_pyramid('sec_acts') AS dropped;
+DROP TABLE sec_acts;
+-- Prerendering a world-sized polygon at z12 is refused at once, not listed in memory.
+CREATE TABLE sec_world (id int8, polygon vasttile.vcspolygon);
+INSERT INTO sec_world VALUES (1, vasttile.polygon_from_geojson('{"type": "Polygon", "coordinates": [[[-179, -80], [179, -80], [179, 80], [-179, 80], [-179, -80]]]}'));
+SELECT vasttile.create_skeleton_layer('sec_world', 'sec_world');
+SELECT sec_try($q$SELECT vasttile.skeleton_prerender('sec_world', 12, 12)$q$) AS prerender_world_z12;
+SELECT vasttile.drop_skeleton_layer('sec_world');
+RESET ROLE;
+SELECT rolsuper AS owner_is_superuser FROM pg_roles WHERE rolname = 'vt_owner';
+
+-- A reader with an older snapshot cannot put tiles of deleted rows back into the cache: cached
+-- skeletons belong to the generation of the layer their snapshot saw.
+CREATE EXTENSION IF NOT EXISTS dblink;
+SELECT vasttile.skeleton_ids(vasttile.skeleton_tile('sec_polys', 3, 1, 3)) AS before_delete;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) AS polys_in_snapshot FROM sec_polys;
+SELECT dblink_exec(format('dbname=%s host=%s port=%s user=postgres', current_database(),
+                          split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port')),
+                   'DELETE FROM sec_polys WHERE id = 2') AS deleted_elsewhere;
+SELECT count(*) AS ids_in_old_snapshot FROM vasttile.skeleton_ids(vasttile.skeleton_tile('sec_polys', 3, 1, 3));
+COMMIT;
+SELECT vasttile.skeleton_ids(vasttile.skeleton_tile('sec_polys', 3, 1, 3)) AS after_delete;
+
+-- When a pyramid's creator is dropped, the table's owner may still drop the pyramid.
+GRANT CREATE, USAGE ON SCHEMA public TO vt_gone;
+SET ROLE vt_gone;
+CREATE TABLE sec_gone AS SELECT vasttile.lonlat_to_key(0, 0) AS vcs_key;
+SELECT vasttile.create_heat_pyramid('sec_gone', 'sec_gone', '{"base_zoom": 2}') IS NOT NULL AS created;
+RESET ROLE;
+REASSIGN OWNED BY vt_gone TO vt_owner;
+DROP OWNED BY vt_gone;
+DROP ROLE vt_gone;
+SET ROLE vt_other;
+SELECT sec_try($q$SELECT vasttile.drop_heat_pyramid('sec_gone')$q$) AS other_drops_orphan;
+RESET ROLE;
+SET ROLE vt_owner;
+SELECT vasttile.drop_heat_pyramid('sec_gone') AS table_owner_drops_orphan;
+DROP TABLE sec_gone, sec_world;
 RESET ROLE;
 
 -- Clean up.
