@@ -330,21 +330,13 @@ struct ReadStats {
     left_out: u64,
 }
 
-/// Run `query` (its columns: the select list, then for the log a sign first when `signed`) and
-/// collect the paths, split by sign, reading in batches with a memory context reset per batch.
-fn read_paths(
-    p: &Pyramid,
+/// Run `query` through a cursor and hand `f` its rows in batches of 2,000, checking for
+/// interrupts between batches; what a batch's values allocate is freed with it.
+fn for_each_row(
     query: &str,
     args: &[pgrx::datum::DatumWithOid<'_>],
-    signed: bool,
-) -> (PathSet, PathSet, ReadStats, bool) {
-    let (mut adds, mut removes, mut stats, mut rebuild) = (
-        PathSet::default(),
-        PathSet::default(),
-        ReadStats::default(),
-        false,
-    );
-    let first = signed as usize + 1;
+    f: &mut dyn FnMut(&spi::SpiHeapTupleData<'_>) -> spi::SpiResult<()>,
+) {
     Spi::connect_mut(|client| {
         let mut cursor = client.try_open_cursor_mut(query, args)?;
         loop {
@@ -353,50 +345,42 @@ fn read_paths(
             if table.is_empty() {
                 break;
             }
-            // What this batch's values allocate is freed with it, once copied into Rust data.
-            {
-                super::with_row_memory(|| -> spi::SpiResult<()> {
-                    for row in table {
-                        let sign = if signed {
-                            row.get::<i16>(1)?.unwrap_or(1)
-                        } else {
-                            1
-                        };
-                        if sign == 0 {
-                            rebuild = true;
-                            continue;
-                        }
-                        stats.rows += 1;
-                        let path = p
-                            .row_path(
-                                row.get::<i64>(first)?,
-                                row.get::<Vec<Option<i64>>>(first + 1)?,
-                                row.get::<Vec<Option<f64>>>(first + 2)?,
-                                row.get::<String>(first + 3)?,
-                                row.get::<bool>(first + 4)?.unwrap_or(false),
-                                row.get::<bool>(first + 5)?.unwrap_or(false),
-                            )
-                            .or_raise();
-                        let weight = row.get::<f64>(first + 6)?.unwrap_or(1.0);
-                        match path {
-                            Some(path) if !path.is_empty() => {
-                                stats.drawn += 1;
-                                let set = if sign > 0 { &mut adds } else { &mut removes };
-                                set.push(&path, weight).or_raise();
-                            }
-                            _ => stats.left_out += 1,
-                        }
-                    }
-                    Ok(())
-                })?;
-                // SAFETY: the batch's rows were read above and are not used again.
-                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
-            }
+            super::with_row_memory(|| -> spi::SpiResult<()> {
+                for row in table {
+                    f(&row)?;
+                }
+                Ok(())
+            })?;
+            // SAFETY: the batch's rows were read above and are not used again.
+            unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
         }
         Ok::<_, spi::SpiError>(())
     })
     .or_spi_error("reading the pyramid's rows");
-    (adds, removes, stats, rebuild)
+}
+
+/// The paths (after the filters) of `query`, whose columns are the select list: the rows of one
+/// tile drawn on the fly.
+fn read_paths(p: &Pyramid, query: &str) -> PathSet {
+    let mut paths = PathSet::default();
+    for_each_row(query, &[], &mut |row| {
+        let path = p
+            .row_path(
+                row.get::<i64>(1)?,
+                row.get::<Vec<Option<i64>>>(2)?,
+                row.get::<Vec<Option<f64>>>(3)?,
+                row.get::<String>(4)?,
+                row.get::<bool>(5)?.unwrap_or(false),
+                row.get::<bool>(6)?.unwrap_or(false),
+            )
+            .or_raise();
+        let weight = row.get::<f64>(7)?.unwrap_or(1.0);
+        if let Some(path) = path.filter(|p| !p.is_empty()) {
+            paths.push(&path, weight).or_raise();
+        }
+        Ok(())
+    });
+    paths
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -583,69 +567,52 @@ fn stream_counts(
     let mut build = StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2);
     let mut run: Vec<(u32, u32)> = Vec::new();
     with_work_mem(budget / 2, || {
-        Spi::connect_mut(|client| {
-            let mut cursor = client.try_open_cursor_mut(&query, &all_args)?;
-            loop {
-                pgrx::check_for_interrupts!();
-                let table = cursor.fetch(2000)?;
-                if table.is_empty() {
-                    break;
-                }
-                // What this batch's values allocate is freed with it, once copied into Rust data.
-                super::with_row_memory(|| -> spi::SpiResult<()> {
-                    for row in table {
-                        let row_sign = row.get::<i16>(7)?.unwrap_or(1);
-                        if row_sign == 0 {
-                            stats.rebuild = true;
-                            continue;
-                        }
-                        let row_sign = if row_sign > 0 { 1.0 } else { -1.0 };
-                        if row_sign != sign {
-                            // The removes follow the adds: finish the adds' tiles first.
-                            let done = std::mem::replace(
-                                &mut build,
-                                StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2),
-                            );
-                            let s = sign;
-                            let d = done.finish(&mut |g| on_tile(g, s)).or_raise();
-                            stats.draw.pixels += d.pixels;
-                            stats.draw.draw_seconds += d.draw_seconds;
-                            stats.draw.base_tiles += d.base_tiles;
-                            sign = row_sign;
-                        }
-                        let tile = row.get::<i64>(1)?.unwrap_or(-1);
-                        let seq = row.get::<i32>(3)?.unwrap_or(0);
-                        if seq == 0 {
-                            stats.read.rows += 1;
-                        }
-                        if tile < 0 {
-                            stats.read.left_out += 1;
-                            continue;
-                        }
-                        if seq == 0 {
-                            stats.read.drawn += 1;
-                            stats.points += row.get::<i32>(4)?.unwrap_or(0) as u64;
-                        }
-                        run.clear();
-                        for key in row.get::<Vec<i64>>(5)?.unwrap_or_default() {
-                            let (x, y) = vcs_from_key(key).or_raise();
-                            run.push((x as u32, y as u32));
-                        }
-                        let row_id = row.get::<i64>(2)?.unwrap_or(0) as u64;
-                        let weight = row.get::<f64>(6)?.unwrap_or(1.0);
-                        let s = sign;
-                        build
-                            .push(tile as u64, row_id, weight, &run, &mut |g| on_tile(g, s))
-                            .or_raise();
-                    }
-                    Ok(())
-                })?;
-                // SAFETY: the batch's rows were read above and are not used again.
-                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
+        for_each_row(&query, &all_args, &mut |row| {
+            let row_sign = row.get::<i16>(7)?.unwrap_or(1);
+            if row_sign == 0 {
+                stats.rebuild = true;
+                return Ok(());
             }
-            Ok::<_, spi::SpiError>(())
+            let row_sign = if row_sign > 0 { 1.0 } else { -1.0 };
+            if row_sign != sign {
+                // The removes follow the adds: finish the adds' tiles first.
+                let done = std::mem::replace(
+                    &mut build,
+                    StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2),
+                );
+                let s = sign;
+                let d = done.finish(&mut |g| on_tile(g, s)).or_raise();
+                stats.draw.pixels += d.pixels;
+                stats.draw.draw_seconds += d.draw_seconds;
+                stats.draw.base_tiles += d.base_tiles;
+                sign = row_sign;
+            }
+            let tile = row.get::<i64>(1)?.unwrap_or(-1);
+            let seq = row.get::<i32>(3)?.unwrap_or(0);
+            if seq == 0 {
+                stats.read.rows += 1;
+            }
+            if tile < 0 {
+                stats.read.left_out += 1;
+                return Ok(());
+            }
+            if seq == 0 {
+                stats.read.drawn += 1;
+                stats.points += row.get::<i32>(4)?.unwrap_or(0) as u64;
+            }
+            run.clear();
+            for key in row.get::<Vec<i64>>(5)?.unwrap_or_default() {
+                let (x, y) = vcs_from_key(key).or_raise();
+                run.push((x as u32, y as u32));
+            }
+            let row_id = row.get::<i64>(2)?.unwrap_or(0) as u64;
+            let weight = row.get::<f64>(6)?.unwrap_or(1.0);
+            let s = sign;
+            build
+                .push(tile as u64, row_id, weight, &run, &mut |g| on_tile(g, s))
+                .or_raise();
+            Ok(())
         })
-        .or_spi_error("reading the pyramid's rows")
     });
     let s = sign;
     let d = build.finish(&mut |g| on_tile(g, s)).or_raise();
@@ -1236,7 +1203,7 @@ fn draw_on_the_fly(p: &Pyramid, tile: Tile, size: TileSize) -> HeatGrid {
             c = spi::quote_identifier(&p.column)
         ),
     };
-    let (paths, _, _, _) = read_paths(p, &query, &[], false);
+    let paths = read_paths(p, &query);
     let mut grid = HeatGrid::new(tile, size).or_raise();
     paths.draw_into(&mut grid).or_raise();
     grid
