@@ -419,15 +419,22 @@ fn write_counts(p: &Pyramid, g: &HeatGrid) -> Cdf {
     summary
 }
 
-fn summaries_at(p: &Pyramid, z: u32) -> HashMap<(u32, u32), Cdf> {
+/// The CDF summaries of the tiles of zoom z in rows `y0..=y1`.
+fn summaries_in_rows(p: &Pyramid, z: u32, y0: u32, y1: u32) -> HashMap<(u32, u32), Cdf> {
     let mut out = HashMap::new();
     security::as_catalog_owner(|| {
         Spi::connect(|client| {
             let rows = client.select(
-            "SELECT x, y, summary FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2",
-            None,
-            &[p.name.as_str().into(), (z as i32).into()],
-        )?;
+                "SELECT x, y, summary FROM vasttile.heat_pyramid_tiles \
+                 WHERE pyramid = $1 AND z = $2 AND y BETWEEN $3 AND $4",
+                None,
+                &[
+                    p.name.as_str().into(),
+                    (z as i32).into(),
+                    (y0 as i32).into(),
+                    (y1 as i32).into(),
+                ],
+            )?;
             for row in rows {
                 let (Some(x), Some(y), Some(s)) =
                     (row.get::<i32>(1)?, row.get::<i32>(2)?, row.get::<Bytes>(3)?)
@@ -443,9 +450,50 @@ fn summaries_at(p: &Pyramid, z: u32) -> HashMap<(u32, u32), Cdf> {
     out
 }
 
-/// Recompute and store the levels of `targets` (tiles of zoom z) from the summaries of zoom z,
-/// a chunk of targets at a time (their neighbourhood CDFs only).
-fn normalise(p: &Pyramid, z: u32, targets: &[(u32, u32)], summaries: &HashMap<(u32, u32), Cdf>) {
+/// The (x, y) of every stored tile of zoom z (8 bytes a tile).
+fn tiles_at(p: &Pyramid, z: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    security::as_catalog_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT x, y FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2",
+                None,
+                &[p.name.as_str().into(), (z as i32).into()],
+            )?;
+            for row in rows {
+                if let (Some(x), Some(y)) = (row.get::<i32>(1)?, row.get::<i32>(2)?) {
+                    out.push((x as u32, y as u32));
+                }
+            }
+            Ok::<_, spi::SpiError>(())
+        })
+    })
+    .or_spi_error("listing pyramid tiles");
+    out
+}
+
+/// Recompute and store the levels of `targets` (tiles of zoom z), 1,024 at a time in order of
+/// row, each group with the summaries of its rows and of the rows within the neighbourhood's
+/// reach (radius + 1): the memory of one group, not of the whole zoom.
+fn normalise(p: &Pyramid, z: u32, targets: &mut [(u32, u32)]) {
+    targets.sort_unstable_by_key(|&(x, y)| (y, x));
+    let reach = p.norm.radius + 1;
+    for part in targets.chunks(1024) {
+        pgrx::check_for_interrupts!();
+        let (y0, y1) = (part[0].1, part[part.len() - 1].1);
+        let summaries = summaries_in_rows(p, z, y0.saturating_sub(reach), y1 + reach);
+        normalise_part(p, z, part, &summaries);
+    }
+}
+
+/// Recompute and store the levels of `targets` (tiles of zoom z) from `summaries` (holding
+/// every tile their neighbourhoods reach).
+fn normalise_part(
+    p: &Pyramid,
+    z: u32,
+    targets: &[(u32, u32)],
+    summaries: &HashMap<(u32, u32), Cdf>,
+) {
     let threads = threads();
     for part in targets.chunks(1024) {
         let cdfs =
@@ -653,10 +701,8 @@ fn build_all(p: &Pyramid) -> Value {
     let counts_s = started.elapsed().as_secs_f64();
     let mut tiles = 0;
     for (z, targets) in tiles_of.iter_mut().enumerate() {
-        targets.sort_unstable();
         tiles += targets.len();
-        let summaries = summaries_at(p, z as u32);
-        normalise(p, z as u32, targets, &summaries);
+        normalise(p, z as u32, targets);
     }
     let drawn = stats.draw;
     let report = json!({
@@ -754,15 +800,12 @@ fn refresh(p: &Pyramid) -> Value {
                 }
             }
         }
-        let summaries = summaries_at(p, z as u32);
-        let mut targets: Vec<(u32, u32)> = summaries
-            .keys()
-            .filter(|&&(x, y)| near.contains(&(x, y as i64)))
-            .copied()
+        let mut targets: Vec<(u32, u32)> = tiles_at(p, z as u32)
+            .into_iter()
+            .filter(|&(x, y)| near.contains(&(x, y as i64)))
             .collect();
-        targets.sort_unstable();
         renormalised += targets.len();
-        normalise(p, z as u32, &targets, &summaries);
+        normalise(p, z as u32, &mut targets);
     }
     let report = json!({
         "refresh": "incremental",
