@@ -588,8 +588,9 @@ struct StreamStats {
 /// sign; after the optional `with_sql` clause, their parameters from $3 on, `args`) in bounded
 /// memory: each row's path, after the
 /// pyramid's filters, is split into per-tile runs in SQL (`pyramid_runs`), PostgreSQL sorts the
-/// runs by sign (adds first), tile and row, spilling to disk beyond half the budget, and the
-/// tiles are drawn in that order a batch at a time (the other half). `on_tile` receives every
+/// runs by sign (adds first), tile and row, and the tiles are drawn in that order a batch at a
+/// time. The budget is shared in quarters: the sort and the row numbering each get one as
+/// `work_mem` (spilling to disk beyond it), the batch another. `on_tile` receives every
 /// finished tile (base and ancestors) with the sign of its rows.
 fn stream_counts(
     p: &Pyramid,
@@ -612,9 +613,9 @@ fn stream_counts(
     all_args.extend(args);
     let mut stats = StreamStats::default();
     let mut sign = 1.0;
-    let mut build = StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2);
+    let mut build = StreamBuild::new(p.base_zoom, p.size, threads(), budget / 4);
     let mut run: Vec<(u32, u32)> = Vec::new();
-    with_work_mem(budget / 2, || {
+    with_work_mem(budget / 4, || {
         for_each_row(&query, &all_args, &mut |row| {
             let row_sign = row.get::<i16>(7)?.unwrap_or(1);
             if row_sign == 0 {
@@ -626,7 +627,7 @@ fn stream_counts(
                 // The removes follow the adds: finish the adds' tiles first.
                 let done = std::mem::replace(
                     &mut build,
-                    StreamBuild::new(p.base_zoom, p.size, threads(), budget / 2),
+                    StreamBuild::new(p.base_zoom, p.size, threads(), budget / 4),
                 );
                 let s = sign;
                 let d = done.finish(&mut |g| on_tile(g, s)).or_raise();
