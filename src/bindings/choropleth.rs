@@ -109,6 +109,7 @@ fn create_skeleton_layer(
     feature_bits: default!(bool, false),
 ) -> String {
     security::check_name(name);
+    security::lock_name("skeleton layer", name);
     let oid = tbl.oid();
     security::require_table_owner(oid, "create a skeleton layer over it");
     security::require_lasting_table(oid);
@@ -132,7 +133,7 @@ fn create_skeleton_layer(
              VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET source = excluded.source, id_column = excluded.id_column, \
              polygon_column = excluded.polygon_column, feature_bits = excluded.feature_bits, \
-             generation = skeleton_layers.generation + 1",
+             generation = nextval('vasttile.skeleton_generation')",
             &[
                 name.into(),
                 oid.into(),
@@ -170,6 +171,7 @@ fn create_skeleton_layer(
 /// Drop a skeleton layer: its cache and trigger (the table stays). False when there is none.
 #[pg_extern(volatile, parallel_unsafe, requires = ["skeleton_tables"])]
 fn drop_skeleton_layer(name: &str) -> bool {
+    security::lock_name("skeleton layer", name);
     let Some(old) = layer_definition(name) else {
         return false;
     };

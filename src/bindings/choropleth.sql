@@ -5,6 +5,10 @@
 CREATE DOMAIN vcspolygon AS bytea;
 COMMENT ON DOMAIN vcspolygon IS 'vasttile polygon: rings of VCS points (multipolygon with holes)';
 
+-- Generations never repeat, even across a layer dropped and made again under its name.
+CREATE SEQUENCE skeleton_generation;
+REVOKE ALL ON SEQUENCE skeleton_generation FROM PUBLIC;
+
 CREATE TABLE skeleton_layers (
     name           text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND 63),
     source         regclass NOT NULL,
@@ -15,7 +19,7 @@ CREATE TABLE skeleton_layers (
     -- Bumped by every change to the table: cached skeletons belong to the generation the
     -- snapshot that drew them saw, so a reader with an older snapshot can never put tiles of
     -- deleted rows back in front of newer ones.
-    generation     int8 NOT NULL DEFAULT 0
+    generation     int8 NOT NULL DEFAULT nextval('skeleton_generation')
 );
 COMMENT ON TABLE skeleton_layers IS 'vasttile skeleton layers: tables of (id, vcspolygon) rasterised into cached ID tiles';
 
@@ -52,7 +56,8 @@ BEGIN
         RAISE EXCEPTION 'trigger % on % does not belong to a skeleton layer over that table', TG_NAME, TG_RELID::regclass
             USING ERRCODE = '42501';
     END IF;
-    UPDATE @extschema@.skeleton_layers SET generation = generation + 1 WHERE name = TG_ARGV[0];
+    UPDATE @extschema@.skeleton_layers SET generation = nextval('@extschema@.skeleton_generation')
+    WHERE name = TG_ARGV[0];
     DELETE FROM @extschema@.skeleton_cache WHERE layer = TG_ARGV[0];
     RETURN NULL;
 END $$;

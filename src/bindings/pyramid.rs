@@ -835,6 +835,7 @@ fn create_heat_pyramid(
     build: default!(bool, true),
 ) -> pgrx::JsonB {
     security::check_name(name);
+    security::lock_name("heat pyramid", name);
     let oid = tbl.oid();
     security::require_table_owner(oid, "create a heat pyramid over it");
     security::require_lasting_table(oid);
@@ -875,7 +876,15 @@ fn create_heat_pyramid(
                 (p.base_zoom as i32).into(),
                 (p.size.px() as i32).into(),
             ],
-        )
+        )?;
+        // A definition changed: its old tiles and log must not be served or drawn.
+        for sql in [
+            "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1",
+            "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1",
+        ] {
+            Spi::run_with_args(sql, &[name.into()])?;
+        }
+        Ok::<_, spi::SpiError>(())
     })
     .or_spi_error("create_heat_pyramid");
     p = Pyramid::load(name);
@@ -986,24 +995,25 @@ fn require_manage(p: &Pyramid, action: &str) {
 /// Rebuild a pyramid from its table.
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn heat_pyramid_build(name: &str) -> pgrx::JsonB {
+    lock(name);
     let p = Pyramid::load(name);
     require_manage(&p, "rebuild");
-    lock(name);
     pgrx::JsonB(build_all(&p))
 }
 
 /// Apply the changes logged since the last build or refresh (a full build after a TRUNCATE).
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn heat_pyramid_refresh(name: &str) -> pgrx::JsonB {
+    lock(name);
     let p = Pyramid::load(name);
     require_manage(&p, "refresh");
-    lock(name);
     pgrx::JsonB(refresh(&p))
 }
 
 /// Drop a pyramid: its tiles, log and triggers (the table and its index stay).
 #[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
 fn drop_heat_pyramid(name: &str) -> bool {
+    security::lock_name("heat pyramid", name);
     let Some((owner, source)) = owner_of(name) else {
         return false;
     };
@@ -1195,11 +1205,24 @@ pub(crate) fn pyramid_tile(
         };
         let (ox, oy) = (dx as usize * half, dy as usize * half);
         if stored {
+            // Stored bytes are not trusted to have the pyramid's size.
+            if b.len() != half * half {
+                sql_error(
+                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                    format!("a stored tile of heat pyramid \"{name}\" has the wrong size: rebuild it"),
+                );
+            }
             for (r, row) in b.chunks_exact(half).enumerate() {
                 levels[(oy + r) * full + ox..][..half].copy_from_slice(row);
             }
         } else {
             let g = HeatGrid::from_bytes(&b).or_raise();
+            if g.values().len() != half * half {
+                sql_error(
+                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                    format!("a stored tile of heat pyramid \"{name}\" has the wrong size: rebuild it"),
+                );
+            }
             rows += g.rows;
             for (r, row) in g.values().chunks_exact(half).enumerate() {
                 values[(oy + r) * full + ox..][..half].copy_from_slice(row);

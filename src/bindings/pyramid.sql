@@ -119,6 +119,17 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
+    -- Only the triggers create_heat_pyramid makes: AFTER ... FOR EACH STATEMENT, with the
+    -- transition tables named as this function reads them (without them, `old_rows` would be
+    -- looked up as a table, possibly the caller's temporary one).
+    IF TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'STATEMENT' OR NOT EXISTS (
+        SELECT 1 FROM pg_trigger g
+        WHERE g.tgrelid = TG_RELID AND g.tgname = TG_NAME
+          AND (TG_OP NOT IN ('DELETE', 'UPDATE') OR g.tgoldtable = 'old_rows')
+          AND (TG_OP NOT IN ('INSERT', 'UPDATE') OR g.tgnewtable = 'new_rows')) THEN
+        RAISE EXCEPTION 'trigger % on % is not a trigger vasttile made for heat pyramid "%"', TG_NAME, TG_RELID::regclass, TG_ARGV[0]
+            USING ERRCODE = '42501';
+    END IF;
     IF def.source::oid <> TG_RELID THEN
         RAISE EXCEPTION 'trigger % on % does not belong to a heat pyramid over that table', TG_NAME, TG_RELID::regclass
             USING ERRCODE = '42501';

@@ -79,6 +79,23 @@ pub fn require_table_owner(rel: pg_sys::Oid, action: &str) {
     }
 }
 
+/// Serialise, until the transaction ends, everything done to the pyramid or layer of this
+/// name (creating, replacing, dropping), so that the checks before it still hold when it acts.
+pub fn lock_name(kind: &str, name: &str) {
+    with_fixed_search_path(|| {
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))",
+            &[format!("vasttile {kind} {name}").into()],
+        )
+    })
+    .unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("locking {kind} \"{name}\": {e}"),
+        )
+    });
+}
+
 /// Raise `22023` for a temporary table: a stored pyramid or layer outlives the session that
 /// owns it, and its name would be taken from everyone else.
 pub fn require_lasting_table(rel: pg_sys::Oid) {
@@ -189,7 +206,9 @@ impl Drop for UserGuard {
 /// Run `f` (SPI on vasttile's own tables only, with values as parameters) as the extension's
 /// owner. Callers check the caller's rights first. `f` runs in a memory context of its own,
 /// deleted afterwards (a build writes thousands of tiles from one call: their parameters must
-/// not pile up until it returns), so it returns Rust-owned data only.
+/// not pile up until it returns), so it returns Rust-owned data only. (Values pgrx converts
+/// from SPI rows land in the parent of SPI's context instead: large ones are read as
+/// `Bytes`, and loops over rows use `with_row_memory`.)
 pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
     let mut scratch = pgrx::PgMemoryContexts::new("vasttile catalog");
     // SAFETY: `f` returns Rust-owned values (SPI results are copied out), so nothing it
@@ -292,7 +311,8 @@ pub fn drop_triggers(function: &str, name: &str, rel: pg_sys::Oid) {
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE t.tgrelid = $1 AND t.tgfoid = $2::pg_catalog.regprocedure \
                AND t.tgnargs = 1 \
-               AND t.tgargs = pg_catalog.convert_to($3, pg_catalog.getdatabaseencoding()) || '\\x00'::bytea",
+               AND t.tgargs = pg_catalog.convert_to($3, pg_catalog.getdatabaseencoding()) \
+                              || pg_catalog.decode('00', 'hex')",
             None,
             &[rel.into(), function.into(), name.into()],
         )?;
