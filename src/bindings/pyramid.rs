@@ -1208,8 +1208,10 @@ pub(crate) fn pyramid_tile(
             // Stored bytes are not trusted to have the pyramid's size.
             if b.len() != half * half {
                 sql_error(
-                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                    format!("a stored tile of heat pyramid \"{name}\" has the wrong size: rebuild it"),
+                    PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                    format!(
+                        "a stored tile of heat pyramid \"{name}\" has the wrong size: rebuild it"
+                    ),
                 );
             }
             for (r, row) in b.chunks_exact(half).enumerate() {
@@ -1219,8 +1221,10 @@ pub(crate) fn pyramid_tile(
             let g = HeatGrid::from_bytes(&b).or_raise();
             if g.values().len() != half * half {
                 sql_error(
-                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                    format!("a stored tile of heat pyramid \"{name}\" has the wrong size: rebuild it"),
+                    PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                    format!(
+                        "a stored tile of heat pyramid \"{name}\" has the wrong size: rebuild it"
+                    ),
                 );
             }
             rows += g.rows;
