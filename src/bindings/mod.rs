@@ -464,13 +464,40 @@ impl IntoDatum for Bytes {
 /// allocate (in the parent of the current memory context) is freed when it returns: `f` runs in
 /// a child of a context deleted afterwards. `f` returns Rust-owned data only.
 pub fn with_row_memory<R>(f: impl FnOnce() -> R) -> R {
-    let mut outer = pgrx::PgMemoryContexts::new("vasttile rows");
-    // SAFETY: both contexts are switched back before they are deleted, and `f` returns
-    // Rust-owned data, so nothing returned points into them.
-    unsafe {
-        outer.switch_to(|_| {
-            let mut inner = pgrx::PgMemoryContexts::new("vasttile row");
-            inner.switch_to(|_| f())
-        })
+    in_scratch_context(c"vasttile rows", || in_scratch_context(c"vasttile row", f))
+}
+
+/// Run `f` in a new memory context, a child of the current one, deleted when `f` returns (or
+/// unwinds). Made directly rather than with pgrx's `PgMemoryContexts::new`, which copies the
+/// name into the current context each time: a build makes millions of these.
+pub fn in_scratch_context<R>(name: &'static core::ffi::CStr, f: impl FnOnce() -> R) -> R {
+    struct Scratch {
+        context: pg_sys::MemoryContext,
+        previous: pg_sys::MemoryContext,
     }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            // SAFETY: switches back to the context current before, then deletes the one made
+            // below (and its children), on the backend's own thread.
+            unsafe {
+                pg_sys::CurrentMemoryContext = self.previous;
+                pg_sys::MemoryContextDelete(self.context);
+            }
+        }
+    }
+    // SAFETY: a new AllocSet context under the current one, with a static name; made current
+    // until the guard switches back and deletes it.
+    let _scratch = unsafe {
+        let previous = pg_sys::CurrentMemoryContext;
+        let context = pg_sys::AllocSetContextCreateExtended(
+            previous,
+            name.as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        pg_sys::CurrentMemoryContext = context;
+        Scratch { context, previous }
+    };
+    f()
 }

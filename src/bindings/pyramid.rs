@@ -409,12 +409,15 @@ fn read_counts(p: &Pyramid, t: Tile) -> Option<HeatGrid> {
 
 fn write_counts(p: &Pyramid, g: &HeatGrid) -> Cdf {
     let summary = p.norm.summary(g);
-    let [a, b, c, d] = tile_args(&p.name, g.tile);
-    security::as_catalog_owner(|| Spi::run_with_args(
-        "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
-        &[a, b, c, d, g.to_bytes().into(), summary.to_bytes().into()],
-    ))
+    // Parameters are made inside the closure, in its memory context (freed per tile).
+    security::as_catalog_owner(|| {
+        let [a, b, c, d] = tile_args(&p.name, g.tile);
+        Spi::run_with_args(
+            "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
+            &[a, b, c, d, g.to_bytes().into(), summary.to_bytes().into()],
+        )
+    })
     .or_spi_error("writing pyramid counts");
     summary
 }
@@ -509,11 +512,13 @@ fn normalise_part(
                 grids.par_iter().map(|g| p.norm.levels(g, &cdfs)).collect()
             });
             for (g, l) in grids.iter().zip(levels) {
-                let [a, b, c, d] = tile_args(&p.name, g.tile);
-                security::as_catalog_owner(|| Spi::run_with_args(
-                    "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
-                    &[a, b, c, d, l.into()],
-                ))
+                security::as_catalog_owner(|| {
+                    let [a, b, c, d] = tile_args(&p.name, g.tile);
+                    Spi::run_with_args(
+                        "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                        &[a, b, c, d, l.into()],
+                    )
+                })
                 .or_spi_error("writing pyramid levels");
             }
         }
@@ -1019,6 +1024,12 @@ fn drop_heat_pyramid(name: &str) -> bool {
     };
     security::require_role(owner, source, &format!("heat pyramid \"{name}\""), "drop");
     let source = security::as_catalog_owner(|| {
+        for sql in [
+            "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1",
+            "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1",
+        ] {
+            Spi::run_with_args(sql, &[name.into()])?;
+        }
         Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
             "WITH gone AS (DELETE FROM vasttile.heat_pyramids WHERE name = $1 RETURNING source::oid AS source) \
              SELECT (SELECT source FROM gone)",

@@ -14,8 +14,11 @@ CREATE TABLE heat_pyramids (
 );
 COMMENT ON TABLE heat_pyramids IS 'vasttile heat pyramids: tables of points, paths or activities rendered into zoom pyramids';
 
+-- Tiles and log rows name their pyramid without a foreign key: a build writes hundreds of
+-- thousands of tiles in one transaction, and a key check queued per row costs memory until
+-- commit. drop_heat_pyramid deletes them itself.
 CREATE TABLE heat_pyramid_tiles (
-    pyramid text NOT NULL REFERENCES heat_pyramids (name) ON DELETE CASCADE,
+    pyramid text NOT NULL,
     z       int4 NOT NULL,
     x       int4 NOT NULL,
     y       int4 NOT NULL,
@@ -27,7 +30,7 @@ CREATE TABLE heat_pyramid_tiles (
 COMMENT ON TABLE heat_pyramid_tiles IS 'vasttile: per tile of a heat pyramid, raw counts (a heatgrid), a CDF summary and normalised levels (one byte per pixel); compressed by TOAST';
 
 CREATE TABLE heat_pyramid_log (
-    pyramid    text NOT NULL REFERENCES heat_pyramids (name) ON DELETE CASCADE,
+    pyramid    text NOT NULL,
     sign       int2 NOT NULL,
     id         int8,
     path       int8[],

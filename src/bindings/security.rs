@@ -210,10 +210,11 @@ impl Drop for UserGuard {
 /// from SPI rows land in the parent of SPI's context instead: large ones are read as
 /// `Bytes`, and loops over rows use `with_row_memory`.)
 pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
-    let mut scratch = pgrx::PgMemoryContexts::new("vasttile catalog");
-    // SAFETY: `f` returns Rust-owned values (SPI results are copied out), so nothing it
-    // returns points into the context dropped after it.
-    unsafe { scratch.switch_to(|_| with_fixed_search_path(|| as_owner(f))) }
+    // `f` returns Rust-owned values (SPI results are copied out), so nothing it returns points
+    // into the context deleted after it.
+    super::in_scratch_context(c"vasttile catalog", || {
+        with_fixed_search_path(|| as_owner(f))
+    })
 }
 
 /// Puts `search_path` back when dropped (an aborted (sub)transaction does as well).
