@@ -8,8 +8,12 @@
 #      roles, row-level security, hostile names); the bad-input suite generated from pg_proc,
 #      cancellation timings and sqlsmith (scripts/test_badinput.sh, test_cancel.sh,
 #      test_sqlsmith.sh);
-#   4. every ```sql example of README.md, run in a fresh database;
-#   5. the demo of setup.sh and its tile server: HTTP, headless Chromium on the map page, a 30 s
+#   4. the upgrade test: vasttile 0.1.0 (built from its release commit) with one object of every
+#      kind, ALTER EXTENSION vasttile UPDATE, then the same tiles and the schema of a fresh
+#      install; released SQL scripts unchanged (scripts/test_upgrade.sh);
+#   5. every ```sql example of README.md, run in a fresh database, and again in a clean
+#      PostgreSQL prefix from the Debian package (scripts/test_deb.sh);
+#   6. the demo of setup.sh and its tile server: HTTP, headless Chromium on the map page, a 30 s
 #      load run and Martin on the same layers (scripts/test_tileserver.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -66,10 +70,15 @@ wait
 "$REPO/scripts/test_cancel.sh"
 "$REPO/scripts/test_sqlsmith.sh"
 
+# Versions: 0.1.0 updated in place must equal a fresh install.
+"$REPO/scripts/test_upgrade.sh"
+
 log "README examples"
 # Every ```sql block of the README, in order, in a fresh database: they must run without error.
 psql_db postgres -c "DROP DATABASE IF EXISTS vasttile_readme" -c "CREATE DATABASE vasttile_readme"
 awk '/^```sql/ {on = 1; next} /^```/ {on = 0} on' README.md | psql_db vasttile_readme -o /dev/null -f -
+# The same from the Debian package, unpacked into a clean PostgreSQL prefix.
+"$REPO/scripts/test_deb.sh"
 
 log "the demo (setup.sh) and its tile server"
 "$REPO/scripts/setup.sh" >/dev/null

@@ -1,0 +1,278 @@
+-- vasttile 0.1.0 -> 0.2.0: the security model (README: Security model) and bounded pyramid
+-- builds. Existing pyramids, skeleton layers, their caches and the triggers on users' tables are
+-- carried over; afterwards the schema equals a fresh 0.2.0 install (tests/upgrade).
+-- Replace the library first (it serves both versions' functions), then ALTER EXTENSION UPDATE.
+\echo Use "ALTER EXTENSION vasttile UPDATE TO '0.2.0'" to load this file. \quit
+
+-- Every role may call the extension's functions (as it may PostGIS's); its tables say who
+-- reads what.
+GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
+
+------------------------------------------------------------------------------------------------
+-- Heat pyramids: an owner column instead of the stored select list (nothing stored is run as
+-- SQL any more), names capped at 63 bytes, tiles and log without foreign keys (a build writes
+-- hundreds of thousands of tiles in one transaction; drop_heat_pyramid deletes them itself).
+ALTER TABLE @extschema@.heat_pyramid_tiles DROP CONSTRAINT heat_pyramid_tiles_pyramid_fkey;
+ALTER TABLE @extschema@.heat_pyramid_log DROP CONSTRAINT heat_pyramid_log_pyramid_fkey;
+
+-- The definitions move to a new table (a column added to the old one would land last; the
+-- schema must equal a fresh install's). The old table leaves the extension first, so that
+-- pg_dump's list of configuration tables forgets it.
+ALTER TABLE @extschema@.heat_pyramids RENAME TO heat_pyramids_0_1_0;
+ALTER INDEX @extschema@.heat_pyramids_pkey RENAME TO heat_pyramids_0_1_0_pkey;
+CREATE TABLE @extschema@.heat_pyramids (
+    name        text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND 63),
+    source      regclass NOT NULL,
+    owner       regrole NOT NULL,
+    options     jsonb NOT NULL,
+    base_zoom   int4 NOT NULL,
+    tile_size   int4 NOT NULL,
+    built_at    timestamptz,
+    last_build  jsonb
+);
+COMMENT ON TABLE @extschema@.heat_pyramids IS 'vasttile heat pyramids: tables of points, paths or activities rendered into zoom pyramids';
+-- 0.1.0 did not record who made a pyramid: its table's owner may act on it (as on any
+-- pyramid whose creator is gone). Names over 63 bytes could not get their triggers in 0.1.0.
+INSERT INTO @extschema@.heat_pyramids (name, source, owner, options, base_zoom, tile_size, built_at, last_build)
+SELECT p.name, p.source, c.relowner::regrole, p.options, p.base_zoom, p.tile_size, p.built_at, p.last_build
+FROM @extschema@.heat_pyramids_0_1_0 p JOIN pg_catalog.pg_class c ON c.oid = p.source;
+ALTER EXTENSION vasttile DROP TABLE @extschema@.heat_pyramids_0_1_0;
+DROP TABLE @extschema@.heat_pyramids_0_1_0;
+
+REVOKE ALL ON @extschema@.heat_pyramids, @extschema@.heat_pyramid_tiles, @extschema@.heat_pyramid_log FROM PUBLIC;
+GRANT SELECT (name, source, owner, options, base_zoom, tile_size, built_at) ON @extschema@.heat_pyramids TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.heat_pyramids', '');
+
+CREATE FUNCTION @extschema@.heat_pyramid_select_list(options jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    weight text := '1.0::float8';
+    needed text[];
+    k text;
+BEGIN
+    -- (plpgsql, not an SQL CASE: the planner may fold every branch of a CASE.)
+    IF options ->> 'geometry' IN ('points', 'paths') THEN
+        needed := ARRAY['column'];
+    ELSIF options ->> 'geometry' = 'activities' THEN
+        needed := ARRAY['id_column', 'column', 'times_column', 'kind_column', 'virtual_column', 'private_column'];
+    ELSE
+        RAISE EXCEPTION 'unknown pyramid geometry %', options ->> 'geometry' USING ERRCODE = '22023';
+    END IF;
+    FOREACH k IN ARRAY needed LOOP
+        IF coalesce(options ->> k, '') = '' THEN
+            RAISE EXCEPTION 'pyramid option "%" is missing: a pyramid of % reads that column', k, options ->> 'geometry'
+                USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    IF options ->> 'weight_column' = '' THEN
+        RAISE EXCEPTION 'pyramid option "weight_column" must not be empty' USING ERRCODE = '22023';
+    ELSIF options ->> 'weight_column' IS NOT NULL THEN
+        weight := format('t.%I::float8', options ->> 'weight_column');
+    END IF;
+    IF options ->> 'geometry' = 'points' THEN
+        RETURN format('NULL::int8, ARRAY[t.%I]::int8[], NULL::float8[], NULL::text, false, false, %s',
+                      options ->> 'column', weight);
+    ELSIF options ->> 'geometry' = 'paths' THEN
+        RETURN format('NULL::int8, t.%I::int8[], NULL::float8[], NULL::text, false, false, %s',
+                      options ->> 'column', weight);
+    END IF;
+    RETURN format('t.%I::int8, t.%I::int8[], t.%I::float8[], t.%I::text, coalesce(t.%I, false), coalesce(t.%I, false), 1.0::float8',
+                  options ->> 'id_column', options ->> 'column', options ->> 'times_column',
+                  options ->> 'kind_column', options ->> 'virtual_column', options ->> 'private_column');
+END $$;
+
+CREATE FUNCTION @extschema@.heat_pyramid_columns(options jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(options ->> k) FILTER (WHERE options ->> k IS NOT NULL)
+    FROM unnest(ARRAY['column', 'weight_column', 'id_column', 'times_column', 'kind_column',
+                      'virtual_column', 'private_column']) AS k
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.heat_pyramid_log_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    def record;
+    list text;
+BEGIN
+    SELECT p.source, p.options INTO def FROM @extschema@.heat_pyramids p WHERE p.name = TG_ARGV[0];
+    -- A trigger left behind by a dropped pyramid does nothing; one naming another table's
+    -- pyramid is refused (it would forge that pyramid's log).
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    -- Only the triggers create_heat_pyramid makes: AFTER ... FOR EACH STATEMENT, with the
+    -- transition tables named as this function reads them (without them, `old_rows` would be
+    -- looked up as a table, possibly the caller's temporary one).
+    IF TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'STATEMENT' OR NOT EXISTS (
+        SELECT 1 FROM pg_trigger g
+        WHERE g.tgrelid = TG_RELID AND g.tgname = TG_NAME
+          AND (TG_OP NOT IN ('DELETE', 'UPDATE') OR g.tgoldtable = 'old_rows')
+          AND (TG_OP NOT IN ('INSERT', 'UPDATE') OR g.tgnewtable = 'new_rows')) THEN
+        RAISE EXCEPTION 'trigger % on % is not a trigger vasttile made for heat pyramid "%"', TG_NAME, TG_RELID::regclass, TG_ARGV[0]
+            USING ERRCODE = '42501';
+    END IF;
+    IF def.source::oid <> TG_RELID THEN
+        RAISE EXCEPTION 'trigger % on % does not belong to a heat pyramid over that table', TG_NAME, TG_RELID::regclass
+            USING ERRCODE = '42501';
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO @extschema@.heat_pyramid_log (pyramid, sign) VALUES (TG_ARGV[0], 0);
+        RETURN NULL;
+    END IF;
+    -- Every column named must exist: a missing one would let `t.name` call a function name(t)
+    -- over the whole row.
+    IF (SELECT count(*) FROM pg_attribute a
+        WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attname = ANY (@extschema@.heat_pyramid_columns(def.options)))
+       <> (SELECT count(DISTINCT c) FROM unnest(@extschema@.heat_pyramid_columns(def.options)) c) THEN
+        RAISE EXCEPTION 'heat pyramid "%" reads a column that % no longer has', TG_ARGV[0], TG_RELID::regclass
+            USING ERRCODE = '42703', HINT = 'Rebuild the pyramid with create_heat_pyramid after renaming or dropping columns.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute a
+               WHERE a.attrelid = TG_RELID AND NOT a.attisdropped
+                 AND a.attname = ANY (@extschema@.heat_pyramid_columns(def.options))
+                 AND a.atttypid >= 16384) THEN
+        RAISE EXCEPTION 'heat pyramid "%" reads a column of a user-defined type on %', TG_ARGV[0], TG_RELID::regclass
+            USING ERRCODE = '42804', HINT = 'Pyramids read columns of built-in types (int8, int8[], float8[], text, boolean, numbers).';
+    END IF;
+    list := @extschema@.heat_pyramid_select_list(def.options);
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, -1, %s FROM old_rows t', list)
+            USING TG_ARGV[0];
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, 1, %s FROM new_rows t', list)
+            USING TG_ARGV[0];
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- A pyramid's per-tile runs of its paths, made in SQL so PostgreSQL sorts them by tile.
+CREATE FUNCTION @extschema@."pyramid_runs"(
+	"path" bigint[],
+	"z" INT,
+	"id" bigint DEFAULT NULL,
+	"times" double precision[] DEFAULT NULL,
+	"kind" TEXT DEFAULT NULL,
+	"is_virtual" bool DEFAULT false,
+	"is_private" bool DEFAULT false,
+	"filters" jsonb DEFAULT NULL
+) RETURNS TABLE (
+	"tile" bigint,
+	"seq" INT,
+	"points" INT,
+	"run" bigint[]
+)
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pyramid_runs_wrapper';
+
+------------------------------------------------------------------------------------------------
+-- Skeleton layers: an owner, names capped at 63 bytes, and a generation that every change to
+-- the layer's table bumps; cached skeletons are keyed by it.
+CREATE SEQUENCE @extschema@.skeleton_generation;
+REVOKE ALL ON SEQUENCE @extschema@.skeleton_generation FROM PUBLIC;
+
+ALTER TABLE @extschema@.skeleton_cache RENAME TO skeleton_cache_0_1_0;
+ALTER INDEX @extschema@.skeleton_cache_pkey RENAME TO skeleton_cache_0_1_0_pkey;
+ALTER TABLE @extschema@.skeleton_cache_0_1_0 RENAME CONSTRAINT skeleton_cache_layer_fkey TO skeleton_cache_0_1_0_layer_fkey;
+ALTER TABLE @extschema@.skeleton_layers RENAME TO skeleton_layers_0_1_0;
+ALTER INDEX @extschema@.skeleton_layers_pkey RENAME TO skeleton_layers_0_1_0_pkey;
+
+CREATE TABLE @extschema@.skeleton_layers (
+    name           text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND 63),
+    source         regclass NOT NULL,
+    owner          regrole NOT NULL,
+    id_column      text NOT NULL,
+    polygon_column text NOT NULL,
+    feature_bits   boolean NOT NULL DEFAULT false,
+    -- Bumped by every change to the table: cached skeletons belong to the generation the
+    -- snapshot that drew them saw, so a reader with an older snapshot can never put tiles of
+    -- deleted rows back in front of newer ones.
+    generation     int8 NOT NULL DEFAULT nextval('@extschema@.skeleton_generation')
+);
+COMMENT ON TABLE @extschema@.skeleton_layers IS 'vasttile skeleton layers: tables of (id, vcspolygon) rasterised into cached ID tiles';
+INSERT INTO @extschema@.skeleton_layers (name, source, owner, id_column, polygon_column, feature_bits)
+SELECT l.name, l.source, c.relowner::regrole, l.id_column, l.polygon_column, l.feature_bits
+FROM @extschema@.skeleton_layers_0_1_0 l JOIN pg_catalog.pg_class c ON c.oid = l.source;
+
+CREATE TABLE @extschema@.skeleton_cache (
+    layer      text NOT NULL REFERENCES @extschema@.skeleton_layers (name) ON DELETE CASCADE,
+    generation int8 NOT NULL,
+    z        int4 NOT NULL,
+    x        int4 NOT NULL,
+    y        int4 NOT NULL,
+    size     int4 NOT NULL,
+    skeleton bytea NOT NULL,
+    PRIMARY KEY (layer, generation, z, x, y, size)
+);
+COMMENT ON TABLE @extschema@.skeleton_cache IS 'vasttile: rasterised skeleton tiles; rebuilt on demand, emptied when a layer''s table changes';
+-- The cache was emptied by every change to a layer's table in 0.1.0 too: its tiles are current.
+INSERT INTO @extschema@.skeleton_cache (layer, generation, z, x, y, size, skeleton)
+SELECT k.layer, l.generation, k.z, k.x, k.y, k.size, k.skeleton
+FROM @extschema@.skeleton_cache_0_1_0 k JOIN @extschema@.skeleton_layers l ON l.name = k.layer;
+ALTER EXTENSION vasttile DROP TABLE @extschema@.skeleton_cache_0_1_0;
+DROP TABLE @extschema@.skeleton_cache_0_1_0;
+ALTER EXTENSION vasttile DROP TABLE @extschema@.skeleton_layers_0_1_0;
+DROP TABLE @extschema@.skeleton_layers_0_1_0;
+
+REVOKE ALL ON @extschema@.skeleton_layers, @extschema@.skeleton_cache FROM PUBLIC;
+GRANT SELECT (name, source, owner, id_column, polygon_column, feature_bits) ON @extschema@.skeleton_layers TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.skeleton_layers', '');
+
+CREATE OR REPLACE FUNCTION @extschema@.skeleton_invalidate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- A trigger left behind by a dropped layer does nothing; one naming another table's layer
+    -- is refused.
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.skeleton_layers l WHERE l.name = TG_ARGV[0]) THEN
+        RETURN NULL;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.skeleton_layers l
+                   WHERE l.name = TG_ARGV[0] AND l.source::oid = TG_RELID) THEN
+        RAISE EXCEPTION 'trigger % on % does not belong to a skeleton layer over that table', TG_NAME, TG_RELID::regclass
+            USING ERRCODE = '42501';
+    END IF;
+    UPDATE @extschema@.skeleton_layers SET generation = nextval('@extschema@.skeleton_generation')
+    WHERE name = TG_ARGV[0];
+    DELETE FROM @extschema@.skeleton_cache WHERE layer = TG_ARGV[0];
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION @extschema@."drop_skeleton_layer"(
+	"name" TEXT
+) RETURNS bool
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'drop_skeleton_layer_wrapper';
+
+------------------------------------------------------------------------------------------------
+-- Triggers on users' tables: 0.1.0 named them after the object (cut at 63 bytes, so long names
+-- could not be found again); 0.2.0 names them by a hash of the name and finds them by function
+-- and argument. Same events, same functions: only the names change.
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT g.tgname, g.tgrelid::regclass AS rel,
+               CASE WHEN g.tgfoid = '@extschema@.heat_pyramid_log_rows()'::regprocedure THEN 'pyramid' ELSE 'skeleton' END AS kind,
+               pg_catalog.convert_from(pg_catalog.substr(g.tgargs, 1, pg_catalog.length(g.tgargs) - 1),
+                                       pg_catalog.getdatabaseencoding()) AS arg,
+               CASE WHEN g.tgfoid = '@extschema@.skeleton_invalidate()'::regprocedure THEN 'change'
+                    WHEN g.tgtype & 4 <> 0 THEN 'insert'
+                    WHEN g.tgtype & 8 <> 0 THEN 'delete'
+                    WHEN g.tgtype & 16 <> 0 THEN 'update'
+                    ELSE 'truncate' END AS event
+        FROM pg_catalog.pg_trigger g
+        WHERE g.tgfoid IN ('@extschema@.heat_pyramid_log_rows()'::regprocedure, '@extschema@.skeleton_invalidate()'::regprocedure)
+          AND g.tgnargs = 1
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TRIGGER %I ON %s RENAME TO %I', t.tgname, t.rel,
+                                  pg_catalog.format('vasttile_%s_%s_%s', t.kind, pg_catalog.left(pg_catalog.md5(t.arg), 16), t.event));
+    END LOOP;
+END $$;
