@@ -1,10 +1,10 @@
 //! vasttile: map tiles from rows, rendered inside PostgreSQL.
 //!
-//! `core` is plain Rust (VCS maths, rasterisers, PNG); `bindings` is the thin SQL layer, one file
-//! per SQL family. See README.md for the SQL reference.
+//! The core (VCS maths, rasterisers, pyramids, shading, PNG) is the plain-Rust crate
+//! `vasttile-core` in `crates/`; `bindings` is the thin SQL layer, one file per SQL family.
+//! See README.md for the SQL reference.
 
 pub mod bindings;
-pub mod core;
 
 ::pgrx::pg_module_magic!(name, version);
 

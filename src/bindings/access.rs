@@ -4,30 +4,18 @@
 //! `access_tile`, whose defaults are the article's); `access_tile` reads POIs from a table.
 
 use super::aggregate::{self, float8, int4, int8, v1_function};
-use super::heat::HeatGridBytes;
 use super::{
-    check_name, quoted_relation_name, sql_error, with_saved_plan, OrRaise, Relation, StyleJsonb,
+    check_name, quoted_relation_name, sql_error, threads, with_saved_plan, HeatGridBytes, OrRaise,
+    Relation, StyleJsonb,
 };
-use crate::core::access::AccessState;
-use crate::core::error::{CoreError, CoreResult};
-use crate::core::parallel::available_threads;
-use crate::core::shade::{shade, HeatStyle};
-use crate::core::vcs::{Tile, TileSize};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
-
-/// Threads for kernel work: none besides our own inside a parallel worker (rule: no thread pools
-/// in parallel workers), else the machine's.
-pub(crate) fn threads() -> usize {
-    // SAFETY: reading a backend-local global.
-    if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
-        1
-    } else {
-        available_threads()
-    }
-}
+use vasttile_core::error::{CoreError, CoreResult};
+use vasttile_core::geometry::vcs::{Tile, TileSize};
+use vasttile_core::raster::access::AccessState;
+use vasttile_core::shading::shade::{shade, HeatStyle};
 
 /// Transition body of the `access_grid` overloads: after the state come the point (`point_args`
 /// values), z, tile_x, tile_y, radius_km and optionally the tile size.
@@ -88,7 +76,7 @@ v1_function!(
 unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe {
         access_transition(fcinfo, 1, |s, p| {
-            let (x, y) = crate::core::vcs::vcs_from_key(int8(&p[0]))?;
+            let (x, y) = vasttile_core::geometry::vcs::vcs_from_key(int8(&p[0]))?;
             s.add_point(x, y)
         })
     }
@@ -181,7 +169,8 @@ fn access_tile(
 ) -> Option<Vec<u8>> {
     let key_column = check_name(key_column, "key_column");
     let tile = Tile::new(z, x, y).or_raise();
-    let (size, radius, heat_style) = crate::core::access::read_tile_style(&style.0).or_raise();
+    let (size, radius, heat_style) =
+        vasttile_core::raster::access::read_tile_style(&style.0).or_raise();
     let ranges = AccessState::new(tile, size, radius).or_raise().key_ranges();
     let (lo, hi): (Vec<i64>, Vec<i64>) = ranges.into_iter().unzip();
     let args = [
@@ -224,7 +213,7 @@ fn access_tile(
             format!("access_tile: {e}"),
         )
     })?;
-    let grid = crate::core::heat::HeatGrid::from_bytes(&grid).or_raise();
+    let grid = vasttile_core::raster::heat::HeatGrid::from_bytes(&grid).or_raise();
     shade(&grid, &heat_style).or_raise()
 }
 
@@ -232,6 +221,6 @@ fn access_tile(
 #[pg_extern(immutable, strict, parallel_safe)]
 fn access_render(grid: HeatGridBytes, style: default!(StyleJsonb, "'{}'")) -> Option<Vec<u8>> {
     let style = HeatStyle::from_json(&style.0, HeatStyle::accessibility_defaults()).or_raise();
-    let grid = crate::core::heat::HeatGrid::from_bytes(&grid.0).or_raise();
+    let grid = vasttile_core::raster::heat::HeatGrid::from_bytes(&grid.0).or_raise();
     shade(&grid, &style).or_raise()
 }

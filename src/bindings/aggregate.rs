@@ -3,13 +3,13 @@
 //! function (pgrx's argument conversion cost more than the work: about 60 of 110 ns a row).
 
 use super::{sql_error, OrRaise};
-use crate::core::access::AccessState;
-use crate::core::dots::DotTileState;
-use crate::core::error::CoreResult;
-use crate::core::heat::HeatGrid;
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use vasttile_core::error::CoreResult;
+use vasttile_core::raster::access::AccessState;
+use vasttile_core::raster::dots::DotTileState;
+use vasttile_core::raster::heat::HeatGrid;
 
 /// An aggregate state: partial states of one aggregate merge, and travel as bytes between
 /// parallel workers.

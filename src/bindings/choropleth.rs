@@ -10,14 +10,14 @@ use super::security::{self, Access};
 use super::{
     check_name, quoted_relation_name, required, sql_error, GeoJsonb, OrRaise, Relation, StyleJsonb,
 };
-use crate::core::choropleth::ChoroplethStyle;
-use crate::core::error::CoreError;
-use crate::core::polygon::MultiPolygon;
-use crate::core::skeleton::{recolor, Skeleton};
-use crate::core::vcs::{Tile, TileSize};
 use pgrx::prelude::*;
 use pgrx::spi;
 use std::collections::HashMap;
+use vasttile_core::error::CoreError;
+use vasttile_core::geometry::polygon::MultiPolygon;
+use vasttile_core::geometry::vcs::{Tile, TileSize};
+use vasttile_core::raster::skeleton::{recolor, Skeleton};
+use vasttile_core::shading::choropleth::ChoroplethStyle;
 
 pgrx::extension_sql_file!("choropleth.sql", name = "skeleton_tables");
 

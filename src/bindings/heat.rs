@@ -10,18 +10,18 @@
 
 use super::aggregate::{self, float8, int4, int8, v1_function};
 use super::{
-    check_name, quoted_relation_name, required, sql_error, with_saved_plan, GeoJsonb, OrRaise,
-    Relation, StyleJsonb,
+    check_name, quoted_relation_name, required, sql_error, with_saved_plan, GeoJsonb,
+    HeatGridBytes, OrRaise, Relation, StyleJsonb,
 };
-use crate::core::error::{CoreError, CoreResult};
-use crate::core::heat::HeatGrid;
-use crate::core::preview::shade_blocks;
-use crate::core::shade::{levels, shade, HeatStyle};
-use crate::core::vcs::{Tile, TileSize};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
+use vasttile_core::encoding::preview::shade_blocks;
+use vasttile_core::error::{CoreError, CoreResult};
+use vasttile_core::geometry::vcs::{Tile, TileSize};
+use vasttile_core::raster::heat::HeatGrid;
+use vasttile_core::shading::shade::{levels, shade, HeatStyle};
 
 pgrx::extension_sql!(
     r#"
@@ -33,18 +33,6 @@ COMMENT ON DOMAIN heatgrid IS 'vasttile heat grid: counts or weighted sums per p
     name = "heatgrid_domain",
     bootstrap
 );
-
-super::bytea_domain!(
-    /// A `heatgrid` value: the bytes of a serialised `HeatGrid`.
-    HeatGridBytes,
-    "heatgrid"
-);
-
-impl HeatGridBytes {
-    fn grid(&self) -> HeatGrid {
-        HeatGrid::from_bytes(&self.0).or_raise()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The heat_grid aggregates.
@@ -250,10 +238,10 @@ fn add_path_row(
     let points: Vec<(u32, u32)> = path
         .iter()
         .flatten()
-        .map(|k| crate::core::vcs::vcs_from_key(k).map(|(x, y)| (x as u32, y as u32)))
+        .map(|k| vasttile_core::geometry::vcs::vcs_from_key(k).map(|(x, y)| (x as u32, y as u32)))
         .collect::<CoreResult<_>>()
         .or_raise();
-    crate::core::lines::add_path(grid, &points, weight).or_raise();
+    vasttile_core::raster::lines::add_path(grid, &points, weight).or_raise();
     state
 }
 
@@ -310,14 +298,14 @@ COMMENT ON AGGREGATE heat_grid_paths(int8[], int4, int4, int4) IS
 
 fn keys_of(path: &[(u32, u32)]) -> Vec<i64> {
     path.iter()
-        .map(|&(x, y)| crate::core::vcs::morton_interleave(x, y) as i64)
+        .map(|&(x, y)| vasttile_core::geometry::vcs::morton_interleave(x, y) as i64)
         .collect()
 }
 
 /// The paths (Morton keys in order) of a GeoJSON LineString or MultiLineString, one row per line.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn paths_from_geojson(geojson: GeoJsonb) -> SetOfIterator<'static, Vec<i64>> {
-    let paths = crate::core::polygon::paths_from_geojson(&geojson.0).or_raise();
+    let paths = vasttile_core::geometry::polygon::paths_from_geojson(&geojson.0).or_raise();
     SetOfIterator::new(paths.into_iter().map(|p| keys_of(&p)))
 }
 
@@ -334,7 +322,7 @@ fn paths_from_topojson(
         name!(path, Vec<i64>),
     ),
 > {
-    let rows = crate::core::polygon::paths_from_topojson(topojson, object).or_raise();
+    let rows = vasttile_core::geometry::polygon::paths_from_topojson(topojson, object).or_raise();
     TableIterator::new(
         rows.into_iter()
             .map(|(id, p, path)| (id, pgrx::JsonB(p), keys_of(&path))),

@@ -7,14 +7,14 @@
 //! accessibility layers are here, with `legend`, which draws the colours a layer's style paints.
 
 use super::{check_name, quoted_relation_name, OrRaise, Relation, StyleJsonb};
-use crate::core::choropleth::{self, ChoroplethStyle};
-use crate::core::dots::DotStyle;
-use crate::core::error::CoreError;
-use crate::core::legend::{choropleth_legend, heat_legend, swatch_legend};
-use crate::core::shade::HeatStyle;
 use pgrx::prelude::*;
 use pgrx::spi;
 use serde_json::{json, Value};
+use vasttile_core::error::CoreError;
+use vasttile_core::raster::dots::DotStyle;
+use vasttile_core::shading::choropleth::{self, ChoroplethStyle};
+use vasttile_core::shading::legend::{choropleth_legend, heat_legend, swatch_legend};
+use vasttile_core::shading::shade::HeatStyle;
 
 /// The comment's `vasttile.kind` of each layer function, and what `legend` takes.
 const KINDS: [&str; 5] = ["heat", "heat_pyramid", "access", "choropleth", "dots"];
@@ -80,7 +80,7 @@ fn create_access_layer(
     key_column: default!(&str, "'vcs_key'"),
     schema: default!(&str, "'public'"),
 ) -> String {
-    crate::core::access::read_tile_style(&style.0).or_raise();
+    vasttile_core::raster::access::read_tile_style(&style.0).or_raise();
     let kind = ("access", "access_tile", "accessibility");
     publish_table_layer(name, &tbl, kind, &style.0, key_column, schema)
 }

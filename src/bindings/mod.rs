@@ -5,16 +5,17 @@ pub mod aggregate;
 pub mod choropleth;
 pub mod heat;
 pub mod layers;
+pub mod paths;
 pub mod png;
 pub mod points;
 pub mod pyramid;
 pub mod security;
 pub mod vcs;
 
-use crate::core::error::CoreError;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+use vasttile_core::error::CoreError;
 
 /// Report a core error as an SQL error: bad input is `22023 invalid_parameter_value`, a request
 /// beyond our size limits is `54000 program_limit_exceeded`.
@@ -500,4 +501,44 @@ pub fn in_scratch_context<R>(name: &'static core::ffi::CStr, f: impl FnOnce() ->
         Scratch { context, previous }
     };
     f()
+}
+
+bytea_domain!(
+    /// A `heatgrid` value: the bytes of a serialised `HeatGrid` (heat, access and pyramids).
+    HeatGridBytes,
+    "heatgrid"
+);
+
+impl HeatGridBytes {
+    /// The grid, checked: stored bytes are untrusted.
+    pub fn grid(&self) -> vasttile_core::raster::heat::HeatGrid {
+        vasttile_core::raster::heat::HeatGrid::from_bytes(&self.0).or_raise()
+    }
+}
+
+/// Threads for kernel work: none besides our own inside a parallel worker (rule: no thread pools
+/// in parallel workers), else the machine's.
+pub fn threads() -> usize {
+    // SAFETY: reading a backend-local global, set once when the process starts as a worker.
+    if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+        1
+    } else {
+        vasttile_core::parallel::available_threads()
+    }
+}
+
+/// SPI failures inside a build are internal errors, reported with what was being done.
+pub trait OrSpiError<T> {
+    fn or_spi_error(self, what: &str) -> T;
+}
+
+impl<T> OrSpiError<T> for pgrx::spi::SpiResult<T> {
+    fn or_spi_error(self, what: &str) -> T {
+        self.unwrap_or_else(|e| {
+            sql_error(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("{what}: {e}"),
+            )
+        })
+    }
 }

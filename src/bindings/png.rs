@@ -1,9 +1,9 @@
 //! SQL family: PNG helpers for looking at tiles from psql and tests.
 
 use super::OrRaise;
-use crate::core::png::{self, Effort, RgbaImage};
-use crate::core::vcs::TileSize;
 use pgrx::prelude::*;
+use vasttile_core::encoding::png::{self, Effort, RgbaImage};
+use vasttile_core::geometry::vcs::TileSize;
 
 /// A fully transparent tile, for callers that want a PNG where vasttile returns NULL.
 #[pg_extern(immutable, strict, parallel_safe)]

@@ -9,13 +9,13 @@ use super::{
     check_name, quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb, Relation,
     StyleJsonb,
 };
-use crate::core::dots::{DotStyle, DotTileState};
-use crate::core::error::CoreResult;
-use crate::core::vcs::{tile_key_ranges, Tile};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
+use vasttile_core::error::CoreResult;
+use vasttile_core::geometry::vcs::{tile_key_ranges, Tile};
+use vasttile_core::raster::dots::{DotStyle, DotTileState};
 
 /// Transition body of both `dot_tile_agg` forms: after the state come the point (`point_args`
 /// values), z, tile_x, tile_y and the style (read from the first row only).
@@ -210,8 +210,8 @@ fn with_dot_tile_plan<R>(
 #[pg_schema]
 mod tests {
     use crate::bindings::test_support::sqlstate_of;
-    use crate::core::png::decode;
     use pgrx::prelude::*;
+    use vasttile_core::encoding::png::decode;
 
     fn bytes(sql: &str) -> Option<Vec<u8>> {
         Spi::get_one::<Vec<u8>>(sql).unwrap()

@@ -2,8 +2,8 @@
 //! PARALLEL SAFE, so they fold to constants in WHERE clauses and work in indexes.
 
 use super::OrRaise;
-use crate::core::vcs::{self, PixelGrid, Tile, TileSize};
 use pgrx::prelude::*;
+use vasttile_core::geometry::vcs::{self, PixelGrid, Tile, TileSize};
 
 /// Longitude (degrees, -180..180) to VCS x.
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -166,11 +166,14 @@ mod tests {
     #[pg_test]
     fn conversions_agree_with_the_core() {
         let x = Spi::get_one::<i32>("SELECT vasttile.lon_to_vcs(-87.63)").unwrap();
-        assert_eq!(x, crate::core::vcs::lon_to_vcs(-87.63).ok());
+        assert_eq!(x, vasttile_core::geometry::vcs::lon_to_vcs(-87.63).ok());
         let key = Spi::get_one::<i64>("SELECT vasttile.lonlat_to_key(-87.63, 41.88)").unwrap();
-        let (kx, ky) = crate::core::vcs::vcs_from_key(key.unwrap()).unwrap();
+        let (kx, ky) = vasttile_core::geometry::vcs::vcs_from_key(key.unwrap()).unwrap();
         assert_eq!(Some(kx), x);
-        assert_eq!(Some(ky), crate::core::vcs::lat_to_vcs(41.88).ok());
+        assert_eq!(
+            Some(ky),
+            vasttile_core::geometry::vcs::lat_to_vcs(41.88).ok()
+        );
     }
 
     #[pg_test]
@@ -224,7 +227,7 @@ mod tests {
         .0
         .to_string();
         // The bounds fold to constants at plan time and become the index condition.
-        let lo = crate::core::vcs::Tile::new(6, 10, 20)
+        let lo = vasttile_core::geometry::vcs::Tile::new(6, 10, 20)
             .unwrap()
             .key_range()
             .0;

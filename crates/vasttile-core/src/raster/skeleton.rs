@@ -3,8 +3,9 @@
 //!
 //! **Fill rule.** Vertices are snapped to the centres of 1/16-pixel cells at the tile's zoom and
 //! successive vertices in the same cell are dropped (the article's polygon DISTINCT, which drew
-//! integer pixel vertices; whole pixels fold thin counties over their neighbours at low zoom). A pixel belongs to a polygon when its centre is inside by the
-//! even-odd rule, with half-open spans: an edge counts for rows whose centre y satisfies
+//! integer pixel vertices; whole pixels fold thin counties over their neighbours at low zoom).
+//! A pixel belongs to a polygon when its centre is inside by the even-odd rule, with half-open
+//! spans: an edge counts for rows whose centre y satisfies
 //! y0 <= y < y1, and a span covers centres x with left <= x < right. Crossings are computed
 //! exactly in integers. Neighbours that share an edge share its snapped vertices, so one gets
 //! every pixel left of the crossing and the other every pixel from it: no gap, no pixel owned
@@ -14,10 +15,10 @@
 //! pixel. With at most 256 IDs a request maps the palette (IDs to colours) and writes the index
 //! plane as an indexed PNG, never touching the pixels' IDs; beyond 256 it walks the pixels.
 
-use super::error::{CoreError, CoreResult};
-use super::png::{encode, encode_indexed, Effort, RgbaImage};
-use super::polygon::MultiPolygon;
-use super::vcs::{PixelGrid, Tile, TileSize};
+use crate::encoding::png::{encode, encode_indexed, Effort, RgbaImage};
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::polygon::MultiPolygon;
+use crate::geometry::vcs::{PixelGrid, Tile, TileSize};
 use std::collections::HashMap;
 
 const MAGIC: &[u8; 4] = b"VTSK";
@@ -31,13 +32,16 @@ fn ceil_div(n: i128, d: i128) -> i128 {
 /// One value per pixel of a tile (0 = no polygon): polygon IDs, or feature bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skeleton {
+    /// The tile the pixels cover.
     pub tile: Tile,
+    /// Its output size: `size * size` cells.
     pub size: TileSize,
     /// Row-major pixel values.
     pub cells: Vec<u32>,
 }
 
 impl Skeleton {
+    /// An all-zero skeleton; errors when the tile is too deep for `size`.
     pub fn new(tile: Tile, size: TileSize) -> CoreResult<Skeleton> {
         PixelGrid::new(tile.z, size)?;
         Ok(Skeleton {
@@ -178,6 +182,8 @@ impl Skeleton {
         out
     }
 
+    /// Decode [`Skeleton::to_bytes`]. Untrusted input: a bad header, palette size (1 ..= 65,536),
+    /// length or index is an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<Skeleton> {
         let bad = || CoreError::out_of_range("skeleton", "bytes are not a skeleton");
         // The size flag is 0 or 1 and the padding zero, as written: anything else is corruption.
@@ -261,7 +267,7 @@ pub fn recolor(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::vcs::{lat_to_vcs, lon_to_vcs};
+    use crate::geometry::vcs::{lat_to_vcs, lon_to_vcs};
 
     fn poly(rings: &[&[(f64, f64)]]) -> MultiPolygon {
         MultiPolygon {
@@ -412,7 +418,7 @@ mod tests {
     fn us_counties_leave_no_gap_or_overlap_and_match_a_naive_rasteriser() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/data/us-atlas/counties-10m.json"
+            "/../../data/us-atlas/counties-10m.json"
         );
         let text = std::fs::read_to_string(path)
             .expect("data/us-atlas missing: scripts/test.sh fetches it");
@@ -523,7 +529,7 @@ mod tests {
         })
         .unwrap()
         .unwrap();
-        let img = crate::core::png::decode(&png).unwrap();
+        let img = crate::encoding::png::decode(&png).unwrap();
         assert_eq!(img.pixel(10, 100), [255, 0, 0, 255]);
         assert_eq!(img.pixel(250, 100), [0, 0, 255, 255]);
         assert_eq!(recolor(&sk, |_| [0, 0, 0, 0]).unwrap(), None);
@@ -557,6 +563,6 @@ mod tests {
         let png = recolor(&sk, |id| [(id % 256) as u8, (id / 256) as u8, 0, 255])
             .unwrap()
             .unwrap();
-        assert_eq!(crate::core::png::info(&png).unwrap().color_type, "rgba");
+        assert_eq!(crate::encoding::png::info(&png).unwrap().color_type, "rgba");
     }
 }

@@ -6,7 +6,7 @@
 //! heat is) and ranks are interpolated between them. Mixtures add the counts of several CDFs,
 //! which is how a tile's neighbourhood CDF is made from the summaries of its neighbours.
 
-use super::error::{CoreError, CoreResult};
+use crate::error::{CoreError, CoreResult};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Step {
@@ -15,6 +15,8 @@ struct Step {
     at: f64,
 }
 
+/// An empirical CDF of lit (> 0) heat values, exact or sampled to breakpoints; the default is
+/// empty (describes no pixels).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cdf {
     /// Lit pixels described.
@@ -52,6 +54,7 @@ impl Cdf {
         self.n
     }
 
+    /// Describes no lit pixels (then every rank is 0).
     pub fn is_empty(&self) -> bool {
         self.n == 0.0
     }
@@ -122,6 +125,8 @@ impl Cdf {
         }
     }
 
+    /// Bytes: magic `VTCD`, step count (u32), lit pixels (f64), then per step value, below and
+    /// at (f64), all little-endian.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.steps.len() * 24);
         out.extend_from_slice(MAGIC);
@@ -135,6 +140,8 @@ impl Cdf {
         out
     }
 
+    /// Decode [`Cdf::to_bytes`]. Untrusted input: a wrong length, values not strictly ascending
+    /// or not finite and > 0, or negative or NaN counts are an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<Cdf> {
         let bad = || CoreError::out_of_range("heat CDF", "is not a valid vasttile CDF summary");
         if bytes.len() < 16 || &bytes[..4] != MAGIC {

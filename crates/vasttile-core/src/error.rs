@@ -3,17 +3,32 @@
 
 use std::fmt;
 
+/// The error of every fallible core function; the message reads as a sentence about the input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CoreError {
     /// An argument is outside the range the function accepts. `what` names the argument.
-    OutOfRange { what: &'static str, detail: String },
+    OutOfRange {
+        /// The argument, as the message names it (`"zoom"`, `"tile x"`, ...).
+        what: &'static str,
+        /// What was wrong, following `what` in the message (`"must be ..., got ..."`).
+        detail: String,
+    },
     /// A style option is malformed or unknown. `key` names the offending option.
-    Style { key: String, detail: String },
+    Style {
+        /// The option; empty when the problem is the style object as a whole.
+        key: String,
+        /// What was wrong with it.
+        detail: String,
+    },
     /// The input is valid but the request would need more memory than we allow.
-    TooLarge { detail: String },
+    TooLarge {
+        /// The whole message.
+        detail: String,
+    },
 }
 
 impl CoreError {
+    /// A [`CoreError::OutOfRange`] for argument `what`.
     pub fn out_of_range(what: &'static str, detail: impl Into<String>) -> Self {
         CoreError::OutOfRange {
             what,
@@ -21,6 +36,7 @@ impl CoreError {
         }
     }
 
+    /// A [`CoreError::Style`] for option `key` (`""` for the whole style).
     pub fn style(key: impl Into<String>, detail: impl Into<String>) -> Self {
         CoreError::Style {
             key: key.into(),
@@ -42,4 +58,5 @@ impl fmt::Display for CoreError {
 
 impl std::error::Error for CoreError {}
 
+/// `Result` with [`CoreError`].
 pub type CoreResult<T> = Result<T, CoreError>;

@@ -13,10 +13,10 @@
 //!   (2 m by default), seeded by the activity's id so a rebuild draws the same offset: it breaks
 //!   up one-pixel-wide lines where phones snapped GPS to the road.
 
-use super::error::{CoreError, CoreResult};
-use super::style::StyleReader;
-use super::vcs::{vcs_to_lat, VCS_SPAN};
-use rand::{Rng, SeedableRng};
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::{vcs_to_lat, VCS_SPAN};
+use crate::style::StyleReader;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde_json::Value;
@@ -31,23 +31,32 @@ pub fn metres_per_unit(y: u32) -> f64 {
     EQUATOR_M * lat.to_radians().cos() / VCS_SPAN as f64
 }
 
+/// Which activities to draw and how to clean their paths (see the module docs); the default
+/// turns every filter on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActivityFilters {
+    /// Leave out activities flagged virtual (made-up GPS, e.g. indoor trainers).
     pub exclude_virtual: bool,
+    /// Leave out activities flagged private.
     pub exclude_private: bool,
     /// Largest average speed (m/s) per activity type; types not named have no limit.
     pub speed_limits: BTreeMap<String, f64>,
     /// Stop detection: (window in s, speed threshold in m/s, radius in m), or off.
     pub stops: Option<StopRule>,
-    /// Standard deviation of the per-activity offset in metres (0: off), and the seed.
+    /// Standard deviation of the per-activity offset in metres (0: off).
     pub offset_m: f64,
+    /// Seed of the offsets, mixed with each activity's id so a rebuild draws the same ones.
     pub seed: u64,
 }
 
+/// When a track counts as stopped, and when it has left the stop again.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StopRule {
+    /// Averaging window, in seconds.
     pub window_s: f64,
+    /// Stopped when the displacement over the window divided by its time is below this, in m/s.
     pub speed: f64,
+    /// Points within this distance of where the track stopped are dropped, in metres.
     pub radius_m: f64,
 }
 
@@ -73,6 +82,7 @@ impl Default for ActivityFilters {
 }
 
 impl ActivityFilters {
+    /// The JSON keys [`ActivityFilters::from_json`] accepts.
     pub const KEYS: [&'static str; 5] = [
         "exclude_flagged",
         "speed_limits",
@@ -162,10 +172,15 @@ impl ActivityFilters {
 
 /// One activity as stored: VCS points in order, seconds since its start, its type and flags.
 pub struct Activity<'a> {
+    /// Its id: seeds its offset and names it in errors.
     pub id: i64,
+    /// Its type (`"run"`, `"ride"`, ...), the key of the speed limits.
     pub kind: &'a str,
+    /// Flagged virtual (made-up GPS).
     pub is_virtual: bool,
+    /// Flagged private.
     pub is_private: bool,
+    /// The path, VCS points in order.
     pub points: &'a [(u32, u32)],
     /// One per point, non-decreasing; `None` when the activity has no times (then the speed and
     /// stop filters do not apply).
@@ -276,144 +291,10 @@ fn drop_stops(
     kept
 }
 
-/// A synthetic city of activities for demos, tests and benchmarks: a jittered street grid with
-/// arterial roads, activities that wander it at realistic speeds by type, GPS noise, stops at
-/// junctions, some flagged virtual (drawn as straight laps, the made-up GPS they would carry)
-/// and a few car trips labelled as rides.
-pub struct SyntheticCity {
-    pub centre: (u32, u32),
-    pub radius_m: f64,
-    pub block_m: f64,
-    pub points_per_activity: usize,
-}
-
-pub struct SyntheticActivity {
-    pub kind: &'static str,
-    pub is_virtual: bool,
-    pub is_private: bool,
-    pub points: Vec<(u32, u32)>,
-    pub times: Vec<f64>,
-}
-
-impl SyntheticCity {
-    /// Activity number `id` of the city (the same for the same seed and id).
-    pub fn activity(&self, seed: u64, id: u64) -> SyntheticActivity {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(id));
-        let unit = metres_per_unit(self.centre.1);
-        let blocks = (self.radius_m / self.block_m) as i64;
-        // Junction (i, j) of the grid, jittered by a hash so every activity sees the same city.
-        let junction = |i: i64, j: i64| -> (f64, f64) {
-            let h = (i.wrapping_mul(73_856_093) ^ j.wrapping_mul(19_349_663)) as u64;
-            let h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let jx = ((h >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 0.3;
-            let jy = (((h >> 16) & 0xFF_FFFF) as f64 / (1u64 << 24) as f64 - 0.5) * 0.3;
-            (
-                (i as f64 + jx) * self.block_m,
-                (j as f64 + jy) * self.block_m,
-            )
-        };
-        let roll: f64 = rng.random();
-        let (kind, speed, dt, is_virtual, car) = match roll {
-            r if r < 0.45 => ("run", rng.random_range(2.3..4.2), 3.0, false, false),
-            r if r < 0.80 => ("ride", rng.random_range(4.5..9.0), 4.0, false, false),
-            r if r < 0.92 => ("walk", rng.random_range(1.1..1.6), 5.0, false, false),
-            r if r < 0.97 => ("ride", rng.random_range(6.0..10.0), 4.0, true, false),
-            _ => ("ride", rng.random_range(14.0..30.0), 4.0, false, true),
-        };
-        let n = self.points_per_activity;
-        let gps = Normal::new(0.0, 3.0).expect("finite");
-        let mut points_m: Vec<(f64, f64)> = Vec::with_capacity(n);
-        let mut times = Vec::with_capacity(n);
-        if is_virtual {
-            // A made-up lap: a circle far from any street, the same for every virtual rider.
-            let r = 0.6 * self.radius_m;
-            let phase: f64 = rng.random_range(0.0..std::f64::consts::TAU);
-            for k in 0..n {
-                let a = phase + k as f64 * speed * dt / r;
-                points_m.push((1.8 * self.radius_m + r * a.cos(), r * a.sin()));
-                times.push(k as f64 * dt);
-            }
-        } else {
-            // Start near the centre more often than at the edge (busier in town).
-            let spread = (blocks as f64 * 0.45).max(1.0);
-            let pick = |rng: &mut ChaCha8Rng| -> i64 {
-                let v: f64 = Normal::new(0.0, spread).expect("finite").sample(rng);
-                (v.round() as i64).clamp(-blocks, blocks)
-            };
-            let (mut i, mut j) = (pick(&mut rng), pick(&mut rng));
-            let (mut di, mut dj) = (1i64, 0i64);
-            let mut t = 0.0;
-            let mut at = junction(i, j);
-            'walk: while points_m.len() < n {
-                // Turn at junctions now and then. Arterials (every 8th street) carry more: on
-                // one, keep going; crossing one, turn onto it half the time.
-                let on_arterial = if di != 0 { j % 8 == 0 } else { i % 8 == 0 };
-                let crossing_arterial = if di != 0 { i % 8 == 0 } else { j % 8 == 0 };
-                let turn = if on_arterial {
-                    0.08
-                } else if crossing_arterial {
-                    0.5
-                } else {
-                    0.3
-                };
-                if rng.random::<f64>() < turn {
-                    (di, dj) = if rng.random::<bool>() {
-                        (dj, -di)
-                    } else {
-                        (-dj, di)
-                    };
-                }
-                if (i + di).abs() > blocks || (j + dj).abs() > blocks {
-                    (di, dj) = (-di, -dj);
-                }
-                let next = junction(i + di, j + dj);
-                let len = ((next.0 - at.0).powi(2) + (next.1 - at.1).powi(2)).sqrt();
-                let steps = ((len / (speed * dt)).ceil() as usize).max(1);
-                for s in 1..=steps {
-                    let f = s as f64 / steps as f64;
-                    let p = (at.0 + f * (next.0 - at.0), at.1 + f * (next.1 - at.1));
-                    points_m.push((p.0 + gps.sample(&mut rng), p.1 + gps.sample(&mut rng)));
-                    t += dt;
-                    times.push(t);
-                    if points_m.len() == n {
-                        break 'walk;
-                    }
-                }
-                (i, j, at) = (i + di, j + dj, next);
-                // Wait at a junction now and then (not cars: they are already too fast).
-                if !car && rng.random::<f64>() < 0.12 {
-                    let wait = rng.random_range(20.0..90.0);
-                    let mut w = 0.0;
-                    while w < wait && points_m.len() < n {
-                        points_m.push((at.0 + gps.sample(&mut rng), at.1 + gps.sample(&mut rng)));
-                        w += dt;
-                        t += dt;
-                        times.push(t);
-                    }
-                }
-            }
-        }
-        let max = (VCS_SPAN - 1) as f64;
-        let to_vcs = |(x, y): (f64, f64)| {
-            (
-                (self.centre.0 as f64 + x / unit).round().clamp(0.0, max) as u32,
-                (self.centre.1 as f64 - y / unit).round().clamp(0.0, max) as u32,
-            )
-        };
-        SyntheticActivity {
-            kind,
-            is_virtual,
-            is_private: rng.random::<f64>() < 0.02,
-            points: points_m.into_iter().map(to_vcs).collect(),
-            times,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::vcs::{lat_to_vcs, lon_to_vcs};
+    use crate::geometry::vcs::{lat_to_vcs, lon_to_vcs};
 
     fn london() -> (u32, u32) {
         (
@@ -530,8 +411,10 @@ mod tests {
         assert!(f.stops.is_none() && f.offset_m == 0.0 && f.speed_limits.len() == 1);
     }
 
+    #[cfg(feature = "demo")]
     #[test]
     fn the_synthetic_city_is_reproducible_and_realistic() {
+        use crate::demo::SyntheticCity;
         let city = SyntheticCity {
             centre: london(),
             radius_m: 8_000.0,

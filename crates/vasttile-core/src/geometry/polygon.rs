@@ -2,8 +2,8 @@
 //! (so PostGIS users pass `ST_AsBinary(geom)`, without vasttile needing PostGIS), and stored
 //! compactly as bytes (the SQL type `vcspolygon`, a domain over `bytea`).
 
-use super::error::{CoreError, CoreResult};
-use super::vcs::{lat_to_vcs, lon_to_vcs};
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::{lat_to_vcs, lon_to_vcs};
 use geo_traits::{
     CoordTrait, GeometryTrait, GeometryType, LineStringTrait, MultiPolygonTrait, PolygonTrait,
 };
@@ -16,6 +16,7 @@ const MAGIC: &[u8; 4] = b"VTPG";
 /// list of VCS points (last == first). Filled by the even-odd rule over all rings.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct MultiPolygon {
+    /// Polygons -> rings -> VCS points.
     pub polygons: Vec<Vec<Vec<(u32, u32)>>>,
 }
 
@@ -24,6 +25,7 @@ fn invalid(detail: impl Into<String>) -> CoreError {
 }
 
 impl MultiPolygon {
+    /// Points over all rings, counting each ring's closing point.
     pub fn vertices(&self) -> usize {
         self.polygons.iter().flatten().map(Vec::len).sum()
     }
@@ -174,8 +176,8 @@ impl MultiPolygon {
                         ring.iter()
                             .map(|&(x, y)| {
                                 [
-                                    super::vcs::vcs_to_lon(x as i32).unwrap_or(0.0),
-                                    super::vcs::vcs_to_lat(y as i32).unwrap_or(0.0),
+                                    crate::geometry::vcs::vcs_to_lon(x as i32).unwrap_or(0.0),
+                                    crate::geometry::vcs::vcs_to_lat(y as i32).unwrap_or(0.0),
                                 ]
                             })
                             .collect()
@@ -205,6 +207,9 @@ impl MultiPolygon {
         out
     }
 
+    /// Decode [`MultiPolygon::to_bytes`]. Untrusted input: anything malformed is an error, never a
+    /// panic, and forged counts cannot make it reserve memory. Rings need at least 4 points and
+    /// coordinates must fit `int4`; closure is not checked.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<MultiPolygon> {
         let bad = || invalid("bytes are not a vcspolygon");
         if bytes.len() < 8 || &bytes[..4] != MAGIC {

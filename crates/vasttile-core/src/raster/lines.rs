@@ -9,8 +9,8 @@
 //! draws its start but not its end (the next segment starts there), and a path adds its last
 //! point once: one pass of a path adds 1 (its weight) to each pixel on it.
 
-use super::error::CoreResult;
-use super::heat::HeatGrid;
+use crate::error::CoreResult;
+use crate::raster::heat::HeatGrid;
 
 /// Add one path (VCS points in order) to `grid` with `weight`. Returns the pixels drawn; the
 /// grid's row count counts the paths that reached the tile.
@@ -111,7 +111,7 @@ pub fn raster_segments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::vcs::{Tile, TileSize};
+    use crate::geometry::vcs::{Tile, TileSize};
     use proptest::prelude::*;
 
     /// The same path in world pixels of zoom 1 (512 x 512 px), as VCS points at pixel corners.

@@ -1,10 +1,10 @@
 //! Legends: a horizontal bar of the colours a layer's style paints, as an indexed PNG, so a web
 //! page can show exactly what the tiles use (same palette, same alpha rule).
 
-use super::choropleth::{ChoroplethStyle, Mapping};
-use super::error::{CoreError, CoreResult};
-use super::png::{encode_indexed, Effort};
-use super::shade::HeatStyle;
+use crate::encoding::png::{encode_indexed, Effort};
+use crate::error::{CoreError, CoreResult};
+use crate::shading::choropleth::{ChoroplethStyle, Mapping};
+use crate::shading::shade::HeatStyle;
 
 fn check_size(width: i32, height: i32) -> CoreResult<(u32, u32)> {
     if (2..=2048).contains(&width) && (1..=512).contains(&height) {
@@ -80,7 +80,7 @@ pub fn swatch_legend(color: [u8; 4], width: i32, height: i32) -> CoreResult<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::png::decode;
+    use crate::encoding::png::decode;
     use serde_json::json;
 
     #[test]

@@ -1,39 +1,50 @@
 //! Colour mappings for skeletons: classes, a continuous colormap, explicit ID -> colour, and
 //! feature bits switched on and off by colour alone.
 
-use super::error::{CoreError, CoreResult};
-use super::shade::Colormap;
-use super::style::{parse_color, StyleReader};
+use crate::error::{CoreError, CoreResult};
+use crate::shading::shade::Colormap;
+use crate::style::{parse_color, StyleReader};
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// How a skeleton's pixel values (IDs or feature bits) become colours.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mapping {
     /// value -> colormap over [min, max] (min and max default to the values' range).
     Continuous {
+        /// The colormap, sampled at 256 points from `min` to `max`.
         colormap: Colormap,
+        /// Value drawn with the colormap's first colour; lower values clamp to it.
         min: Option<f64>,
+        /// Value drawn with the colormap's last colour; higher values clamp to it.
         max: Option<f64>,
     },
-    /// value < breaks[0] -> colors[0], ..., value >= breaks[n-1] -> colors[n].
+    /// `value < breaks[0]` -> `colors[0]`, ..., `value >= breaks[n-1]` -> `colors[n]`.
     Classes {
+        /// Class boundaries, finite and strictly rising.
         breaks: Vec<f64>,
+        /// One colour per class: one more than `breaks`.
         colors: Vec<[u8; 4]>,
     },
     /// ID -> colour, values ignored.
     Explicit(HashMap<u32, [u8; 4]>),
-    /// Feature bits: the first listed bit a pixel has gives its colour.
+    /// Feature bits: the first listed bit a pixel has gives its colour (none: transparent, not
+    /// `missing`).
     Features(Vec<(u32, [u8; 4])>),
 }
 
+/// A choropleth style: the mapping, the colour of IDs without a value, and an overall opacity.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChoroplethStyle {
+    /// How values become colours.
     pub mapping: Mapping,
     /// Colour of IDs with no value (default transparent).
     pub missing: [u8; 4],
+    /// Multiplies every colour's alpha, 0 ..= 1.
     pub opacity: f64,
 }
 
+/// The JSON keys [`ChoroplethStyle::from_json`] accepts.
 pub const KEYS: [&str; 8] = [
     "colormap", "min", "max", "classes", "colors", "features", "missing", "opacity",
 ];
@@ -49,6 +60,9 @@ fn colour(key: &str, v: &Value) -> CoreResult<[u8; 4]> {
 }
 
 impl ChoroplethStyle {
+    /// Read a JSON style with at most one of `colormap` (the default, viridis), `classes`
+    /// (`{"breaks": [..], "colors": [..]}`), `colors` (`{"id": colour}`) or `features`
+    /// (`[[bit, colour], ..]`), plus `min`, `max`, `missing` and `opacity`.
     pub fn from_json(style: &Value) -> CoreResult<ChoroplethStyle> {
         let mut r = StyleReader::new(style)?;
         let min = r.optional_number("min", -f64::MAX, f64::MAX)?;

@@ -7,13 +7,13 @@
 //! the caller can check for cancellation between chunks and parents complete one after another
 //! (only one open grid per zoom is ever held).
 
-use super::cdf::Cdf;
-use super::error::{CoreError, CoreResult};
-use super::heat::HeatGrid;
-use super::lines::{add_path, draw_segments};
-use super::parallel;
-use super::shade::level_of;
-use super::vcs::{morton_deinterleave, morton_interleave, tile_at_zoom, Tile, TileSize};
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::{morton_deinterleave, morton_interleave, tile_at_zoom, Tile, TileSize};
+use crate::parallel;
+use crate::pyramid::cdf::Cdf;
+use crate::raster::heat::HeatGrid;
+use crate::raster::lines::{add_path, draw_segments};
+use crate::shading::shade::level_of;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -27,6 +27,8 @@ pub struct PathSet {
 }
 
 impl PathSet {
+    /// Add a path of VCS points with its weight (finite and >= 0, else an error); an empty path is
+    /// skipped.
     pub fn push(&mut self, path: &[(u32, u32)], weight: f64) -> CoreResult<()> {
         HeatGrid::check_weight(weight)?;
         if !path.is_empty() {
@@ -37,14 +39,17 @@ impl PathSet {
         Ok(())
     }
 
+    /// Paths held.
     pub fn len(&self) -> usize {
         self.ends.len()
     }
 
+    /// No paths held.
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
+    /// Points over all paths (8 bytes each held).
     pub fn point_count(&self) -> usize {
         self.points.len()
     }
@@ -138,6 +143,7 @@ pub struct Rollup {
 }
 
 impl Rollup {
+    /// A rollup for base tiles of zoom `base_zoom`, summed into zooms `0 .. base_zoom`.
     pub fn new(base_zoom: u32, size: TileSize) -> Rollup {
         Rollup {
             size,
@@ -199,8 +205,11 @@ impl Rollup {
 /// threads (CPU seconds), so pixels / draw_seconds is the throughput per core.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DrawStats {
+    /// Base tiles drawn, including any that came out empty.
     pub base_tiles: u64,
+    /// Line pixels drawn over all base tiles (a pixel drawn twice counts twice).
     pub pixels: u64,
+    /// Drawing time summed over threads, in CPU seconds.
     pub draw_seconds: f64,
 }
 
@@ -364,6 +373,8 @@ pub struct StreamBuild {
 }
 
 impl StreamBuild {
+    /// A build of base zoom `base_zoom` drawing on up to `threads` threads, holding batches of
+    /// about `batch_bytes` bytes of runs (at least 64 KiB).
     pub fn new(base_zoom: u32, size: TileSize, threads: usize, batch_bytes: usize) -> StreamBuild {
         StreamBuild {
             base_zoom,
@@ -475,9 +486,15 @@ pub fn path_runs(path: &[(u32, u32)], z: u32) -> CoreResult<Vec<Run<'_>>> {
 /// low-heat guard (see `Cdf::rank`), and the breakpoints kept per tile summary.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Normalisation {
+    /// Neighbourhood radius in tiles: a tile's CDF mixes the summaries of up to
+    /// (2 radius + 1)^2 tiles around it (x wraps, y stops at the world's edges).
     pub radius: u32,
+    /// Breakpoints kept in each tile's own summary CDF.
     pub summary_steps: usize,
+    /// Breakpoints kept in each neighbourhood CDF.
     pub cdf_steps: usize,
+    /// Heat (in counts) below which a pixel ranks lower than the plain CDF would put it; see
+    /// [`Cdf::rank`].
     pub low_heat: f64,
 }
 
@@ -614,31 +631,43 @@ impl Normalisation {
 
 /// The seam measure over a set of tiles of one zoom: mean absolute level difference of
 /// neighbouring lit pixels straddling a tile edge, against that of the pairs one step inside the
-/// same edges and of all neighbouring lit pixels inside tiles; and the same over pairs of equal heat, where any difference comes from the
-/// normalisation alone (the raw counts along an edge can differ from those inside, e.g. where a
-/// busy street runs along a tile's last column).
+/// same edges and of all neighbouring lit pixels inside tiles; and the same over pairs of equal
+/// heat, where any difference comes from the normalisation alone (the raw counts along an edge
+/// can differ from those inside, e.g. where a busy street runs along a tile's last column).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SeamStats {
+    /// Pairs straddling an edge between two tiles of the set.
     pub edge: PairMean,
     /// Pairs one step inside either side of the same edges.
     pub near_edge: PairMean,
+    /// All neighbouring pairs within one tile.
     pub inner: PairMean,
+    /// The `edge` pairs whose two pixels hold equal heat.
     pub equal_heat_edge: PairMean,
+    /// The `inner` pairs whose two pixels hold equal heat.
     pub equal_heat_inner: PairMean,
 }
 
+/// Mean absolute difference of levels (0 ..= 255) over some pairs of lit pixels.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PairMean {
+    /// Mean absolute level difference; 0 when there are no pairs.
     pub mean: f64,
+    /// Pairs measured.
     pub pairs: u64,
 }
 
 /// One tile's levels and heat values, both row-major.
 pub struct SeamTile {
+    /// One level per pixel, 0 = unlit (as [`Normalisation::levels`] makes them).
     pub levels: Vec<u8>,
+    /// One heat value per pixel.
     pub heat: Vec<f64>,
 }
 
+/// [`SeamStats`] of tiles of one zoom keyed by (x, y), each `side` x `side` pixels. Only pairs
+/// with both pixels lit count; neighbours are found at x + 1 and y + 1 (no wrap around the
+/// antimeridian).
 pub fn seam_stats(tiles: &HashMap<(u32, u32), SeamTile>, side: usize) -> SeamStats {
     #[derive(Default)]
     struct Acc([(u64, u64); 5]);
@@ -697,7 +726,7 @@ pub fn seam_stats(tiles: &HashMap<(u32, u32), SeamTile>, side: usize) -> SeamSta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::shade::{levels, HeatStyle};
+    use crate::shading::shade::{levels, HeatStyle};
     use proptest::prelude::*;
 
     /// VCS point of world pixel (x, y) at zoom z, 256 px.

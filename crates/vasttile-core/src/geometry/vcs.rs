@@ -5,7 +5,7 @@
 //! tiles and pixels is then an integer shift, and the Morton key (x and y interleaved) orders the
 //! plane so that every tile and every pixel at every zoom is one contiguous key range.
 
-use super::error::{CoreError, CoreResult};
+use crate::error::{CoreError, CoreResult};
 
 /// Bits per VCS axis.
 pub const VCS_BITS: u32 = 31;
@@ -20,11 +20,14 @@ pub const MAX_LAT: f64 = 85.051_128_779_806_59;
 /// at twice the resolution, so its pixels are those of zoom z + 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TileSize {
+    /// 256 x 256 pixels, the usual web map tile.
     Px256,
+    /// 512 x 512 pixels (high-DPI): the pixels of one zoom deeper.
     Px512,
 }
 
 impl TileSize {
+    /// The size of `px` pixels per side: 256 or 512, else an error.
     pub fn from_px(px: i64) -> CoreResult<TileSize> {
         match px {
             256 => Ok(TileSize::Px256),
@@ -36,6 +39,7 @@ impl TileSize {
         }
     }
 
+    /// Pixels per tile side.
     pub fn px(self) -> u32 {
         match self {
             TileSize::Px256 => 256,
@@ -94,6 +98,7 @@ pub fn check_point(x: i32, y: i32) -> CoreResult<(u32, u32)> {
 /// Pixel grid of a zoom and tile size: world pixels have `level` bits per axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PixelGrid {
+    /// Bits per axis of world pixel coordinates: zoom + log2(tile px), at most [`VCS_BITS`].
     pub level: u32,
 }
 
@@ -134,12 +139,16 @@ impl PixelGrid {
 /// A validated tile address `(z, x, y)`, x and y in `0 .. 2^z`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
+    /// Zoom, `0 ..= 23`.
     pub z: u32,
+    /// Column, counted east from longitude -180.
     pub x: u32,
+    /// Row, counted south from the northern limit.
     pub y: u32,
 }
 
 impl Tile {
+    /// Validate a tile address from SQL `int4` arguments.
     pub fn new(z: i32, x: i32, y: i32) -> CoreResult<Tile> {
         let z = check_zoom(z)?;
         let n = 1i64 << z;

@@ -5,8 +5,8 @@
 //! is what parallel aggregation, rollups and zoom pyramids need. On the wire (the SQL type
 //! `heatgrid`, a domain over `bytea`) a grid is dense or sparse, whichever is smaller.
 
-use super::error::{CoreError, CoreResult};
-use super::vcs::{
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::{
     check_point, morton_deinterleave, morton_interleave, PixelGrid, Tile, TileSize, VCS_SPAN,
 };
 
@@ -34,9 +34,12 @@ const MAGIC: &[u8; 4] = b"VTHG";
 const VERSION: u8 = 1;
 const HEADER: usize = 32;
 
+/// A count or weighted sum per pixel of one tile (the SQL type `heatgrid`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeatGrid {
+    /// The tile the pixels cover.
     pub tile: Tile,
+    /// Its output size: `size * size` pixels.
     pub size: TileSize,
     /// Rows that went in (with any weight), for statistics.
     pub rows: u64,
@@ -49,6 +52,7 @@ pub struct HeatGrid {
 }
 
 impl HeatGrid {
+    /// An all-zero grid; errors when the tile is too deep for `size`.
     pub fn new(tile: Tile, size: TileSize) -> CoreResult<HeatGrid> {
         let grid = PixelGrid::new(tile.z, size)?;
         let n = (size.px() * size.px()) as usize;
@@ -85,6 +89,7 @@ impl HeatGrid {
         Ok(grid)
     }
 
+    /// Pixels per side.
     pub fn side(&self) -> u32 {
         self.size.px()
     }
@@ -129,6 +134,7 @@ impl HeatGrid {
         self.values[z_index(x as usize, y as usize)] += weight;
     }
 
+    /// A weight must be finite and >= 0.
     #[inline]
     pub fn check_weight(weight: f64) -> CoreResult<()> {
         if weight.is_finite() && weight >= 0.0 {
@@ -281,6 +287,7 @@ impl HeatGrid {
         self.values.iter().filter(|&&v| v > 0.0).count()
     }
 
+    /// No pixel has heat (rows may still have gone in).
     pub fn is_empty(&self) -> bool {
         self.values.iter().all(|&v| v == 0.0)
     }
@@ -318,6 +325,8 @@ impl HeatGrid {
         out
     }
 
+    /// Decode [`HeatGrid::to_bytes`]. Untrusted input: a bad header, length or pixel index, or a
+    /// negative or non-finite value is an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<HeatGrid> {
         let bad = |why: &str| CoreError::out_of_range("heat grid", format!("is not valid: {why}"));
         if bytes.len() < HEADER || &bytes[..4] != MAGIC {
@@ -400,15 +409,25 @@ impl HeatGrid {
     }
 }
 
+/// Summary of a [`HeatGrid`] (see [`HeatGrid::stats`]). Percentiles are nearest-rank over the
+/// lit pixels only, 0 when none is lit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeatStats {
+    /// Rows that went in.
     pub rows: u64,
+    /// Pixels in the grid (lit or not).
     pub pixels: u64,
+    /// Pixels with heat > 0.
     pub lit: u64,
+    /// Sum of all heat.
     pub total: f64,
+    /// Largest heat; 0 when none is lit.
     pub max: f64,
+    /// Median heat of lit pixels.
     pub p50: f64,
+    /// 90th percentile of lit pixels' heat.
     pub p90: f64,
+    /// 99th percentile of lit pixels' heat.
     pub p99: f64,
 }
 

@@ -5,12 +5,12 @@
 //! 1..=255 stand for normalised heat t = (level - 1) / 254 in [0, 1], so any heat at all is a
 //! level and a colour is a table lookup. At most 256 colours, so tiles are always indexed PNG.
 
-use super::cdf::Cdf;
-use super::error::{CoreError, CoreResult};
-use super::heat::HeatGrid;
-use super::png::{encode_indexed, Effort};
-use super::style::{parse_color, StyleReader};
-use super::vcs::TileSize;
+use crate::encoding::png::{encode_indexed, Effort};
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::TileSize;
+use crate::pyramid::cdf::Cdf;
+use crate::raster::heat::HeatGrid;
+use crate::style::{parse_color, StyleReader};
 use colorgrad::Gradient;
 use serde_json::Value;
 
@@ -31,16 +31,20 @@ pub enum Normalize {
 /// 256 colours, index 0 for t = 0 up to index 255 for t = 1.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Colormap {
+    /// Preset name, or `"custom"` for colormaps given as colours.
     pub name: String,
+    /// Exactly 256 straight RGBA colours.
     pub colors: Vec<[u8; 4]>,
 }
 
+/// Names [`Colormap::named`] knows.
 pub const COLORMAPS: [&str; 11] = [
     "fire", "hot", "jet", "viridis", "inferno", "magma", "plasma", "turbo", "cividis", "greys",
     "blues",
 ];
 
 impl Colormap {
+    /// A preset of [`COLORMAPS`], or `None` for any other name.
     pub fn named(name: &str) -> Option<Colormap> {
         let f: Box<dyn Fn(f32) -> [u8; 4]> = match name {
             // The Numba article's jet (matplotlib's, piecewise linear).
@@ -179,20 +183,26 @@ fn gradient(g: impl Gradient + 'static) -> Box<dyn Fn(f32) -> [u8; 4]> {
 /// Everything that turns a heat grid into pixels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeatStyle {
+    /// How raw heat maps to t in [0, 1].
     pub normalize: Normalize,
     /// Heat at which linear/log/cbrt saturate; `None`: the tile's own maximum.
     pub max: Option<f64>,
     /// eq_hist only: below this heat a pixel gets only part of its level's CDF step.
     pub low_heat: f64,
+    /// Colours from t = 0 to t = 1.
     pub colormap: Colormap,
     /// alpha = clamp(alpha_min + alpha_scale * t, 0, alpha_max), times `opacity`.
     pub alpha_min: f64,
+    /// How fast alpha grows with t (see `alpha_min`).
     pub alpha_scale: f64,
+    /// Largest alpha before `opacity`, 0 ..= 1.
     pub alpha_max: f64,
+    /// Multiplies the alpha of every level, 0 ..= 1 (as does the colormap colour's own alpha).
     pub opacity: f64,
 }
 
 impl HeatStyle {
+    /// The JSON keys [`HeatStyle::read`] consumes.
     pub const KEYS: [&'static str; 8] = [
         "normalize",
         "max",
@@ -284,6 +294,7 @@ impl HeatStyle {
         Ok((size, s, more))
     }
 
+    /// Read a JSON style of only [`HeatStyle::KEYS`] over `defaults`; any other key is an error.
     pub fn from_json(style: &Value, defaults: HeatStyle) -> CoreResult<HeatStyle> {
         let mut r = StyleReader::new(style)?;
         let s = HeatStyle::read(&mut r, defaults)?;
@@ -389,7 +400,7 @@ pub fn shade(grid: &HeatGrid, style: &HeatStyle) -> CoreResult<Option<Vec<u8>>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::vcs::{Tile, TileSize};
+    use crate::geometry::vcs::{Tile, TileSize};
 
     fn grid_with(values: &[(usize, f64)]) -> HeatGrid {
         let mut v = vec![0.0; 65536];
@@ -525,7 +536,10 @@ mod tests {
         let one = shade(&grid_with(&[(7, 3.0)]), &HeatStyle::heat_defaults())
             .unwrap()
             .unwrap();
-        assert_eq!(crate::core::png::decode(&one).unwrap().opaque_count(), 1);
+        assert_eq!(
+            crate::encoding::png::decode(&one).unwrap().opaque_count(),
+            1
+        );
     }
 
     #[test]

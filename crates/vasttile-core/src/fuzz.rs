@@ -3,14 +3,14 @@
 //! never panic, and never allocate much more than the input justifies (a forged count must not
 //! make it reserve memory for data that is not there).
 
-use super::access::AccessState;
-use super::cdf::Cdf;
-use super::dots::{DotTileState, PixelSet};
-use super::heat::HeatGrid;
-use super::png::{self, Effort, RgbaImage};
-use super::polygon::{paths_from_geojson, paths_from_topojson, MultiPolygon};
-use super::skeleton::Skeleton;
-use super::vcs::{Tile, TileSize};
+use crate::encoding::png::{self, Effort, RgbaImage};
+use crate::geometry::polygon::{paths_from_geojson, paths_from_topojson, MultiPolygon};
+use crate::geometry::vcs::{Tile, TileSize};
+use crate::pyramid::cdf::Cdf;
+use crate::raster::access::AccessState;
+use crate::raster::dots::{DotTileState, PixelSet};
+use crate::raster::heat::HeatGrid;
+use crate::raster::skeleton::Skeleton;
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -41,19 +41,26 @@ fn count_free(size: usize) {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count_alloc(layout.size());
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract (non-zero size), which is
+        // exactly what `System.alloc` requires.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         count_alloc(layout.size());
+        // SAFETY: as for `alloc`: the caller's layout meets `System.alloc_zeroed`'s contract.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         count_free(layout.size());
+        // SAFETY: the caller guarantees `ptr` came from this allocator with `layout`, and this
+        // allocator only hands out blocks from `System`, so `System.dealloc` may free it.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count_free(layout.size());
         count_alloc(new_size);
+        // SAFETY: `ptr` was allocated by `System` with `layout` (see `dealloc`) and the caller
+        // guarantees `new_size` is valid for it, as `System.realloc` requires.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

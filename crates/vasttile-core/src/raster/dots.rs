@@ -6,10 +6,10 @@
 //! `render_dots` stamps a precomputed disc mask at each lit pixel and composites it "over" with
 //! the dot colour, which is commutative for one colour, so the result does not depend on row order.
 
-use super::error::{CoreError, CoreResult};
-use super::png::{encode_indexed, Effort, RgbaImage};
-use super::style::StyleReader;
-use super::vcs::{check_point, morton_deinterleave, PixelGrid, Tile, TileSize};
+use crate::encoding::png::{encode_indexed, Effort, RgbaImage};
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::{check_point, morton_deinterleave, PixelGrid, Tile, TileSize};
+use crate::style::StyleReader;
 
 /// Largest dot radius in pixels: a dot wider than a quarter of a 512-px tile is a mistake.
 pub const MAX_RADIUS: f64 = 64.0;
@@ -23,11 +23,14 @@ pub struct DotStyle {
     pub radius: f64,
     /// Straight RGBA; the alpha is each dot's opacity.
     pub color: [u8; 4],
+    /// Output tile size.
     pub size: TileSize,
 }
 
 impl DotStyle {
+    /// The JSON keys [`DotStyle::from_json`] accepts.
     pub const KEYS: [&'static str; 4] = ["radius", "color", "opacity", "size"];
+    /// Opaque `#1f77b4` (matplotlib's first colour).
     pub const DEFAULT_COLOR: [u8; 4] = [0x1f, 0x77, 0xb4, 0xff];
 
     /// Read `{"radius": 1, "color": "#1f77b4", "opacity": 1, "size": 256}`; all keys optional.
@@ -57,8 +60,11 @@ impl DotStyle {
 /// The distinct pixels of one tile and of a ring `margin` pixels wide around it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PixelSet {
+    /// The tile the set is for.
     pub tile: Tile,
+    /// Its output size: the pixels are those of this size's grid.
     pub size: TileSize,
+    /// Width in pixels of the ring kept around the tile, at most half the tile size.
     pub margin: u32,
     grid: PixelGrid,
     /// World pixel of the set's top-left corner (the tile's corner minus the margin).
@@ -70,6 +76,7 @@ pub struct PixelSet {
 }
 
 impl PixelSet {
+    /// An empty set; errors when the tile is too deep for `size` or `margin` is over half a tile.
     pub fn new(tile: Tile, size: TileSize, margin: u32) -> CoreResult<PixelSet> {
         let grid = PixelGrid::new(tile.z, size)?;
         if margin > size.px() / 2 {
@@ -136,6 +143,7 @@ impl PixelSet {
         self.count
     }
 
+    /// No pixel set, margin included.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -200,6 +208,8 @@ impl PixelSet {
         out
     }
 
+    /// Decode [`PixelSet::to_bytes`]. Untrusted input: a bad header or a body of the wrong length
+    /// is an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<PixelSet> {
         let bad = || CoreError::out_of_range("pixel set", "is corrupt".to_string());
         let word = |i: usize| -> CoreResult<u32> {
@@ -227,11 +237,14 @@ impl PixelSet {
 /// distinct pixels seen so far.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DotTileState {
+    /// Distinct pixels seen, with a margin of the dots' reach.
     pub set: PixelSet,
+    /// How the dots are drawn.
     pub style: DotStyle,
 }
 
 impl DotTileState {
+    /// The state for tile (z, x, y) and a JSON dot style (see [`DotStyle::from_json`]).
     pub fn new(z: i32, x: i32, y: i32, style: &serde_json::Value) -> CoreResult<DotTileState> {
         let tile = Tile::new(z, x, y)?;
         let style = DotStyle::from_json(style)?;
@@ -277,6 +290,7 @@ impl DotTileState {
         Ok(())
     }
 
+    /// Union with another partial state of the same tile (parallel aggregation).
     pub fn merge(&mut self, other: &DotTileState) -> CoreResult<()> {
         self.set.merge(&other.set)
     }
@@ -289,6 +303,8 @@ impl DotTileState {
         out
     }
 
+    /// Decode [`DotTileState::to_bytes`]. Untrusted input: an error, never a panic, when the
+    /// radius is out of range or does not match the set's margin.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<DotTileState> {
         if bytes.len() < 12 {
             return Err(CoreError::out_of_range("point tile state", "is corrupt"));
@@ -356,17 +372,21 @@ fn disc_mask(radius: f64, reach: i32) -> Vec<(i32, i32, f32)> {
 /// A tile of one colour at varying opacity: what a point tile is before it is encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlphaTile {
+    /// Pixels per side (the tile is square).
     pub size: u32,
+    /// RGB of every lit pixel.
     pub color: [u8; 3],
     /// Opacity per pixel, rows top to bottom.
     pub alpha: Vec<u8>,
 }
 
 impl AlphaTile {
+    /// Every pixel fully transparent.
     pub fn is_blank(&self) -> bool {
         self.alpha.iter().all(|&a| a == 0)
     }
 
+    /// As straight RGBA, transparent black where the opacity is 0.
     pub fn to_rgba(&self) -> RgbaImage {
         let mut image = RgbaImage::transparent(self.size, self.size);
         let [r, g, b] = self.color;
@@ -440,7 +460,7 @@ pub fn render_dots(set: &PixelSet, style: &DotStyle, on_progress: &mut dyn FnMut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::vcs::{morton_interleave, Tile};
+    use crate::geometry::vcs::{morton_interleave, Tile};
     use proptest::prelude::*;
 
     fn style(radius: f64) -> DotStyle {
@@ -569,17 +589,26 @@ mod tests {
         let tile = render_dots(&set, &style, &mut || {});
         let image = tile.to_rgba();
         // The paletted encoding shows exactly these pixels.
-        let decoded = crate::core::png::decode(&tile.encode(Effort::Fast).unwrap()).unwrap();
-        assert_eq!(crate::core::png::pixel_diff(&image, &decoded).unwrap(), 0);
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/dot-scene.png");
+        let decoded = crate::encoding::png::decode(&tile.encode(Effort::Fast).unwrap()).unwrap();
+        assert_eq!(
+            crate::encoding::png::pixel_diff(&image, &decoded).unwrap(),
+            0
+        );
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/golden/dot-scene.png"
+        );
         if std::env::var_os("VASTTILE_BLESS").is_some() {
             std::fs::write(path, tile.encode(Effort::Small).unwrap()).unwrap();
         }
-        let golden = crate::core::png::decode(
+        let golden = crate::encoding::png::decode(
             &std::fs::read(path).expect("golden PNG missing: run with VASTTILE_BLESS=1"),
         )
         .unwrap();
-        assert_eq!(crate::core::png::pixel_diff(&image, &golden).unwrap(), 0);
+        assert_eq!(
+            crate::encoding::png::pixel_diff(&image, &golden).unwrap(),
+            0
+        );
     }
 
     proptest! {

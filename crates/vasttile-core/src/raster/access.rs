@@ -12,11 +12,11 @@
 //! run in parallel; each band sums its POIs in the same order, so the result does not depend
 //! on the number of threads.
 
-use super::error::{CoreError, CoreResult};
-use super::heat::HeatGrid;
-use super::parallel;
-use super::shade::HeatStyle;
-use super::vcs::{bbox_key_ranges, check_point, PixelGrid, Tile, TileSize, VCS_SPAN};
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::{bbox_key_ranges, check_point, PixelGrid, Tile, TileSize, VCS_SPAN};
+use crate::parallel;
+use crate::raster::heat::HeatGrid;
+use crate::shading::shade::HeatStyle;
 use rayon::prelude::*;
 
 /// The article's Earth radius in km.
@@ -40,6 +40,7 @@ pub fn read_tile_style(style: &serde_json::Value) -> CoreResult<(TileSize, f64, 
     Ok((size, radius, heat))
 }
 
+/// A validated walking radius in km: finite, > 0 and at most [`MAX_RADIUS_KM`].
 pub fn check_radius(radius_km: f64) -> CoreResult<f64> {
     if radius_km.is_finite() && radius_km > 0.0 && radius_km <= MAX_RADIUS_KM {
         Ok(radius_km)
@@ -63,8 +64,11 @@ fn vcs_to_radians(x: f64, y: f64) -> (f64, f64) {
 /// Points of interest gathered for one tile.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AccessState {
+    /// The tile being computed.
     pub tile: Tile,
+    /// Its output size.
     pub size: TileSize,
+    /// Walking radius R in km: a POI adds max(0, R - d) to every pixel.
     pub radius_km: f64,
     /// (lon, lat) in radians of the POIs that can reach the tile.
     pub pois: Vec<(f64, f64)>,
@@ -73,6 +77,7 @@ pub struct AccessState {
 }
 
 impl AccessState {
+    /// An empty state for `tile`; errors on a bad radius or a tile too deep for `size`.
     pub fn new(tile: Tile, size: TileSize, radius_km: f64) -> CoreResult<AccessState> {
         PixelGrid::new(tile.z, size)?;
         let radius_km = check_radius(radius_km)?;
@@ -111,6 +116,8 @@ impl AccessState {
         Ok(())
     }
 
+    /// Add the POIs of another partial state of the same tile, size and radius (parallel
+    /// aggregation's combine step).
     pub fn merge(&mut self, other: &AccessState) -> CoreResult<()> {
         if (self.tile, self.size, self.radius_km) != (other.tile, other.size, other.radius_km) {
             return Err(CoreError::out_of_range(
@@ -157,6 +164,8 @@ impl AccessState {
         out
     }
 
+    /// Decode [`AccessState::to_bytes`]. Untrusted input: a bad length, tile, size, radius or a
+    /// non-finite POI is an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<AccessState> {
         let bad = || CoreError::out_of_range("accessibility state", "is corrupt");
         if bytes.len() < 24 || !(bytes.len() - 24).is_multiple_of(16) {
@@ -292,9 +301,9 @@ fn stamp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::png::{decode, RgbaImage};
-    use crate::core::shade::{shade, HeatStyle};
-    use crate::core::vcs::{lat_to_vcs, lon_to_vcs};
+    use crate::encoding::png::{decode, RgbaImage};
+    use crate::geometry::vcs::{lat_to_vcs, lon_to_vcs};
+    use crate::shading::shade::{shade, HeatStyle};
 
     /// `n` VCS points scattered over central Moscow (the article's city), seeded.
     fn moscow_points(n: usize) -> impl Iterator<Item = (i32, i32)> {
@@ -431,7 +440,7 @@ mod tests {
             let mut one = AccessState::new(st.tile, st.size, 1.2).unwrap();
             one.add_point(x, y).unwrap();
             if !one.pois.is_empty() {
-                let key = crate::core::vcs::vcs_key(x, y).unwrap();
+                let key = crate::geometry::vcs::vcs_key(x, y).unwrap();
                 assert!(ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&key)));
             }
         }

@@ -1,8 +1,8 @@
 //! Style options arrive as a JSON object (SQL `jsonb`). Each family reads its keys with these
 //! helpers, so that an unknown key or a bad value is an error naming the key.
 
-use super::error::{CoreError, CoreResult};
-use super::vcs::TileSize;
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::TileSize;
 use serde_json::{Map, Value};
 
 /// The options of one style object, consumed key by key; whatever is left over is unknown.
@@ -11,6 +11,7 @@ pub struct StyleReader {
 }
 
 impl StyleReader {
+    /// Read a JSON object; `null` is an empty style, anything else is an error.
     pub fn new(style: &Value) -> CoreResult<StyleReader> {
         match style {
             Value::Object(map) => Ok(StyleReader {
@@ -26,6 +27,7 @@ impl StyleReader {
         }
     }
 
+    /// Parse JSON text, then as [`StyleReader::new`].
     pub fn parse(text: &str) -> CoreResult<StyleReader> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| CoreError::style("", format!("is not valid JSON: {e}")))?;
@@ -125,6 +127,7 @@ fn bounds(min: f64, max: f64) -> String {
     }
 }
 
+/// A CSS colour string as RGBA8; the error is a message quoting the string.
 pub fn parse_color(s: &str) -> Result<[u8; 4], String> {
     csscolorparser::parse(s)
         .map(|c| c.to_rgba8())

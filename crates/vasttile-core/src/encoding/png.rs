@@ -5,13 +5,16 @@
 //! tRNS chunk for alpha, at 1, 2, 4 or 8 bits per pixel), which is smaller and faster to encode;
 //! otherwise as 8-bit RGBA. Fully transparent pixels are all the same colour, whatever their RGB.
 
-use super::error::{CoreError, CoreResult};
+use crate::error::{CoreError, CoreResult};
 
 /// A straight-alpha RGBA8 image, rows top to bottom.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RgbaImage {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// `width * height * 4` bytes: R, G, B, A per pixel, row-major.
     pub data: Vec<u8>,
 }
 
@@ -25,6 +28,7 @@ impl RgbaImage {
         }
     }
 
+    /// RGBA of pixel (x, y); panics outside the image.
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 4] {
         let i = (y as usize * self.width as usize + x as usize) * 4;
         [
@@ -44,7 +48,9 @@ impl RgbaImage {
 /// How hard deflate works. `Fast` is the default for tiles served on request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effort {
+    /// Fast deflate (fdeflate): cheapest to encode.
     Fast,
+    /// High compression: smaller files at more CPU per tile.
     Small,
 }
 
@@ -300,12 +306,17 @@ pub fn pixel_diff(a: &RgbaImage, b: &RgbaImage) -> CoreResult<usize> {
 /// Header facts of a PNG without decoding its pixels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PngInfo {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// `"grayscale"`, `"rgb"`, `"indexed"`, `"grayscale_alpha"` or `"rgba"`.
     pub color_type: &'static str,
+    /// Bits per sample (per palette index for indexed): 1, 2, 4, 8 or 16.
     pub bit_depth: u8,
 }
 
+/// Read a PNG's header; errors when `bytes` are not a valid PNG up to its first image data.
 pub fn info(bytes: &[u8]) -> CoreResult<PngInfo> {
     let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     let reader = decoder

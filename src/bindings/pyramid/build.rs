@@ -1,0 +1,219 @@
+//! Building and refreshing: every tile drawn from the table, or the logged changes drawn as
+//! deltas, then levels renormalised where a changed CDF reaches.
+
+use super::definition::*;
+use super::store::*;
+use crate::bindings::security::{self};
+use crate::bindings::threads;
+use crate::bindings::OrSpiError;
+use pgrx::prelude::*;
+use rayon::prelude::*;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+use vasttile_core::geometry::vcs::Tile;
+use vasttile_core::parallel;
+use vasttile_core::pyramid::build::Normalisation;
+use vasttile_core::pyramid::cdf::Cdf;
+use vasttile_core::raster::heat::HeatGrid;
+
+/// Recompute and store the levels of `targets` (tiles of zoom z), 1,024 at a time in order of
+/// row, each group with the summaries of its rows and of the rows within the neighbourhood's
+/// reach (radius + 1): the memory of one group, not of the whole zoom.
+pub(super) fn normalise(p: &Pyramid, z: u32, targets: &mut [(u32, u32)]) {
+    targets.sort_unstable_by_key(|&(x, y)| (y, x));
+    let reach = p.norm.radius + 1;
+    for part in targets.chunks(1024) {
+        pgrx::check_for_interrupts!();
+        let (y0, y1) = (part[0].1, part[part.len() - 1].1);
+        let summaries = summaries_in_rows(p, z, y0.saturating_sub(reach), y1 + reach);
+        normalise_part(p, z, part, &summaries);
+    }
+}
+
+/// Recompute and store the levels of `targets` (tiles of zoom z) from `summaries` (holding
+/// every tile their neighbourhoods reach).
+pub(super) fn normalise_part(
+    p: &Pyramid,
+    z: u32,
+    targets: &[(u32, u32)],
+    summaries: &HashMap<(u32, u32), Cdf>,
+) {
+    let threads = threads();
+    for part in targets.chunks(1024) {
+        let cdfs =
+            p.norm
+                .neighbourhood_cdfs(z, &Normalisation::cdf_tiles(z, part), summaries, threads);
+        for chunk in part.chunks(threads * 2) {
+            pgrx::check_for_interrupts!();
+            let grids: Vec<HeatGrid> = chunk
+                .iter()
+                .filter_map(|&(x, y)| read_counts(p, Tile { z, x, y }))
+                .collect();
+            let levels: Vec<Vec<u8>> = parallel::run(threads, || {
+                grids.par_iter().map(|g| p.norm.levels(g, &cdfs)).collect()
+            });
+            for (g, l) in grids.iter().zip(levels) {
+                security::as_catalog_owner(|| {
+                    let [a, b, c, d] = tile_args(&p.name, g.tile);
+                    Spi::run_with_args(
+                        "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                        &[a, b, c, d, l.into()],
+                    )
+                })
+                .or_spi_error("writing pyramid levels");
+            }
+        }
+    }
+}
+
+/// Rebuild every tile from the table in memory bounded by `maintenance_work_mem`, whatever the
+/// table's size (`stream_counts`).
+pub(super) fn build_all(p: &Pyramid) -> Value {
+    let started = Instant::now();
+    // Readers of the table run no code of a user-defined type's casts; and writers wait, as
+    // for CREATE INDEX, so no change is both drawn and logged.
+    check_columns(p.source_oid, &p.options, &p.source);
+    Spi::run(&format!("LOCK TABLE {} IN SHARE MODE", p.source))
+        .or_spi_error("locking the pyramid's table");
+    for sql in [
+        "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1",
+        "DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $1",
+    ] {
+        security::as_catalog_owner(|| Spi::run_with_args(sql, &[p.name.as_str().into()]))
+            .or_spi_error("clearing the pyramid");
+    }
+    let mut tiles_of: Vec<Vec<(u32, u32)>> = vec![Vec::new(); p.base_zoom as usize + 1];
+    // The table is read as the caller.
+    let rows_sql = format!(
+        "SELECT {list}, 1::int2 FROM {src} t",
+        list = p.select_list,
+        src = p.source
+    );
+    let stats = stream_counts(p, "", &rows_sql, Vec::new(), &mut |g, _| {
+        write_counts(p, &g);
+        tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
+        Ok(())
+    });
+    let counts_s = started.elapsed().as_secs_f64();
+    let mut tiles = 0;
+    for (z, targets) in tiles_of.iter_mut().enumerate() {
+        tiles += targets.len();
+        normalise(p, z as u32, targets);
+    }
+    let drawn = stats.draw;
+    let report = json!({
+        "rows": stats.read.rows,
+        "drawn": stats.read.drawn,
+        "left_out": stats.read.left_out,
+        "points": stats.points,
+        "tiles": tiles,
+        "base_tiles": tiles_of[p.base_zoom as usize].len(),
+        "threads": threads(),
+        "memory_budget_bytes": memory_budget(),
+        "line_pixels": drawn.pixels,
+        "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
+        "seconds": {
+            "draw_cpu": drawn.draw_seconds,
+            "counts": counts_s,
+            "levels": started.elapsed().as_secs_f64() - counts_s,
+            "total": started.elapsed().as_secs_f64(),
+        },
+    });
+    record_build(p, &report);
+    report
+}
+
+/// Apply the logged changes: redraw them as deltas into the base tiles they touch and their
+/// ancestors, then renormalise every tile whose levels read a changed tile's CDF.
+pub(super) fn refresh(p: &Pyramid) -> Value {
+    let started = Instant::now();
+    let (built, truncated) = security::as_catalog_owner(|| {
+        Spi::get_two_with_args::<bool, bool>(
+            "SELECT built_at IS NOT NULL, EXISTS (SELECT 1 FROM vasttile.heat_pyramid_log l \
+                                                  WHERE l.pyramid = $1 AND l.sign = 0) \
+             FROM vasttile.heat_pyramids WHERE name = $1",
+            &[p.name.as_str().into()],
+        )
+    })
+    .or_spi_error("reading the pyramid");
+    if truncated == Some(true) || built != Some(true) {
+        let mut report = build_all(p);
+        report["refresh"] = json!("full rebuild");
+        return report;
+    }
+    let mut changed: Vec<HashSet<(u32, u32)>> = vec![HashSet::new(); p.base_zoom as usize + 1];
+    let mut base_tiles = HashSet::new();
+    // The log is taken (deleted and read in one statement, so rows logged meanwhile stay for
+    // the next refresh) and drawn as deltas: adds, then removes.
+    let stats = security::as_catalog_owner(|| {
+        stream_counts(
+            p,
+            "WITH gone AS (DELETE FROM vasttile.heat_pyramid_log WHERE pyramid = $3 \
+                           RETURNING id, path, times, kind, is_virtual, is_private, weight, sign)",
+            "SELECT * FROM gone",
+            vec![p.name.as_str().into()],
+            &mut |delta, sign| {
+                let t = delta.tile;
+                let mut g = read_counts(p, t).unwrap_or(HeatGrid::new(t, p.size)?);
+                g.add_signed(&delta, sign)?;
+                if g.is_empty() {
+                    security::as_catalog_owner(|| Spi::run_with_args(
+                        "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                        &tile_args(&p.name, t),
+                    ))
+                    .or_spi_error("removing an empty tile");
+                } else {
+                    write_counts(p, &g);
+                }
+                if t.z == p.base_zoom {
+                    base_tiles.insert((t.x, t.y));
+                }
+                changed[t.z as usize].insert((t.x, t.y));
+                Ok(())
+            },
+        )
+    });
+    if stats.rebuild {
+        // A TRUNCATE logged while this refresh started.
+        let mut report = build_all(p);
+        report["refresh"] = json!("full rebuild");
+        return report;
+    }
+    // A tile's levels read the CDFs of itself and its eight neighbours, each mixing the
+    // summaries within the radius: changes reach tiles up to radius + 1 away.
+    let reach = p.norm.radius as i64 + 1;
+    let mut renormalised = 0;
+    for (z, tiles) in changed.iter().enumerate() {
+        if tiles.is_empty() {
+            continue;
+        }
+        let n = 1i64 << z;
+        let mut near = HashSet::new();
+        for &(x, y) in tiles {
+            for dy in -reach..=reach {
+                for dx in -reach..=reach {
+                    near.insert(((x as i64 + dx).rem_euclid(n) as u32, y as i64 + dy));
+                }
+            }
+        }
+        let mut targets: Vec<(u32, u32)> = tiles_at(p, z as u32)
+            .into_iter()
+            .filter(|&(x, y)| near.contains(&(x, y as i64)))
+            .collect();
+        renormalised += targets.len();
+        normalise(p, z as u32, &mut targets);
+    }
+    let report = json!({
+        "refresh": "incremental",
+        "rows": stats.read.rows,
+        "drawn": stats.read.drawn,
+        "left_out": stats.read.left_out,
+        "base_tiles": base_tiles.len(),
+        "tiles_changed": changed.iter().map(|c| c.len()).sum::<usize>(),
+        "tiles_renormalised": renormalised,
+        "seconds": {"total": started.elapsed().as_secs_f64()},
+    });
+    record_build(p, &report);
+    report
+}

@@ -1,0 +1,360 @@
+//! The pyramid's tables over SPI: rows of the source streamed in bounded memory, tiles, summaries
+//! and levels read and written as the extension's owner.
+
+use super::definition::*;
+use crate::bindings::security::{self};
+use crate::bindings::threads;
+use crate::bindings::OrSpiError;
+use crate::bindings::{sql_error, Bytes, OrRaise};
+use pgrx::prelude::*;
+use pgrx::spi;
+use serde_json::Value;
+use std::collections::HashMap;
+use vasttile_core::error::CoreResult;
+use vasttile_core::geometry::vcs::{vcs_from_key, Tile};
+use vasttile_core::pyramid::build::{PathSet, StreamBuild};
+use vasttile_core::pyramid::cdf::Cdf;
+use vasttile_core::raster::heat::HeatGrid;
+
+/// Rows read and what became of them.
+#[derive(Default)]
+pub(super) struct ReadStats {
+    pub(super) rows: u64,
+    pub(super) drawn: u64,
+    pub(super) left_out: u64,
+}
+
+/// Run `query` through a cursor and hand `f` its rows in batches of 2,000, checking for
+/// interrupts between batches; what a batch's values allocate is freed with it.
+pub(super) fn for_each_row(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    f: &mut dyn FnMut(&spi::SpiHeapTupleData<'_>) -> spi::SpiResult<()>,
+) {
+    Spi::connect_mut(|client| {
+        let mut cursor = client.try_open_cursor_mut(query, args)?;
+        loop {
+            pgrx::check_for_interrupts!();
+            let table = cursor.fetch(2000)?;
+            if table.is_empty() {
+                break;
+            }
+            crate::bindings::with_row_memory(|| -> spi::SpiResult<()> {
+                for row in table {
+                    f(&row)?;
+                }
+                Ok(())
+            })?;
+            // SAFETY: the batch's rows were read above and are not used again.
+            unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
+        }
+        Ok::<_, spi::SpiError>(())
+    })
+    .or_spi_error("reading the pyramid's rows");
+}
+
+/// The paths (after the filters) of `query`, whose columns are the select list: the rows of one
+/// tile drawn on the fly.
+pub(super) fn read_paths(p: &Pyramid, query: &str) -> PathSet {
+    let mut paths = PathSet::default();
+    for_each_row(query, &[], &mut |row| {
+        let path = p
+            .row_path(
+                row.get::<i64>(1)?,
+                row.get::<Vec<Option<i64>>>(2)?,
+                row.get::<Vec<Option<f64>>>(3)?,
+                row.get::<String>(4)?,
+                row.get::<bool>(5)?.unwrap_or(false),
+                row.get::<bool>(6)?.unwrap_or(false),
+            )
+            .or_raise();
+        let weight = row.get::<f64>(7)?.unwrap_or(1.0);
+        if let Some(path) = path.filter(|p| !p.is_empty()) {
+            paths.push(&path, weight).or_raise();
+        }
+        Ok(())
+    });
+    paths
+}
+
+pub(super) fn tile_args<'a>(name: &'a str, t: Tile) -> [pgrx::datum::DatumWithOid<'a>; 4] {
+    [
+        name.into(),
+        (t.z as i32).into(),
+        (t.x as i32).into(),
+        (t.y as i32).into(),
+    ]
+}
+
+pub(super) fn read_counts(p: &Pyramid, t: Tile) -> Option<HeatGrid> {
+    security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<Bytes>(
+            "SELECT (SELECT counts::bytea FROM vasttile.heat_pyramid_tiles \
+         WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4)",
+            &tile_args(&p.name, t),
+        )
+    })
+    .or_spi_error("reading pyramid counts")
+    .map(|b| HeatGrid::from_bytes(&b.0).or_raise())
+}
+
+pub(super) fn write_counts(p: &Pyramid, g: &HeatGrid) -> Cdf {
+    let summary = p.norm.summary(g);
+    // Parameters are made inside the closure, in its memory context (freed per tile).
+    security::as_catalog_owner(|| {
+        let [a, b, c, d] = tile_args(&p.name, g.tile);
+        Spi::run_with_args(
+            "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
+            &[a, b, c, d, g.to_bytes().into(), summary.to_bytes().into()],
+        )
+    })
+    .or_spi_error("writing pyramid counts");
+    summary
+}
+
+/// The CDF summaries of the tiles of zoom z in rows `y0..=y1`.
+pub(super) fn summaries_in_rows(p: &Pyramid, z: u32, y0: u32, y1: u32) -> HashMap<(u32, u32), Cdf> {
+    let mut out = HashMap::new();
+    security::as_catalog_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT x, y, summary FROM vasttile.heat_pyramid_tiles \
+                 WHERE pyramid = $1 AND z = $2 AND y BETWEEN $3 AND $4",
+                None,
+                &[
+                    p.name.as_str().into(),
+                    (z as i32).into(),
+                    (y0 as i32).into(),
+                    (y1 as i32).into(),
+                ],
+            )?;
+            for row in rows {
+                let (Some(x), Some(y), Some(s)) =
+                    (row.get::<i32>(1)?, row.get::<i32>(2)?, row.get::<Bytes>(3)?)
+                else {
+                    continue;
+                };
+                out.insert((x as u32, y as u32), Cdf::from_bytes(&s.0).or_raise());
+            }
+            Ok::<_, spi::SpiError>(())
+        })
+    })
+    .or_spi_error("reading pyramid summaries");
+    out
+}
+
+/// The (x, y) of every stored tile of zoom z (8 bytes a tile).
+pub(super) fn tiles_at(p: &Pyramid, z: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    security::as_catalog_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT x, y FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2",
+                None,
+                &[p.name.as_str().into(), (z as i32).into()],
+            )?;
+            for row in rows {
+                if let (Some(x), Some(y)) = (row.get::<i32>(1)?, row.get::<i32>(2)?) {
+                    out.push((x as u32, y as u32));
+                }
+            }
+            Ok::<_, spi::SpiError>(())
+        })
+    })
+    .or_spi_error("listing pyramid tiles");
+    out
+}
+
+pub(super) fn lock(name: &str) {
+    let found = security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT true FROM vasttile.heat_pyramids WHERE name = $1 FOR UPDATE",
+            &[name.into()],
+        )
+    });
+    if !matches!(found, Ok(Some(true))) {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("heat pyramid \"{name}\" does not exist"),
+        );
+    }
+}
+
+pub(super) fn record_build(p: &Pyramid, report: &Value) {
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "UPDATE vasttile.heat_pyramids SET built_at = now(), last_build = $2 WHERE name = $1",
+            &[p.name.as_str().into(), pgrx::JsonB(report.clone()).into()],
+        )
+    })
+    .or_spi_error("recording the build");
+}
+
+/// The memory budget of a build or refresh: `maintenance_work_mem`, as for `CREATE INDEX`.
+pub(super) fn memory_budget() -> usize {
+    Spi::get_one::<i64>(
+        "SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
+    )
+    .or_spi_error("reading maintenance_work_mem")
+    .unwrap_or(64 << 20)
+    .max(1 << 20) as usize
+}
+
+/// Run `f` with `work_mem` at `bytes` for this transaction, then put it back (an error aborts
+/// the transaction, which puts it back too).
+pub(super) fn with_work_mem<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
+    let old = Spi::get_one::<String>("SELECT pg_catalog.current_setting('work_mem')")
+        .or_spi_error("reading work_mem")
+        .unwrap_or_else(|| "4MB".to_string());
+    let set = |value: &str| {
+        Spi::run_with_args(
+            "SELECT pg_catalog.set_config('work_mem', $1, true)",
+            &[value.into()],
+        )
+        .or_spi_error("setting work_mem");
+    };
+    set(&format!("{}kB", (bytes / 1024).max(64)));
+    let r = f();
+    set(&old);
+    r
+}
+
+/// What a stream of rows drew.
+#[derive(Default)]
+pub(super) struct StreamStats {
+    pub(super) read: ReadStats,
+    pub(super) points: u64,
+    pub(super) draw: vasttile_core::pyramid::build::DrawStats,
+    /// A TRUNCATE was logged: the pyramid must be rebuilt.
+    pub(super) rebuild: bool,
+}
+
+/// Draw the rows of `rows_sql` (columns: id, path, times, kind, is_virtual, is_private, weight,
+/// sign; after the optional `with_sql` clause, their parameters from $3 on, `args`) in bounded
+/// memory: each row's path, after the
+/// pyramid's filters, is split into per-tile runs in SQL (`pyramid_runs`), PostgreSQL sorts the
+/// runs by sign (adds first), tile and row, and the tiles are drawn in that order a batch at a
+/// time. The budget is shared in quarters: the sort and the row numbering each get one as
+/// `work_mem` (spilling to disk beyond it), the batch another. `on_tile` receives every
+/// finished tile (base and ancestors) with the sign of its rows.
+pub(super) fn stream_counts(
+    p: &Pyramid,
+    with_sql: &str,
+    rows_sql: &str,
+    args: Vec<pgrx::datum::DatumWithOid<'_>>,
+    on_tile: &mut dyn FnMut(HeatGrid, f64) -> CoreResult<()>,
+) -> StreamStats {
+    let budget = memory_budget();
+    let query = format!(
+        "{with_sql} SELECT r.tile, w.row_id, r.seq, r.points, r.run, w.weight, w.sign \
+         FROM (SELECT row_number() OVER () AS row_id, s.* FROM ({rows_sql}) \
+               AS s(id, path, times, kind, is_virtual, is_private, weight, sign)) w, \
+              LATERAL vasttile.pyramid_runs(w.path, $1, w.id, w.times, w.kind, w.is_virtual, w.is_private, $2) r \
+         ORDER BY w.sign DESC, r.tile, w.row_id, r.seq"
+    );
+    let filters = p.filters.as_ref().map(|f| pgrx::JsonB(filters_json(f)));
+    let mut all_args: Vec<pgrx::datum::DatumWithOid<'_>> =
+        vec![(p.base_zoom as i32).into(), filters.into()];
+    all_args.extend(args);
+    let mut stats = StreamStats::default();
+    let mut sign = 1.0;
+    let mut build = StreamBuild::new(p.base_zoom, p.size, threads(), budget / 4);
+    let mut run: Vec<(u32, u32)> = Vec::new();
+    with_work_mem(budget / 4, || {
+        for_each_row(&query, &all_args, &mut |row| {
+            let row_sign = row.get::<i16>(7)?.unwrap_or(1);
+            if row_sign == 0 {
+                stats.rebuild = true;
+                return Ok(());
+            }
+            let row_sign = if row_sign > 0 { 1.0 } else { -1.0 };
+            if row_sign != sign {
+                // The removes follow the adds: finish the adds' tiles first.
+                let done = std::mem::replace(
+                    &mut build,
+                    StreamBuild::new(p.base_zoom, p.size, threads(), budget / 4),
+                );
+                let s = sign;
+                let d = done.finish(&mut |g| on_tile(g, s)).or_raise();
+                stats.draw.pixels += d.pixels;
+                stats.draw.draw_seconds += d.draw_seconds;
+                stats.draw.base_tiles += d.base_tiles;
+                sign = row_sign;
+            }
+            let tile = row.get::<i64>(1)?.unwrap_or(-1);
+            let seq = row.get::<i32>(3)?.unwrap_or(0);
+            if seq == 0 {
+                stats.read.rows += 1;
+            }
+            if tile < 0 {
+                stats.read.left_out += 1;
+                return Ok(());
+            }
+            if seq == 0 {
+                stats.read.drawn += 1;
+                stats.points += row.get::<i32>(4)?.unwrap_or(0) as u64;
+            }
+            run.clear();
+            for key in row.get::<Vec<i64>>(5)?.unwrap_or_default() {
+                let (x, y) = vcs_from_key(key).or_raise();
+                run.push((x as u32, y as u32));
+            }
+            let row_id = row.get::<i64>(2)?.unwrap_or(0) as u64;
+            let weight = row.get::<f64>(6)?.unwrap_or(1.0);
+            let s = sign;
+            build
+                .push(tile as u64, row_id, weight, &run, &mut |g| on_tile(g, s))
+                .or_raise();
+            Ok(())
+        })
+    });
+    let s = sign;
+    let d = build.finish(&mut |g| on_tile(g, s)).or_raise();
+    stats.draw.pixels += d.pixels;
+    stats.draw.draw_seconds += d.draw_seconds;
+    stats.draw.base_tiles += d.base_tiles;
+    stats
+}
+
+/// The role that created pyramid `name` and its table, if it exists.
+pub(super) fn owner_of(name: &str) -> Option<(pgrx::pg_sys::Oid, pgrx::pg_sys::Oid)> {
+    let row = security::as_catalog_owner(|| {
+        Spi::get_two_with_args::<pgrx::pg_sys::Oid, pgrx::pg_sys::Oid>(
+            "SELECT (SELECT owner::oid FROM vasttile.heat_pyramids WHERE name = $1), \
+                    (SELECT source::oid FROM vasttile.heat_pyramids WHERE name = $1)",
+            &[name.into()],
+        )
+    })
+    .or_spi_error("looking up the heat pyramid");
+    match row {
+        (Some(owner), Some(source)) => Some((owner, source)),
+        _ => None,
+    }
+}
+
+/// Every column the options name exists in `rel` (`42703`) and has a built-in type (`42804`:
+/// the log trigger would run a user-defined cast with the extension owner's rights).
+pub(super) fn check_columns(rel: pgrx::pg_sys::Oid, options: &Value, source: &str) {
+    let row = security::with_fixed_search_path(|| Spi::get_two_with_args::<String, String>(
+        "SELECT (SELECT c FROM unnest(vasttile.heat_pyramid_columns($2)) c \
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 \
+                                   AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped) LIMIT 1), \
+                (SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 \
+                 AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384 \
+                 AND a.attname = ANY (vasttile.heat_pyramid_columns($2)) LIMIT 1)",
+        &[rel.into(), pgrx::JsonB(options.clone()).into()],
+    ))
+    .or_spi_error("checking the pyramid's columns");
+    match row {
+        (Some(missing), _) => sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("column \"{missing}\" of the pyramid's options does not exist in {source}"),
+        ),
+        (None, Some(typed)) => sql_error(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("column \"{typed}\" of {source} has a user-defined type: pyramids read columns of built-in types"),
+        ),
+        (None, None) => {}
+    }
+}
