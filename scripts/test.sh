@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # All of vasttile's tests, from a fresh machine or a set-up one:
 #   1. formatting and clippy (warnings are errors);
-#   2. `cargo pgrx test`: the core's #[test]s (property tests, golden PNGs) and the #[pg_test]s
-#      of the SQL bindings, in a throwaway cluster run by the `postgres` OS user;
+#   2. `cargo test` of the core crate (crates/vasttile-core: property tests, golden PNGs, fuzzing
+#      of decoders; no PostgreSQL needed), then `cargo pgrx test`: the #[pg_test]s of the SQL
+#      bindings, in a throwaway cluster run by the `postgres` OS user;
 #   3. golden SQL output with pg_regress (tests/pg_regress) against the local cluster, with the
 #      release build installed and the ZIP codes loaded, including the security suite (five
 #      roles, row-level security, hostile names); the bad-input suite generated from pg_proc,
@@ -35,7 +36,15 @@ cargo fmt --manifest-path pgrx-examples/tileserver/Cargo.toml -- --check
 cargo clippy --manifest-path pgrx-examples/tileserver/Cargo.toml --all-targets -- -D warnings
 cargo test --manifest-path pgrx-examples/tileserver/Cargo.toml --quiet
 
-log "cargo pgrx test (core #[test] and bindings #[pg_test])"
+log "the core crate: no PostgreSQL in its dependencies, cargo test"
+# crates/vasttile-core must build and test without PostgreSQL (no pgrx, no server headers).
+if cargo tree -p vasttile-core --all-features -e normal,build --prefix none | grep -q '^pgrx'; then
+  echo "vasttile-core depends on pgrx" >&2
+  exit 1
+fi
+cargo test -p vasttile-core --all-features --quiet
+
+log "cargo pgrx test (bindings #[test] and #[pg_test])"
 $SUDO install -d -o "$PG_OS_USER" -m 700 "$STATE_DIR/pgrx-test"
 cargo pgrx test "pg$PG_MAJOR" --runas "$PG_OS_USER" --pgdata "$STATE_DIR/pgrx-test"
 

@@ -38,6 +38,9 @@ unsafe fn access_transition(
             float8(&t[3]),
         ))
     };
+    // SAFETY: `fcinfo` is an access_grid transition call (the caller's promise): argument 0 is
+    // null or an `AccessState` (the only type its support functions store), and the closures read
+    // point, z, tile_x, tile_y, float8 radius and optional int4 size as the SQL declares them.
     unsafe {
         aggregate::transition(
             fcinfo,
@@ -61,6 +64,8 @@ unsafe fn access_transition(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: `fcinfo` is a call of access_grid_trans(internal, x int4, y int4, ...) (the
+    // caller's promise), whose point is the two int4 values read here.
     unsafe { access_transition(fcinfo, 2, |s, p| s.add_point(int4(&p[0]), int4(&p[1]))) }
 }
 
@@ -74,6 +79,8 @@ v1_function!(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: `fcinfo` is a call of access_grid_trans(internal, key int8, ...) (the caller's
+    // promise), whose point is the one int8 value read here.
     unsafe {
         access_transition(fcinfo, 1, |s, p| {
             let (x, y) = vasttile_core::geometry::vcs::vcs_from_key(int8(&p[0]))?;
@@ -91,7 +98,10 @@ v1_function!(
 
 #[pg_extern(immutable, parallel_safe)]
 fn access_grid_final(state: Internal) -> Option<HeatGridBytes> {
-    let grid = aggregate::state::<AccessState>(&state)?
+    // SAFETY: access_grid_final is the FINALFUNC only of the access_grid aggregates, whose
+    // transition (access_transition) and combine functions only ever store an `AccessState` in
+    // the aggregate's context.
+    let grid = unsafe { aggregate::state::<AccessState>(&state) }?
         .compute(threads(), &mut || {
             pgrx::check_for_interrupts!();
         })
@@ -101,7 +111,9 @@ fn access_grid_final(state: Internal) -> Option<HeatGridBytes> {
 
 #[pg_extern(immutable, parallel_safe)]
 fn access_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    // SAFETY: called by PostgreSQL as this aggregate's combine function.
+    // SAFETY: called by PostgreSQL as the combine function of the access_grid aggregates, with
+    // their live `fcinfo`; `a` and `b` are null or their states, always an `AccessState` (made
+    // by their transition, combine or access_grid_deserial functions).
     unsafe { aggregate::combine::<AccessState>(a, b, fcinfo) }
 }
 

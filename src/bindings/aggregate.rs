@@ -61,6 +61,9 @@ impl AggState for AccessState {
 /// `fcinfo` must be the call info of the running function.
 pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::MemoryContext {
     let mut context = std::ptr::null_mut();
+    // SAFETY: a non-null `fcinfo` is the live call info of the running function (the caller's
+    // promise), which AggCheckCallContext only reads; it writes the aggregate's context, if any,
+    // into the local `context`.
     if fcinfo.is_null() || unsafe { pg_sys::AggCheckCallContext(fcinfo, &mut context) } == 0 {
         sql_error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -72,8 +75,13 @@ pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Mem
 
 /// The state of the aggregate `T`, if any. Every aggregate has its own support functions, so an
 /// `internal` handed to them is always a `T`.
-pub fn state<T: AggState>(state: &Internal) -> Option<&T> {
-    // SAFETY: see above; the pointer is owned by the aggregate's memory context.
+///
+/// # Safety
+/// `state` must be null or hold a value of exactly the type `T`, made by this aggregate's
+/// transition function (or its combine function, which makes the same type) and living in memory
+/// that outlasts the returned reference (the aggregate's memory context).
+pub unsafe fn state<T: AggState>(state: &Internal) -> Option<&T> {
+    // SAFETY: the caller guarantees that a non-null `state` points to a live `T`.
     unsafe { state.get::<T>() }
 }
 
@@ -81,18 +89,24 @@ pub fn state<T: AggState>(state: &Internal) -> Option<&T> {
 /// copy of it in the aggregate's context when it is still empty.
 ///
 /// # Safety
-/// `fcinfo` must be the call info of the running combine function.
+/// `fcinfo` must be the call info of the running combine function, and `a` and `b` must each be
+/// null or a state of type `T` of this aggregate (as for [`state`]).
 pub unsafe fn combine<T: AggState>(
     a: Internal,
     b: Internal,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
     let mut a = a;
-    // SAFETY: both are states of the aggregate `T` (see `state`).
+    // SAFETY: the caller guarantees that `a` and `b` are null or states of type `T`; they are
+    // two distinct partial states, so the `&mut` and the `&` do not alias.
     match (unsafe { a.get_mut::<T>() }, unsafe { b.get::<T>() }) {
         (_, None) => a,
         (None, Some(b)) => {
+            // SAFETY: `fcinfo` is the live call of this aggregate's combine function (the
+            // caller's promise), so AggCheckCallContext may read it.
             let context = unsafe { aggregate_context(fcinfo) };
+            // SAFETY: `context` is the aggregate's memory context, valid for the whole aggregate,
+            // which outlives the copy allocated in it; switch_to restores the current context.
             unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(b.clone())) }
         }
         (Some(sa), Some(sb)) => {
@@ -103,7 +117,12 @@ pub unsafe fn combine<T: AggState>(
 }
 
 pub fn serialize<T: AggState>(st: Internal) -> Vec<u8> {
-    state::<T>(&st).map(T::to_bytes).unwrap_or_default()
+    // SAFETY: `serialize::<T>` is called only from the SERIALFUNC of the aggregates whose state
+    // is a `T` (heat_grid_serial, access_grid_serial, dot_tile_serial), which PostgreSQL hands
+    // the state made by that aggregate's transition or combine function.
+    unsafe { state::<T>(&st) }
+        .map(T::to_bytes)
+        .unwrap_or_default()
 }
 
 pub fn deserialize<T: AggState>(bytes: &[u8]) -> Internal {
@@ -122,7 +141,8 @@ pub unsafe fn transition<T: AggState>(
     create: impl FnOnce(&[pg_sys::NullableDatum]) -> CoreResult<T>,
     add: impl FnOnce(&mut T, &[pg_sys::NullableDatum]) -> CoreResult<()>,
 ) -> pg_sys::Datum {
-    // SAFETY: PostgreSQL passes `nargs` arguments.
+    // SAFETY: `fcinfo` is the live call info of the transition function (the caller's
+    // promise), and PostgreSQL fills `nargs` entries of its `args` array.
     let args = unsafe { (*fcinfo).args.as_slice((*fcinfo).nargs as usize) };
     let mut state: *mut T = args[0].value.cast_mut_ptr();
     if args[0].isnull {
@@ -132,6 +152,8 @@ pub unsafe fn transition<T: AggState>(
     if !row.iter().any(|a| a.isnull) {
         if state.is_null() {
             let fresh = create(row).or_raise();
+            // SAFETY: `fcinfo` is the live call of this aggregate's transition function (the
+            // caller's promise), so AggCheckCallContext may read it.
             let context = unsafe { aggregate_context(fcinfo) };
             state = pgrx::PgMemoryContexts::For(context).leak_and_drop_on_delete(fresh);
         }
@@ -139,6 +161,8 @@ pub unsafe fn transition<T: AggState>(
         add(unsafe { &mut *state }, row).or_raise();
     }
     if state.is_null() {
+        // SAFETY: `fcinfo` is the live call info of the running function (the caller's promise),
+        // so its result flag may be written.
         unsafe { (*fcinfo).isnull = true };
     }
     pg_sys::Datum::from(state)
@@ -167,6 +191,7 @@ pub fn float8(d: &pg_sys::NullableDatum) -> f64 {
 /// ERROR unwinds cleanly) that calls `body(fcinfo)`.
 macro_rules! v1_function {
     ($(#[$doc:meta])* $name:ident, $finfo:ident, $body:path) => {
+        // SAFETY: the exported name (`$finfo`) is unique to this function.
         #[unsafe(no_mangle)]
         #[doc(hidden)]
         pub extern "C" fn $finfo() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
@@ -180,10 +205,13 @@ macro_rules! v1_function {
         /// # Safety
         /// Called by PostgreSQL with the arguments its SQL declaration lists.
         #[::pgrx::pg_guard]
+        // SAFETY: the exported name (`$name`) is unique to this function.
         #[unsafe(no_mangle)]
         pub unsafe extern "C-unwind" fn $name(
             fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
         ) -> ::pgrx::pg_sys::Datum {
+            // SAFETY: PostgreSQL calls this entry point only for the SQL functions declared
+            // `AS 'MODULE_PATHNAME', '<name>'`, with their `fcinfo`: the call `$body` requires.
             unsafe { $body(fcinfo) }
         }
     };

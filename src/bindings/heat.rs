@@ -52,6 +52,9 @@ unsafe fn heat_transition(
         Some(s) => TileSize::from_px(int4(s) as i64),
         None => Ok(TileSize::Px256),
     };
+    // SAFETY: `fcinfo` is a heat_grid transition call (the caller's promise): argument 0 is null
+    // or a `HeatGrid` (the only type its support functions store), and the closures read point,
+    // z, tile_x, tile_y and the optional float8 weight and int4 size as the SQL declares them.
     unsafe {
         aggregate::transition(
             fcinfo,
@@ -74,6 +77,8 @@ unsafe fn heat_transition(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: `fcinfo` is a call of heat_grid_trans(internal, x int4, y int4, ...) (the caller's
+    // promise), whose point is the two int4 values read here.
     unsafe {
         heat_transition(fcinfo, 2, |g, p, w| {
             g.add_point(int4(&p[0]), int4(&p[1]), w)
@@ -91,6 +96,8 @@ v1_function!(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: `fcinfo` is a call of heat_grid_trans(internal, key int8, ...) (the caller's
+    // promise), whose point is the one int8 value read here.
     unsafe { heat_transition(fcinfo, 1, |g, p, w| g.add_key(int8(&p[0]), w)) }
 }
 
@@ -103,14 +110,19 @@ v1_function!(
 
 #[pg_extern(immutable, parallel_safe)]
 fn heat_grid_final(state: Internal) -> Option<HeatGridBytes> {
-    let grid = aggregate::state::<HeatGrid>(&state)?;
+    // SAFETY: heat_grid_final is the FINALFUNC only of heat_grid, heat_merge and
+    // heat_grid_paths, whose transition (heat_transition, heat_merge_trans, add_path_row) and
+    // combine functions only ever store a `HeatGrid` in the aggregate's context.
+    let grid = unsafe { aggregate::state::<HeatGrid>(&state) }?;
     // No row fell in the tile: NULL, like any aggregate over nothing.
     (grid.rows > 0).then(|| HeatGridBytes(grid.to_bytes()))
 }
 
 #[pg_extern(immutable, parallel_safe)]
 fn heat_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    // SAFETY: called by PostgreSQL as this aggregate's combine function.
+    // SAFETY: PostgreSQL calls this, with its live `fcinfo`, only as the COMBINEFUNC of heat_grid,
+    // heat_merge and heat_grid_paths, whose states `a` and `b` are null or a `HeatGrid` (made by
+    // their transition, combine or heat_grid_deserial functions).
     unsafe { aggregate::combine::<HeatGrid>(a, b, fcinfo) }
 }
 
@@ -134,14 +146,19 @@ fn heat_merge_trans(
     let Some(grid) = grid else { return state };
     let grid = grid.grid();
     let mut state = state;
-    // SAFETY: this aggregate's state is only ever a HeatGrid.
+    // SAFETY: heat_merge_trans is the SFUNC only of heat_merge, whose state is null or a
+    // `HeatGrid` made below (or by heat_grid_combine) in the aggregate's context.
     match unsafe { state.get_mut::<HeatGrid>() } {
         Some(acc) => {
             acc.merge(&grid).or_raise();
             state
         }
         None => {
+            // SAFETY: `fcinfo` is the live call of heat_merge's transition function, so
+            // AggCheckCallContext may read it.
             let context = unsafe { aggregate::aggregate_context(fcinfo) };
+            // SAFETY: `context` is the aggregate's memory context, which outlives the state
+            // allocated in it; switch_to restores the current context afterwards.
             unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(grid)) }
         }
     }
@@ -227,12 +244,19 @@ fn add_path_row(
     };
     let size = TileSize::from_px(size as i64).or_raise();
     let mut state = state;
-    if aggregate::state::<HeatGrid>(&state).is_none() {
+    // SAFETY: add_path_row is the body only of heat_paths_trans(_sized), the SFUNCs of
+    // heat_grid_paths, whose state is null or a `HeatGrid` made here (or by heat_grid_combine).
+    if unsafe { aggregate::state::<HeatGrid>(&state) }.is_none() {
         let grid = HeatGrid::new(Tile::new(z, x, y).or_raise(), size).or_raise();
+        // SAFETY: `fcinfo` is the live call of heat_grid_paths' transition function, so
+        // AggCheckCallContext may read it.
         let context = unsafe { aggregate::aggregate_context(fcinfo) };
+        // SAFETY: `context` is the aggregate's memory context, which outlives the state
+        // allocated in it; switch_to restores the current context afterwards.
         state = unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(grid)) };
     }
-    // SAFETY: this aggregate's state is only ever a HeatGrid.
+    // SAFETY: as above, the state of heat_grid_paths is only ever a `HeatGrid`; it is non-null
+    // here and lives in the aggregate's context.
     let grid = unsafe { state.get_mut::<HeatGrid>() }.expect("initialised above");
     grid.check_tile(z, x, y, size).or_raise();
     let points: Vec<(u32, u32)> = path

@@ -120,22 +120,34 @@ macro_rules! jsonb_arg {
 
         // SAFETY: unboxes a non-null jsonb datum of the current call, as pgrx's `JsonB` does.
         unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for $name {
+            /// # Safety
+            /// As `ArgAbi::unbox_arg_unchecked`: `arg` is an argument of the current call whose
+            /// SQL type is `jsonb` (NULL is allowed: it raises `22004`).
             unsafe fn unbox_arg_unchecked(arg: ::pgrx::callconv::Arg<'_, 'fcx>) -> Self {
                 let index = arg.index();
                 let what: Option<&str> = $what;
                 let what = what.map_or_else(|| format!("jsonb argument {}", index + 1), str::to_string);
+                // SAFETY: `arg` is a jsonb argument of the current call (the caller's promise);
+                // RawJsonb only keeps the datum, or None when it is NULL.
                 match unsafe { arg.unbox_arg_using_from_datum::<RawJsonb>() } {
+                    // SAFETY: `raw.0` is the non-null jsonb datum of that argument, valid for
+                    // the current call.
                     Some(raw) => $name(unsafe { jsonb_value(raw.0, &what) }),
                     None => required(None, &what),
                 }
             }
 
+            /// # Safety
+            /// As `ArgAbi::unbox_nullable_arg`: `arg` is an argument of the current call whose
+            /// SQL type is `jsonb`.
             unsafe fn unbox_nullable_arg(
                 arg: ::pgrx::callconv::Arg<'_, 'fcx>,
             ) -> ::pgrx::nullable::Nullable<Self> {
                 if arg.is_null() {
                     ::pgrx::nullable::Nullable::Null
                 } else {
+                    // SAFETY: a non-null jsonb argument of the current call (the caller's
+                    // promise and the check above).
                     ::pgrx::nullable::Nullable::Valid(unsafe { Self::unbox_arg_unchecked(arg) })
                 }
             }
@@ -176,8 +188,13 @@ impl std::ops::Deref for Relation {
 
 // SAFETY: reads a non-null regclass datum (an OID) of the current call.
 unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for Relation {
+    /// # Safety
+    /// As `ArgAbi::unbox_arg_unchecked`: `arg` is an argument of the current call whose SQL type
+    /// is `regclass` (NULL is allowed: it raises `22004`).
     unsafe fn unbox_arg_unchecked(arg: ::pgrx::callconv::Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
+        // SAFETY: `arg` is a regclass argument of the current call (the caller's promise), an
+        // OID passed by value; None when it is NULL.
         let Some(oid) = (unsafe { arg.unbox_arg_using_from_datum::<pg_sys::Oid>() }) else {
             null_argument(index)
         };
@@ -197,12 +214,17 @@ unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for Relation {
         Relation(unsafe { pgrx::PgRelation::from_pg_owned(rel) })
     }
 
+    /// # Safety
+    /// As `ArgAbi::unbox_nullable_arg`: `arg` is an argument of the current call whose SQL type
+    /// is `regclass`.
     unsafe fn unbox_nullable_arg(
         arg: ::pgrx::callconv::Arg<'_, 'fcx>,
     ) -> ::pgrx::nullable::Nullable<Self> {
         if arg.is_null() {
             ::pgrx::nullable::Nullable::Null
         } else {
+            // SAFETY: a non-null regclass argument of the current call (the caller's promise
+            // and the check above).
             ::pgrx::nullable::Nullable::Valid(unsafe { Self::unbox_arg_unchecked(arg) })
         }
     }
@@ -230,15 +252,25 @@ macro_rules! arg_through_from_datum {
     ($ty:ty) => {
         // SAFETY: unboxes through `FromDatum` exactly as pgrx does for its own argument types.
         unsafe impl<'fcx> ::pgrx::callconv::ArgAbi<'fcx> for $ty {
+            /// # Safety
+            /// As `ArgAbi::unbox_arg_unchecked`: `arg` is an argument of the current call whose
+            /// SQL type is the one `$ty` converts from (NULL is allowed: it raises `22004`).
             unsafe fn unbox_arg_unchecked(arg: ::pgrx::callconv::Arg<'_, 'fcx>) -> Self {
                 let index = arg.index();
+                // SAFETY: `arg` has the SQL type `$ty`'s `FromDatum` reads (the caller's
+                // promise); a NULL gives None, which raises instead of being read.
                 unsafe { arg.unbox_arg_using_from_datum() }
                     .unwrap_or_else(|| $crate::bindings::null_argument(index))
             }
 
+            /// # Safety
+            /// As `ArgAbi::unbox_nullable_arg`: `arg` is an argument of the current call whose
+            /// SQL type is the one `$ty` converts from.
             unsafe fn unbox_nullable_arg(
                 arg: ::pgrx::callconv::Arg<'_, 'fcx>,
             ) -> ::pgrx::nullable::Nullable<Self> {
+                // SAFETY: `arg` has the SQL type `$ty`'s `FromDatum` reads (the caller's
+                // promise); `FromDatum` itself turns a NULL into None.
                 unsafe { arg.unbox_arg_using_from_datum() }.into()
             }
         }
@@ -254,11 +286,16 @@ macro_rules! bytea_domain {
         pub struct $name(pub Vec<u8>);
 
         impl ::pgrx::FromDatum for $name {
+            /// # Safety
+            /// As `FromDatum::from_polymorphic_datum`: `(datum, is_null)` is a valid `bytea` (or
+            /// domain over it) value, or SQL NULL.
             unsafe fn from_polymorphic_datum(
                 datum: ::pgrx::pg_sys::Datum,
                 is_null: bool,
                 oid: ::pgrx::pg_sys::Oid,
             ) -> Option<Self> {
+                // SAFETY: the domain is a bytea, so the caller's bytea datum is what
+                // `Vec<u8>`'s conversion reads.
                 unsafe { Vec::<u8>::from_polymorphic_datum(datum, is_null, oid) }.map($name)
             }
         }
@@ -277,11 +314,17 @@ macro_rules! bytea_domain {
 
         // SAFETY: returned as a bytea datum, which the domain is.
         unsafe impl ::pgrx::callconv::BoxRet for $name {
+            /// # Safety
+            /// As `BoxRet::box_into`: `fcinfo` is the current call of a function declared to
+            /// return this domain (a `bytea`).
             unsafe fn box_into<'fcx>(
                 self,
                 fcinfo: &mut ::pgrx::callconv::FcInfo<'fcx>,
             ) -> ::pgrx::datum::Datum<'fcx> {
                 match ::pgrx::IntoDatum::into_datum(self.0) {
+                    // SAFETY: `d` is a bytea varlena just palloc'd in the current call's memory
+                    // context, which lasts as long as the caller reads the result, and the
+                    // function returns a bytea (domain).
                     Some(d) => unsafe { fcinfo.return_raw_datum(d) },
                     None => fcinfo.return_null(),
                 }
@@ -298,6 +341,9 @@ pub(crate) use bytea_domain;
 pub struct RawJsonb(pub pg_sys::Datum);
 
 impl FromDatum for RawJsonb {
+    /// # Safety
+    /// As `FromDatum::from_polymorphic_datum`. Nothing is read here: the datum is only kept, and
+    /// [`RawJsonb::to_value`] reads it.
     unsafe fn from_polymorphic_datum(
         datum: pg_sys::Datum,
         is_null: bool,
@@ -417,6 +463,9 @@ pub(crate) mod test_support {
 pub struct Bytes(pub Vec<u8>);
 
 impl FromDatum for Bytes {
+    /// # Safety
+    /// As `FromDatum::from_polymorphic_datum`: `(datum, is_null)` is a valid `bytea` (or domain
+    /// over it) value, or SQL NULL.
     unsafe fn from_polymorphic_datum(
         datum: pg_sys::Datum,
         is_null: bool,
@@ -440,6 +489,9 @@ impl FromDatum for Bytes {
         }
     }
 
+    /// # Safety
+    /// As `FromDatum::from_datum_in_memory_context`: `(datum, is_null)` is a valid `bytea` (or
+    /// domain over it) value, or SQL NULL.
     unsafe fn from_datum_in_memory_context(
         _memory_context: pgrx::PgMemoryContexts,
         datum: pg_sys::Datum,

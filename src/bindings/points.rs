@@ -27,6 +27,9 @@ unsafe fn dot_transition(
     point_args: usize,
     add: impl FnOnce(&mut DotTileState, &[pg_sys::NullableDatum]) -> CoreResult<()>,
 ) -> pg_sys::Datum {
+    // SAFETY: `fcinfo` is a dot_tile_agg transition call (the caller's promise): argument 0 is
+    // null or a `DotTileState` (the only type its support functions store), and the closures read
+    // point, z, tile_x, tile_y and the (non-null, rows with NULLs are skipped) jsonb style.
     unsafe {
         aggregate::transition(
             fcinfo,
@@ -47,6 +50,8 @@ unsafe fn dot_transition(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: `fcinfo` is a call of dot_tile_trans(internal, x int4, y int4, ...) (the caller's
+    // promise), whose point is the two int4 values read here.
     unsafe { dot_transition(fcinfo, 2, |s, p| s.add_point(int4(&p[0]), int4(&p[1]))) }
 }
 
@@ -60,6 +65,8 @@ v1_function!(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: `fcinfo` is a call of dot_tile_trans_key(internal, key int8, ...) (the caller's
+    // promise), whose point is the one int8 value read here.
     unsafe { dot_transition(fcinfo, 1, |s, p| s.add_key(int8(&p[0]))) }
 }
 
@@ -72,7 +79,10 @@ v1_function!(
 
 #[pg_extern(immutable, parallel_safe)]
 fn dot_tile_final(state: Internal) -> Option<Vec<u8>> {
-    aggregate::state::<DotTileState>(&state)?
+    // SAFETY: dot_tile_final is the FINALFUNC only of the dot_tile_agg aggregates, whose
+    // transition (dot_transition) and combine functions only ever store a `DotTileState` in
+    // the aggregate's context.
+    unsafe { aggregate::state::<DotTileState>(&state) }?
         .render_png(&mut || {
             pgrx::check_for_interrupts!();
         })
@@ -81,7 +91,9 @@ fn dot_tile_final(state: Internal) -> Option<Vec<u8>> {
 
 #[pg_extern(immutable, parallel_safe)]
 fn dot_tile_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    // SAFETY: called by PostgreSQL as this aggregate's combine function.
+    // SAFETY: called by PostgreSQL as the combine function of the dot_tile_agg aggregates, with
+    // their live `fcinfo`; `a` and `b` are null or their states, always a `DotTileState` (made
+    // by their transition, combine or dot_tile_deserial functions).
     unsafe { aggregate::combine::<DotTileState>(a, b, fcinfo) }
 }
 

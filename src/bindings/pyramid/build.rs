@@ -5,67 +5,12 @@ use super::definition::*;
 use super::store::*;
 use crate::bindings::security::{self};
 use crate::bindings::threads;
-use crate::bindings::OrSpiError;
+use crate::bindings::{OrRaise, OrSpiError};
 use pgrx::prelude::*;
-use rayon::prelude::*;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
-use vasttile_core::geometry::vcs::Tile;
-use vasttile_core::parallel;
-use vasttile_core::pyramid::build::Normalisation;
-use vasttile_core::pyramid::cdf::Cdf;
-use vasttile_core::raster::heat::HeatGrid;
-
-/// Recompute and store the levels of `targets` (tiles of zoom z), 1,024 at a time in order of
-/// row, each group with the summaries of its rows and of the rows within the neighbourhood's
-/// reach (radius + 1): the memory of one group, not of the whole zoom.
-pub(super) fn normalise(p: &Pyramid, z: u32, targets: &mut [(u32, u32)]) {
-    targets.sort_unstable_by_key(|&(x, y)| (y, x));
-    let reach = p.norm.radius + 1;
-    for part in targets.chunks(1024) {
-        pgrx::check_for_interrupts!();
-        let (y0, y1) = (part[0].1, part[part.len() - 1].1);
-        let summaries = summaries_in_rows(p, z, y0.saturating_sub(reach), y1 + reach);
-        normalise_part(p, z, part, &summaries);
-    }
-}
-
-/// Recompute and store the levels of `targets` (tiles of zoom z) from `summaries` (holding
-/// every tile their neighbourhoods reach).
-pub(super) fn normalise_part(
-    p: &Pyramid,
-    z: u32,
-    targets: &[(u32, u32)],
-    summaries: &HashMap<(u32, u32), Cdf>,
-) {
-    let threads = threads();
-    for part in targets.chunks(1024) {
-        let cdfs =
-            p.norm
-                .neighbourhood_cdfs(z, &Normalisation::cdf_tiles(z, part), summaries, threads);
-        for chunk in part.chunks(threads * 2) {
-            pgrx::check_for_interrupts!();
-            let grids: Vec<HeatGrid> = chunk
-                .iter()
-                .filter_map(|&(x, y)| read_counts(p, Tile { z, x, y }))
-                .collect();
-            let levels: Vec<Vec<u8>> = parallel::run(threads, || {
-                grids.par_iter().map(|g| p.norm.levels(g, &cdfs)).collect()
-            });
-            for (g, l) in grids.iter().zip(levels) {
-                security::as_catalog_owner(|| {
-                    let [a, b, c, d] = tile_args(&p.name, g.tile);
-                    Spi::run_with_args(
-                        "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
-                        &[a, b, c, d, l.into()],
-                    )
-                })
-                .or_spi_error("writing pyramid levels");
-            }
-        }
-    }
-}
+use vasttile_core::pyramid::store::{apply_delta, normalise, store_counts, tiles_to_renormalise};
 
 /// Rebuild every tile from the table in memory bounded by `maintenance_work_mem`, whatever the
 /// table's size (`stream_counts`).
@@ -91,7 +36,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         src = p.source
     );
     let stats = stream_counts(p, "", &rows_sql, Vec::new(), &mut |g, _| {
-        write_counts(p, &g);
+        store_counts(&mut SpiTiles(p), &p.norm, &g)?;
         tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
         Ok(())
     });
@@ -99,7 +44,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
     let mut tiles = 0;
     for (z, targets) in tiles_of.iter_mut().enumerate() {
         tiles += targets.len();
-        normalise(p, z as u32, targets);
+        normalise(&mut SpiTiles(p), &p.norm, z as u32, targets, threads()).or_raise();
     }
     let drawn = stats.draw;
     let report = json!({
@@ -155,17 +100,7 @@ pub(super) fn refresh(p: &Pyramid) -> Value {
             vec![p.name.as_str().into()],
             &mut |delta, sign| {
                 let t = delta.tile;
-                let mut g = read_counts(p, t).unwrap_or(HeatGrid::new(t, p.size)?);
-                g.add_signed(&delta, sign)?;
-                if g.is_empty() {
-                    security::as_catalog_owner(|| Spi::run_with_args(
-                        "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
-                        &tile_args(&p.name, t),
-                    ))
-                    .or_spi_error("removing an empty tile");
-                } else {
-                    write_counts(p, &g);
-                }
+                apply_delta(&mut SpiTiles(p), &p.norm, &delta, sign, p.size)?;
                 if t.z == p.base_zoom {
                     base_tiles.insert((t.x, t.y));
                 }
@@ -180,29 +115,13 @@ pub(super) fn refresh(p: &Pyramid) -> Value {
         report["refresh"] = json!("full rebuild");
         return report;
     }
-    // A tile's levels read the CDFs of itself and its eight neighbours, each mixing the
-    // summaries within the radius: changes reach tiles up to radius + 1 away.
-    let reach = p.norm.radius as i64 + 1;
+    // Levels are recomputed wherever a changed tile's CDF reaches.
     let mut renormalised = 0;
     for (z, tiles) in changed.iter().enumerate() {
-        if tiles.is_empty() {
-            continue;
-        }
-        let n = 1i64 << z;
-        let mut near = HashSet::new();
-        for &(x, y) in tiles {
-            for dy in -reach..=reach {
-                for dx in -reach..=reach {
-                    near.insert(((x as i64 + dx).rem_euclid(n) as u32, y as i64 + dy));
-                }
-            }
-        }
-        let mut targets: Vec<(u32, u32)> = tiles_at(p, z as u32)
-            .into_iter()
-            .filter(|&(x, y)| near.contains(&(x, y as i64)))
-            .collect();
+        let mut targets =
+            tiles_to_renormalise(&mut SpiTiles(p), &p.norm, z as u32, tiles).or_raise();
         renormalised += targets.len();
-        normalise(p, z as u32, &mut targets);
+        normalise(&mut SpiTiles(p), &p.norm, z as u32, &mut targets, threads()).or_raise();
     }
     let report = json!({
         "refresh": "incremental",

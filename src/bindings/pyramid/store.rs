@@ -14,6 +14,7 @@ use vasttile_core::error::CoreResult;
 use vasttile_core::geometry::vcs::{vcs_from_key, Tile};
 use vasttile_core::pyramid::build::{PathSet, StreamBuild};
 use vasttile_core::pyramid::cdf::Cdf;
+use vasttile_core::pyramid::store::TileStore;
 use vasttile_core::raster::heat::HeatGrid;
 
 /// Rows read and what became of them.
@@ -86,84 +87,120 @@ pub(super) fn tile_args<'a>(name: &'a str, t: Tile) -> [pgrx::datum::DatumWithOi
     ]
 }
 
-pub(super) fn read_counts(p: &Pyramid, t: Tile) -> Option<HeatGrid> {
-    security::as_catalog_owner(|| {
-        Spi::get_one_with_args::<Bytes>(
-            "SELECT (SELECT counts::bytea FROM vasttile.heat_pyramid_tiles \
-         WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4)",
-            &tile_args(&p.name, t),
-        )
-    })
-    .or_spi_error("reading pyramid counts")
-    .map(|b| HeatGrid::from_bytes(&b.0).or_raise())
-}
+/// A pyramid's rows of `vasttile.heat_pyramid_tiles`, read and written over SPI as the
+/// extension's owner: the store of the core's build and refresh logic.
+pub(super) struct SpiTiles<'a>(pub(super) &'a Pyramid);
 
-pub(super) fn write_counts(p: &Pyramid, g: &HeatGrid) -> Cdf {
-    let summary = p.norm.summary(g);
-    // Parameters are made inside the closure, in its memory context (freed per tile).
-    security::as_catalog_owner(|| {
-        let [a, b, c, d] = tile_args(&p.name, g.tile);
-        Spi::run_with_args(
-            "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
-            &[a, b, c, d, g.to_bytes().into(), summary.to_bytes().into()],
-        )
-    })
-    .or_spi_error("writing pyramid counts");
-    summary
-}
-
-/// The CDF summaries of the tiles of zoom z in rows `y0..=y1`.
-pub(super) fn summaries_in_rows(p: &Pyramid, z: u32, y0: u32, y1: u32) -> HashMap<(u32, u32), Cdf> {
-    let mut out = HashMap::new();
-    security::as_catalog_owner(|| {
-        Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT x, y, summary FROM vasttile.heat_pyramid_tiles \
-                 WHERE pyramid = $1 AND z = $2 AND y BETWEEN $3 AND $4",
-                None,
-                &[
-                    p.name.as_str().into(),
-                    (z as i32).into(),
-                    (y0 as i32).into(),
-                    (y1 as i32).into(),
-                ],
-            )?;
-            for row in rows {
-                let (Some(x), Some(y), Some(s)) =
-                    (row.get::<i32>(1)?, row.get::<i32>(2)?, row.get::<Bytes>(3)?)
-                else {
-                    continue;
-                };
-                out.insert((x as u32, y as u32), Cdf::from_bytes(&s.0).or_raise());
-            }
-            Ok::<_, spi::SpiError>(())
+impl TileStore for SpiTiles<'_> {
+    fn read_counts(&mut self, t: Tile) -> CoreResult<Option<HeatGrid>> {
+        security::as_catalog_owner(|| {
+            Spi::get_one_with_args::<Bytes>(
+                "SELECT (SELECT counts::bytea FROM vasttile.heat_pyramid_tiles \
+                 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4)",
+                &tile_args(&self.0.name, t),
+            )
         })
-    })
-    .or_spi_error("reading pyramid summaries");
-    out
-}
+        .or_spi_error("reading pyramid counts")
+        .map(|b| HeatGrid::from_bytes(&b.0))
+        .transpose()
+    }
 
-/// The (x, y) of every stored tile of zoom z (8 bytes a tile).
-pub(super) fn tiles_at(p: &Pyramid, z: u32) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    security::as_catalog_owner(|| {
-        Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT x, y FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2",
-                None,
-                &[p.name.as_str().into(), (z as i32).into()],
-            )?;
-            for row in rows {
-                if let (Some(x), Some(y)) = (row.get::<i32>(1)?, row.get::<i32>(2)?) {
-                    out.push((x as u32, y as u32));
+    fn write_counts(&mut self, g: &HeatGrid, summary: &Cdf) -> CoreResult<()> {
+        // Parameters are made inside the closure, in its memory context (freed per tile).
+        security::as_catalog_owner(|| {
+            let [a, b, c, d] = tile_args(&self.0.name, g.tile);
+            Spi::run_with_args(
+                "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
+                &[a, b, c, d, g.to_bytes().into(), summary.to_bytes().into()],
+            )
+        })
+        .or_spi_error("writing pyramid counts");
+        Ok(())
+    }
+
+    fn remove(&mut self, t: Tile) -> CoreResult<()> {
+        security::as_catalog_owner(|| {
+            Spi::run_with_args(
+                "DELETE FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                &tile_args(&self.0.name, t),
+            )
+        })
+        .or_spi_error("removing an empty tile");
+        Ok(())
+    }
+
+    fn summaries_in_rows(
+        &mut self,
+        z: u32,
+        y0: u32,
+        y1: u32,
+    ) -> CoreResult<HashMap<(u32, u32), Cdf>> {
+        let mut out = HashMap::new();
+        security::as_catalog_owner(|| {
+            Spi::connect(|client| {
+                let rows = client.select(
+                    "SELECT x, y, summary FROM vasttile.heat_pyramid_tiles \
+                     WHERE pyramid = $1 AND z = $2 AND y BETWEEN $3 AND $4",
+                    None,
+                    &[
+                        self.0.name.as_str().into(),
+                        (z as i32).into(),
+                        (y0 as i32).into(),
+                        (y1 as i32).into(),
+                    ],
+                )?;
+                for row in rows {
+                    let (Some(x), Some(y), Some(s)) =
+                        (row.get::<i32>(1)?, row.get::<i32>(2)?, row.get::<Bytes>(3)?)
+                    else {
+                        continue;
+                    };
+                    out.insert((x as u32, y as u32), Cdf::from_bytes(&s.0).or_raise());
                 }
-            }
-            Ok::<_, spi::SpiError>(())
+                Ok::<_, spi::SpiError>(())
+            })
         })
-    })
-    .or_spi_error("listing pyramid tiles");
-    out
+        .or_spi_error("reading pyramid summaries");
+        Ok(out)
+    }
+
+    fn tiles_at(&mut self, z: u32) -> CoreResult<Vec<(u32, u32)>> {
+        let mut out = Vec::new();
+        security::as_catalog_owner(|| {
+            Spi::connect(|client| {
+                let rows = client.select(
+                    "SELECT x, y FROM vasttile.heat_pyramid_tiles WHERE pyramid = $1 AND z = $2",
+                    None,
+                    &[self.0.name.as_str().into(), (z as i32).into()],
+                )?;
+                for row in rows {
+                    if let (Some(x), Some(y)) = (row.get::<i32>(1)?, row.get::<i32>(2)?) {
+                        out.push((x as u32, y as u32));
+                    }
+                }
+                Ok::<_, spi::SpiError>(())
+            })
+        })
+        .or_spi_error("listing pyramid tiles");
+        Ok(out)
+    }
+
+    fn write_levels(&mut self, t: Tile, levels: &[u8]) -> CoreResult<()> {
+        security::as_catalog_owner(|| {
+            let [a, b, c, d] = tile_args(&self.0.name, t);
+            Spi::run_with_args(
+                "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                &[a, b, c, d, levels.into()],
+            )
+        })
+        .or_spi_error("writing pyramid levels");
+        Ok(())
+    }
+
+    fn check_interrupts(&mut self) {
+        pgrx::check_for_interrupts!();
+    }
 }
 
 pub(super) fn lock(name: &str) {

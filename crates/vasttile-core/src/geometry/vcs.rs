@@ -137,7 +137,7 @@ impl PixelGrid {
 }
 
 /// A validated tile address `(z, x, y)`, x and y in `0 .. 2^z`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tile {
     /// Zoom, `0 ..= 23`.
     pub z: u32,

@@ -2,3 +2,4 @@
 //! neighbouring tiles that keeps them seamless ([`build`], [`cdf`]).
 pub mod build;
 pub mod cdf;
+pub mod store;
