@@ -74,7 +74,9 @@ pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Mem
 }
 
 /// The state of the aggregate `T`, if any. Every aggregate has its own support functions, so an
-/// `internal` handed to them is always a `T`.
+/// `internal` handed to them is always a `T`: pairing one aggregate's transition function with
+/// another's final function takes `CREATE AGGREGATE ... STYPE = internal`, which PostgreSQL
+/// allows superusers only (tests/pg_regress/sql/security.sql checks it).
 ///
 /// # Safety
 /// `state` must be null or hold a value of exactly the type `T`, made by this aggregate's

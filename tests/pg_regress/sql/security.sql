@@ -304,6 +304,13 @@ RESET ROLE;
 SELECT rolsuper AS owner_is_superuser FROM pg_roles WHERE rolname = 'vt_owner';
 SELECT count(*) AS tiles_after_redefinition FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'sec_rls';
 
+-- Aggregate support functions read their `internal` state as the type their aggregate makes:
+-- pairing one aggregate's transition function with another's final function would confuse
+-- types. PostgreSQL lets only superusers declare an aggregate with an internal state.
+SET ROLE vt_other;
+SELECT sec_try($q$CREATE AGGREGATE pg_temp.sec_mixed(int8, int4, int4, int4) (SFUNC = vasttile.heat_grid_trans, STYPE = internal, FINALFUNC = vasttile.dot_tile_final)$q$) AS mixed_aggregate;
+RESET ROLE;
+
 -- Clean up.
 SELECT vasttile.drop_heat_pyramid(n) FROM unnest(ARRAY['sec_pts', 'sec_rls']) n;
 SELECT vasttile.drop_skeleton_layer(n) FROM unnest(ARRAY['sec_polys', 'sec_polys_mine']) n;
