@@ -7,9 +7,7 @@
 //! SQL and a colour mapping.
 
 use super::security::{self, Access};
-use super::{
-    check_name, quoted_relation_name, required, sql_error, GeoJsonb, OrRaise, Relation, StyleJsonb,
-};
+use super::{quoted_relation_name, required, sql_error, GeoJsonb, OrRaise, Relation, StyleJsonb};
 use pgrx::prelude::*;
 use pgrx::spi;
 use std::collections::HashMap;
@@ -522,47 +520,4 @@ fn skeleton_ids(skeleton: &[u8]) -> TableIterator<'static, (name!(id, i64), name
     let mut rows: Vec<(i64, i64)> = counts.into_iter().map(|(id, n)| (id as i64, n)).collect();
     rows.sort_unstable();
     TableIterator::new(rows)
-}
-
-/// Publish a choropleth layer for tile servers: `schema.name(z, x, y, query_params json)`
-/// recolours the skeleton layer `layer` with the (id, value) rows of `values_sql` (any query
-/// returning two columns) and `style` with the request's query parameters laid over it
-/// (`size` picks 256- or 512-px tiles). `VOLATILE`, since a miss fills the skeleton cache; the
-/// JSON comment tells Martin it serves `image/png`.
-#[pg_extern(volatile, parallel_unsafe, requires = ["skeleton_tables"])]
-fn create_choropleth_layer(
-    name: &str,
-    layer: &str,
-    values_sql: &str,
-    style: default!(StyleJsonb, "'{}'"),
-    schema: default!(&str, "'public'"),
-) -> String {
-    let name = check_name(name, "name");
-    let schema = check_name(schema, "schema");
-    let mut probe = style.0.clone();
-    if let Some(obj) = probe.as_object_mut() {
-        obj.remove("size");
-    }
-    ChoroplethStyle::from_json(&probe).or_raise();
-    let function = spi::quote_qualified_identifier(schema, name);
-    let lit = |s: &str| spi::quote_literal(s);
-    let body = format!(
-        "WITH s AS (SELECT {style}::jsonb || coalesce(query_params::jsonb, '{{}}') AS style) \
-         SELECT vasttile.skeleton_render(\
-           vasttile.skeleton_tile({layer}, z, x, y, coalesce((s.style ->> 'size')::int4, 256)), \
-           (SELECT array_agg(v.id::int8) FROM ({values_sql}
-) AS v(id, value)), \
-           (SELECT array_agg(v.value::float8) FROM ({values_sql}
-) AS v(id, value)), \
-           s.style - 'size') FROM s",
-        style = lit(&style.0.to_string()),
-        layer = lit(layer),
-    );
-    let comment = serde_json::json!({
-        "content_type": "image/png",
-        "description": format!("vasttile choropleth layer over skeleton layer {layer}"),
-        "vasttile": {"kind": "choropleth", "style": style.0},
-    });
-    super::publish_layer_function(&function, &body, "VOLATILE", comment);
-    function
 }

@@ -557,44 +557,6 @@ fn with_heat_plan<R>(
     with_saved_plan(client, tbl.oid(), sql, &types, f)
 }
 
-/// Publish a heat layer: create `schema.name(z int, x int, y int, query_params json DEFAULT '{}')
-/// RETURNS bytea`, `STABLE PARALLEL SAFE`, drawing `heat_tile` over `tbl` with `style` and the
-/// request's query parameters on top (so `?colormap=viridis` works), and a JSON comment that
-/// tells Martin it serves `image/png`. Returns the function's name.
-#[pg_extern(volatile, parallel_unsafe)]
-fn create_heat_layer(
-    name: Option<&str>,
-    tbl: Relation,
-    style: default!(StyleJsonb, "'{}'"),
-    key_column: default!(Option<&str>, "'vcs_key'"),
-    weight_column: default!(Option<&str>, "NULL"),
-    schema: default!(Option<&str>, "'public'"),
-) -> String {
-    // Not STRICT (weight_column may be NULL): the other arguments are checked here.
-    let name = check_name(required(name, "name"), "name");
-    let key_column = check_name(required(key_column, "key_column"), "key_column");
-    let weight_column = weight_column.map(|w| check_name(w, "weight_column"));
-    let schema = check_name(required(schema, "schema"), "schema");
-    // Check the style now rather than on the first request.
-    HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
-    let function = spi::quote_qualified_identifier(schema, name);
-    let literal = |s: &str| spi::quote_literal(s);
-    let weight = weight_column.map_or("NULL".to_string(), literal);
-    let body = format!(
-        "SELECT vasttile.heat_tile({table}::regclass, z, x, y, {style}::jsonb || coalesce(query_params::jsonb, '{{}}'), {key}, {weight})",
-        table = literal(&quoted_relation_name(&tbl)),
-        style = literal(&style.0.to_string()),
-        key = literal(key_column),
-    );
-    let comment = serde_json::json!({
-        "content_type": "image/png",
-        "description": format!("vasttile heat layer over {}", quoted_relation_name(&tbl)),
-        "vasttile": {"kind": "heat", "style": style.0},
-    });
-    super::publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
-    function
-}
-
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {

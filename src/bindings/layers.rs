@@ -1,12 +1,12 @@
 //! SQL family: layers for tile servers and their legends.
 //!
 //! A layer is a function `schema.name(z int, x int, y int, query_params json DEFAULT '{}')
-//! RETURNS bytea` whose comment is JSON naming `image/png`, the form pg_tileserv and Martin
-//! discover; the request's query parameters restyle the tile. `create_heat_layer`,
-//! `create_choropleth_layer` and `create_pyramid_layer` live with their families; point and
-//! accessibility layers are here, with `legend`, which draws the colours a layer's style paints.
+//! RETURNS bytea` whose comment is JSON naming `image/png`, the form Martin serves; the
+//! request's query parameters restyle the tile. Every kind of layer is published here, through
+//! one function that writes it and one expression that lays the request over the layer's style;
+//! `legend` draws the colours a layer's style paints.
 
-use super::{check_name, quoted_relation_name, OrRaise, Relation, StyleJsonb};
+use super::{check_name, quoted_relation_name, required, sql_error, OrRaise, Relation, StyleJsonb};
 use pgrx::prelude::*;
 use pgrx::spi;
 use serde_json::{json, Value};
@@ -25,6 +25,36 @@ fn merged_style(style: &Value) -> String {
         "{}::jsonb || coalesce(query_params::jsonb, '{{}}')",
         spi::quote_literal(style.to_string())
     )
+}
+
+/// Create (or replace) a layer function `function(z, x, y, query_params json)` returning PNG
+/// bytes through the SQL `body`, with the JSON comment by which Martin serves it as image/png.
+/// `labels` is its volatility and parallel safety, e.g. "STABLE PARALLEL SAFE".
+pub fn publish_layer_function(
+    function: &str,
+    body: &str,
+    labels: &str,
+    comment: serde_json::Value,
+) {
+    // One statement per call.
+    for sql in [
+        format!(
+            "CREATE OR REPLACE FUNCTION {function}(z integer, x integer, y integer, query_params json DEFAULT '{{}}') \
+             RETURNS bytea LANGUAGE sql {labels} AS {body}",
+            body = spi::quote_literal(body),
+        ),
+        format!(
+            "COMMENT ON FUNCTION {function}(integer, integer, integer, json) IS {comment}",
+            comment = spi::quote_literal(comment.to_string()),
+        ),
+    ] {
+        Spi::run(&sql).unwrap_or_else(|e| {
+            sql_error(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("creating layer {function}: {e}"),
+            )
+        });
+    }
 }
 
 /// Publish a layer drawing `tile_function(tbl, z, x, y, style, key_column)` over a table: the
@@ -53,7 +83,7 @@ fn publish_table_layer(
         "description": format!("vasttile {what} layer over {table}"),
         "vasttile": {"kind": kind, "style": style},
     });
-    super::publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
+    publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
     function
 }
 
@@ -131,4 +161,113 @@ fn legend(
         )),
     };
     png.or_raise()
+}
+
+/// Publish a heat layer: create `schema.name(z int, x int, y int, query_params json DEFAULT '{}')
+/// RETURNS bytea`, `STABLE PARALLEL SAFE`, drawing `heat_tile` over `tbl` with `style` and the
+/// request's query parameters on top (so `?colormap=viridis` works), and a JSON comment that
+/// tells Martin it serves `image/png`. Returns the function's name.
+#[pg_extern(volatile, parallel_unsafe)]
+fn create_heat_layer(
+    name: Option<&str>,
+    tbl: Relation,
+    style: default!(StyleJsonb, "'{}'"),
+    key_column: default!(Option<&str>, "'vcs_key'"),
+    weight_column: default!(Option<&str>, "NULL"),
+    schema: default!(Option<&str>, "'public'"),
+) -> String {
+    // Not STRICT (weight_column may be NULL): the other arguments are checked here.
+    let name = check_name(required(name, "name"), "name");
+    let key_column = check_name(required(key_column, "key_column"), "key_column");
+    let weight_column = weight_column.map(|w| check_name(w, "weight_column"));
+    let schema = check_name(required(schema, "schema"), "schema");
+    // Check the style now rather than on the first request.
+    HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
+    let function = spi::quote_qualified_identifier(schema, name);
+    let literal = |s: &str| spi::quote_literal(s);
+    let weight = weight_column.map_or("NULL".to_string(), literal);
+    let body = format!(
+        "SELECT vasttile.heat_tile({table}::regclass, z, x, y, {style}, {key}, {weight})",
+        table = literal(&quoted_relation_name(&tbl)),
+        style = merged_style(&style.0),
+        key = literal(key_column),
+    );
+    let comment = serde_json::json!({
+        "content_type": "image/png",
+        "description": format!("vasttile heat layer over {}", quoted_relation_name(&tbl)),
+        "vasttile": {"kind": "heat", "style": style.0},
+    });
+    publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
+    function
+}
+
+/// Publish a pyramid as a tile-server layer: `schema.name(z, x, y, query_params json)` calling
+/// `heat_pyramid_tile` with `style` and the request's query parameters on top.
+#[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
+fn create_pyramid_layer(
+    name: &str,
+    pyramid: &str,
+    style: default!(StyleJsonb, "'{}'"),
+    schema: default!(&str, "'public'"),
+) -> String {
+    let name = check_name(name, "name");
+    let schema = check_name(schema, "schema");
+    HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
+    let (source, base_zoom) = super::pyramid::layer_facts(pyramid);
+    let function = spi::quote_qualified_identifier(schema, name);
+    let body = format!(
+        "SELECT vasttile.heat_pyramid_tile({pyr}, z, x, y, {style})",
+        pyr = spi::quote_literal(pyramid),
+        style = merged_style(&style.0),
+    );
+    let comment = json!({
+        "content_type": "image/png",
+        "description": format!("vasttile heat pyramid {pyramid} over {}", source),
+        "vasttile": {"kind": "heat_pyramid", "pyramid": pyramid, "base_zoom": base_zoom, "style": style.0},
+    });
+    publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
+    function
+}
+
+/// Publish a choropleth layer for tile servers: `schema.name(z, x, y, query_params json)`
+/// recolours the skeleton layer `layer` with the (id, value) rows of `values_sql` (any query
+/// returning two columns) and `style` with the request's query parameters laid over it
+/// (`size` picks 256- or 512-px tiles). `VOLATILE`, since a miss fills the skeleton cache; the
+/// JSON comment tells Martin it serves `image/png`.
+#[pg_extern(volatile, parallel_unsafe, requires = ["skeleton_tables"])]
+fn create_choropleth_layer(
+    name: &str,
+    layer: &str,
+    values_sql: &str,
+    style: default!(StyleJsonb, "'{}'"),
+    schema: default!(&str, "'public'"),
+) -> String {
+    let name = check_name(name, "name");
+    let schema = check_name(schema, "schema");
+    let mut probe = style.0.clone();
+    if let Some(obj) = probe.as_object_mut() {
+        obj.remove("size");
+    }
+    ChoroplethStyle::from_json(&probe).or_raise();
+    let function = spi::quote_qualified_identifier(schema, name);
+    let lit = |s: &str| spi::quote_literal(s);
+    let body = format!(
+        "WITH s AS (SELECT {style} AS style) \
+         SELECT vasttile.skeleton_render(\
+           vasttile.skeleton_tile({layer}, z, x, y, coalesce((s.style ->> 'size')::int4, 256)), \
+           (SELECT array_agg(v.id::int8) FROM ({values_sql}
+) AS v(id, value)), \
+           (SELECT array_agg(v.value::float8) FROM ({values_sql}
+) AS v(id, value)), \
+           s.style - 'size') FROM s",
+        style = merged_style(&style.0),
+        layer = lit(layer),
+    );
+    let comment = serde_json::json!({
+        "content_type": "image/png",
+        "description": format!("vasttile choropleth layer over skeleton layer {layer}"),
+        "vasttile": {"kind": "choropleth", "style": style.0},
+    });
+    publish_layer_function(&function, &body, "VOLATILE", comment);
+    function
 }

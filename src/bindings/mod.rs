@@ -404,36 +404,6 @@ pub fn with_saved_plan<R>(
     result
 }
 
-/// Create (or replace) a layer function `function(z, x, y, query_params json)` returning PNG
-/// bytes through the SQL `body`, with the JSON comment by which Martin serves it as image/png.
-/// `labels` is its volatility and parallel safety, e.g. "STABLE PARALLEL SAFE".
-pub fn publish_layer_function(
-    function: &str,
-    body: &str,
-    labels: &str,
-    comment: serde_json::Value,
-) {
-    // One statement per call.
-    for sql in [
-        format!(
-            "CREATE OR REPLACE FUNCTION {function}(z integer, x integer, y integer, query_params json DEFAULT '{{}}') \
-             RETURNS bytea LANGUAGE sql {labels} AS {body}",
-            body = spi::quote_literal(body),
-        ),
-        format!(
-            "COMMENT ON FUNCTION {function}(integer, integer, integer, json) IS {comment}",
-            comment = spi::quote_literal(comment.to_string()),
-        ),
-    ] {
-        Spi::run(&sql).unwrap_or_else(|e| {
-            sql_error(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("creating layer {function}: {e}"),
-            )
-        });
-    }
-}
-
 /// A relation's name as SQL text, schema-qualified and quoted.
 pub fn quoted_relation_name(rel: &pgrx::PgRelation) -> String {
     spi::quote_qualified_identifier(rel.namespace(), rel.name())

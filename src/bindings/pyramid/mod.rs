@@ -17,7 +17,7 @@ mod store;
 use crate::bindings::security::{self};
 use crate::bindings::HeatGridBytes;
 use crate::bindings::OrSpiError;
-use crate::bindings::{check_name, sql_error, Bytes, Jsonb, OrRaise, Relation, StyleJsonb};
+use crate::bindings::{sql_error, Bytes, Jsonb, OrRaise, Relation, StyleJsonb};
 use build::*;
 use definition::*;
 use pgrx::prelude::*;
@@ -229,34 +229,6 @@ fn heat_pyramid_tile(
     pyramid_tile(name, tile, &style, size)
 }
 
-/// Publish a pyramid as a tile-server layer: `schema.name(z, x, y, query_params json)` calling
-/// `heat_pyramid_tile` with `style` and the request's query parameters on top.
-#[pg_extern(volatile, parallel_unsafe, requires = ["pyramid_tables"])]
-fn create_pyramid_layer(
-    name: &str,
-    pyramid: &str,
-    style: default!(StyleJsonb, "'{}'"),
-    schema: default!(&str, "'public'"),
-) -> String {
-    let name = check_name(name, "name");
-    let schema = check_name(schema, "schema");
-    HeatStyle::read_tile(&style.0, HeatStyle::heat_defaults(), &[], |_| Ok(())).or_raise();
-    let p = Pyramid::load(pyramid);
-    let function = spi::quote_qualified_identifier(schema, name);
-    let body = format!(
-        "SELECT vasttile.heat_pyramid_tile({pyr}, z, x, y, {style}::jsonb || coalesce(query_params::jsonb, '{{}}'))",
-        pyr = spi::quote_literal(pyramid),
-        style = spi::quote_literal(style.0.to_string()),
-    );
-    let comment = json!({
-        "content_type": "image/png",
-        "description": format!("vasttile heat pyramid {pyramid} over {}", p.source),
-        "vasttile": {"kind": "heat_pyramid", "pyramid": pyramid, "base_zoom": p.base_zoom, "style": style.0},
-    });
-    crate::bindings::publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
-    function
-}
-
 /// The seam measure of a pyramid's zoom z, one row per measure: the mean absolute level
 /// difference of lit neighbouring pixels across tile edges against `near edge` pairs (one step
 /// inside the same edges), `inside` pairs (all within tiles), and `equal heat` pairs inside
@@ -338,4 +310,11 @@ fn heat_grid_parent(grid: HeatGridBytes) -> HeatGridBytes {
     let mut g = HeatGrid::new(parent, child.size).or_raise();
     g.add_child(&child).or_raise();
     HeatGridBytes(g.to_bytes())
+}
+
+/// What a layer over pyramid `name` shows in its comment: the source table and the base zoom
+/// (raises 42704 when there is no such pyramid).
+pub(crate) fn layer_facts(name: &str) -> (String, u32) {
+    let p = Pyramid::load(name);
+    (p.source, p.base_zoom)
 }
