@@ -31,6 +31,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --features "pg$PG_MAJOR pg_test" --no-default-features -- -D warnings
+log "layout: no import circles among bindings, README names every file"
+python3 scripts/check_layout.py
 log "tile server: fmt, clippy, unit tests"
 cargo fmt --manifest-path pgrx-examples/tileserver/Cargo.toml -- --check
 cargo clippy --manifest-path pgrx-examples/tileserver/Cargo.toml --all-targets -- -D warnings
