@@ -161,33 +161,44 @@ impl Skeleton {
         Ok(())
     }
 
-    /// Bytes: header, the palette of distinct values (0 first), then one little-endian u16 index
-    /// per pixel. Cached skeletons are stored this way (PostgreSQL compresses them further).
+    /// Bytes: header, the palette of distinct values (0 first), then one little-endian index per
+    /// pixel: a u16 while the palette fits (up to 65,536 values, byte 6 of the header 0), else a
+    /// u32 (byte 6 is 1: a tile of more features than that, such as parcels at a low zoom).
+    /// Cached skeletons are stored this way (PostgreSQL compresses them further).
     pub fn to_bytes(&self) -> Vec<u8> {
         let (palette, index) = self.palette();
-        let mut out = Vec::with_capacity(20 + palette.len() * 4 + index.len() * 2);
+        let wide = palette.len() > 65536;
+        let width = if wide { 4 } else { 2 };
+        let mut out = Vec::with_capacity(20 + palette.len() * 4 + index.len() * width);
         out.extend_from_slice(MAGIC);
         out.push(self.tile.z as u8);
         out.push((self.size == TileSize::Px512) as u8);
-        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&[wide as u8, 0]);
         out.extend_from_slice(&self.tile.x.to_le_bytes());
         out.extend_from_slice(&self.tile.y.to_le_bytes());
         out.extend_from_slice(&(palette.len() as u32).to_le_bytes());
         for v in &palette {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        for i in &index {
-            out.extend_from_slice(&i.to_le_bytes());
+        for &i in &index {
+            if wide {
+                out.extend_from_slice(&i.to_le_bytes());
+            } else {
+                out.extend_from_slice(&(i as u16).to_le_bytes());
+            }
         }
         out
     }
 
-    /// Decode [`Skeleton::to_bytes`]. Untrusted input: a bad header, palette size (1 ..= 65,536),
-    /// length or index is an error, never a panic.
+    /// Decode [`Skeleton::to_bytes`]. Untrusted input: a bad header, palette size (1 ..= 65,536
+    /// with u16 indices, 65,537 ..= pixels + 1 with u32 ones), length or index is an error, never
+    /// a panic.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<Skeleton> {
         let bad = || CoreError::out_of_range("skeleton", "bytes are not a skeleton");
-        // The size flag is 0 or 1 and the padding zero, as written: anything else is corruption.
-        if bytes.len() < 20 || &bytes[..4] != MAGIC || bytes[5] > 1 || bytes[6..8] != [0, 0] {
+        // The size and width flags are 0 or 1 and the padding zero, as written: anything else is
+        // corruption.
+        if bytes.len() < 20 || &bytes[..4] != MAGIC || bytes[5] > 1 || bytes[6] > 1 || bytes[7] != 0
+        {
             return Err(bad());
         }
         let u32_at =
@@ -197,27 +208,36 @@ impl Skeleton {
         } else {
             TileSize::Px256
         };
+        let wide = bytes[6] == 1;
         let tile = Tile::new(bytes[4] as i32, u32_at(8) as i32, u32_at(12) as i32)?;
         let n = u32_at(16) as usize;
         let mut sk = Skeleton::new(tile, size)?;
+        let (width, fits) = if wide {
+            (4, n > 65536 && n <= sk.cells.len() + 1)
+        } else {
+            (2, (1..=65536).contains(&n))
+        };
         let body = 20 + n * 4;
-        if n == 0 || n > 65536 || bytes.len() != body + sk.cells.len() * 2 {
+        if !fits || bytes.len() != body + sk.cells.len() * width {
             return Err(bad());
         }
         let palette: Vec<u32> = (0..n).map(|k| u32_at(20 + 4 * k)).collect();
-        for (cell, b) in sk.cells.iter_mut().zip(bytes[body..].chunks_exact(2)) {
-            *cell = *palette
-                .get(u16::from_le_bytes([b[0], b[1]]) as usize)
-                .ok_or_else(bad)?;
+        for (cell, b) in sk.cells.iter_mut().zip(bytes[body..].chunks_exact(width)) {
+            let k = if wide {
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            } else {
+                u16::from_le_bytes([b[0], b[1]]) as usize
+            };
+            *cell = *palette.get(k).ok_or_else(bad)?;
         }
         Ok(sk)
     }
 
     /// Distinct values (0 first) and each pixel's index into them.
-    pub fn palette(&self) -> (Vec<u32>, Vec<u16>) {
+    pub fn palette(&self) -> (Vec<u32>, Vec<u32>) {
         let mut palette = vec![0u32];
-        let mut slot: HashMap<u32, u16> = HashMap::from([(0, 0)]);
-        let mut last = (0u32, 0u16);
+        let mut slot: HashMap<u32, u32> = HashMap::from([(0, 0)]);
+        let mut last = (0u32, 0u32);
         let index = self
             .cells
             .iter()
@@ -225,7 +245,7 @@ impl Skeleton {
                 if v != last.0 {
                     let k = *slot.entry(v).or_insert_with(|| {
                         palette.push(v);
-                        (palette.len() - 1) as u16
+                        (palette.len() - 1) as u32
                     });
                     last = (v, k);
                 }
@@ -564,5 +584,40 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(crate::encoding::png::info(&png).unwrap().color_type, "rgba");
+    }
+
+    /// A tile of more distinct IDs than a u16 index holds (512 px, 100,000 IDs) round-trips
+    /// through bytes with u32 indices and recolours every pixel by its own ID.
+    #[test]
+    fn skeletons_of_more_than_65536_ids_round_trip() {
+        let tile = Tile::new(10, 3, 4).unwrap();
+        let mut sk = Skeleton::new(tile, TileSize::Px512).unwrap();
+        for (i, c) in sk.cells.iter_mut().enumerate() {
+            *c = (i % 100_000) as u32 + 1;
+        }
+        let bytes = sk.to_bytes();
+        assert_eq!(bytes[6], 1);
+        let back = Skeleton::from_bytes(&bytes).unwrap();
+        assert_eq!(back.cells, sk.cells);
+        let (palette, index) = back.palette();
+        assert_eq!(palette.len(), 100_001);
+        assert!(index
+            .iter()
+            .zip(&back.cells)
+            .all(|(&k, &v)| palette[k as usize] == v));
+        // Small palettes keep the u16 layout (and so every skeleton cached before).
+        let mut small = Skeleton::new(tile, TileSize::Px256).unwrap();
+        small.cells[7] = 9;
+        assert_eq!(small.to_bytes()[6], 0);
+        assert_eq!(small.to_bytes().len(), 20 + 2 * 4 + 256 * 256 * 2);
+        // Wide bytes with a palette small enough for u16 are corruption.
+        let mut forged = small.to_bytes();
+        forged[6] = 1;
+        assert!(Skeleton::from_bytes(&forged).is_err());
+        let png = recolor(&back, |v| [(v % 251) as u8, 0, 0, 255])
+            .unwrap()
+            .unwrap();
+        let image = crate::encoding::png::decode(&png).unwrap();
+        assert_eq!(image.pixel(5, 0), [6, 0, 0, 255]);
     }
 }
