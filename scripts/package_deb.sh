@@ -7,7 +7,8 @@
 # every upgrade script in sql/ (ALTER EXTENSION vasttile UPDATE from older versions).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
-ensure_toolchain
+# stdout is the package's path alone.
+ensure_toolchain >&2
 
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 ARCH="$(dpkg --print-architecture)"

@@ -40,7 +40,8 @@ cargo test --manifest-path pgrx-examples/tileserver/Cargo.toml --quiet
 
 log "the core crate: no PostgreSQL in its dependencies, cargo test"
 # crates/vasttile-core must build and test without PostgreSQL (no pgrx, no server headers).
-if cargo tree -p vasttile-core --all-features -e normal,build --prefix none | grep -q '^pgrx'; then
+core_deps="$(cargo tree -p vasttile-core --all-features -e normal,build --prefix none)"
+if grep '^pgrx' <<<"$core_deps" >/dev/null; then
   echo "vasttile-core depends on pgrx" >&2
   exit 1
 fi

@@ -61,8 +61,14 @@ old_library() {
   local src="$STATE_DIR/src-$version"
   rm -rf "$src" && mkdir -p "$src"
   git archive "$commit" | tar -x -C "$src"
-  (cd "$src" && CARGO_TARGET_DIR="$STATE_DIR/target-old" \
-     cargo pgrx schema "pg$PG_MAJOR" -o "$src/vasttile--$version.sql" >/dev/null 2>&1)
+  # The copy lies inside this checkout's workspace: it is a project of its own.
+  grep -q '^\[workspace\]' "$src/Cargo.toml" || printf '\n[workspace]\n' >>"$src/Cargo.toml"
+  if ! (cd "$src" && CARGO_TARGET_DIR="$STATE_DIR/target-old" \
+          cargo pgrx schema "pg$PG_MAJOR" -o "$src/vasttile--$version.sql") >"$STATE_DIR/build-$version.log" 2>&1; then
+    tail -40 "$STATE_DIR/build-$version.log" >&2
+    echo "building vasttile $version failed (log: $STATE_DIR/build-$version.log)" >&2
+    exit 1
+  fi
   # pgrx orders its blocks of objects differently from run to run: compare them as sets.
   python3 - "$src/vasttile--$version.sql" "sql/vasttile--$version.sql" <<'PY' \
     || { echo "sql/vasttile--$version.sql is not the install script of $commit" >&2; exit 1; }
@@ -74,6 +80,15 @@ PY
   $SUDO install -m 755 "$STATE_DIR/target-old/debug/libvasttile.so" "$dir/vasttile.so"
   echo "$commit" | $SUDO tee "$dir/commit" >/dev/null
   rm -rf "$src"
+}
+
+# Run psql with `args` in both databases into $OUT/DB.NAME; they must print the same.
+same_in_both() {
+  local name="$1" why="$2"; shift 2
+  for db in "$old" "$fresh"; do
+    psql_db "$db" "$@" >"$OUT/$db.$name"
+  done
+  diff "$OUT/$old.$name" "$OUT/$fresh.$name" >&2 || { echo "$why" >&2; exit 1; }
 }
 
 for release in "${RELEASES[@]}"; do
@@ -95,7 +110,17 @@ for release in "${RELEASES[@]}"; do
   psql_db "$old" -o /dev/null -f tests/upgrade/objects.sql
   # Replace the library (for this database) and update.
   psql_db postgres -c "ALTER DATABASE $old RESET dynamic_library_path" >/dev/null
-  psql_db "$old" -c "ALTER EXTENSION vasttile UPDATE" >/dev/null
+  # Until the update, the new library refuses the old schema with a clear error.
+  psql_db "$old" -c "DO \$\$ BEGIN
+      PERFORM vasttile.heat_pyramid_tile('up_points', 10, 511, 340);
+      RAISE EXCEPTION 'a $CURRENT library served a $version schema without ALTER EXTENSION UPDATE';
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN NULL;
+    END \$\$" >/dev/null
+  psql_db "$old" -c "ALTER EXTENSION vasttile UPDATE" 2>"$OUT/update.log" >/dev/null \
+    || { cat "$OUT/update.log" >&2; exit 1; }
+  # The pyramid whose table was dropped under the old version is reported and gone.
+  grep -q "whose table no longer exists: 'up_gone'" "$OUT/update.log" \
+    || { cat "$OUT/update.log" >&2; echo "the update did not report the pyramid of a dropped table" >&2; exit 1; }
   [ "$(psql_db "$old" -tAc "SELECT extversion FROM pg_extension WHERE extname = 'vasttile'")" = "$CURRENT" ] \
     || { echo "ALTER EXTENSION vasttile UPDATE did not reach $CURRENT" >&2; exit 1; }
   # (1) Every object serves the tiles it served before the update.
@@ -105,24 +130,24 @@ for release in "${RELEASES[@]}"; do
   [ -z "$changed" ] || { echo "tiles changed by the update: $changed" >&2; exit 1; }
   # The same objects made by a fresh install serve the same tiles too.
   psql_db "$fresh" -c "CREATE EXTENSION vasttile" -o /dev/null -f tests/upgrade/objects.sql
-  for db in "$old" "$fresh"; do
-    psql_db "$db" -tAc "SELECT what, z, x, y, md5(tile) FROM upgrade_tiles_before ORDER BY 1, 2, 3, 4" >"$OUT/$db.before"
-  done
-  diff "$OUT/$old.before" "$OUT/$fresh.before" >&2 \
-    || { echo "$version and a fresh $CURRENT draw different tiles from the same objects" >&2; exit 1; }
-  # (2) Both keep working the same way: refreshes, cache invalidation, drops.
-  for db in "$old" "$fresh"; do
-    psql_db "$db" -f tests/upgrade/after.sql >"$OUT/$db.after"
-  done
-  diff "$OUT/$old.after" "$OUT/$fresh.after" >&2 \
-    || { echo "after the update, objects behave differently from a fresh install's" >&2; exit 1; }
+  same_in_both before "$version and a fresh $CURRENT draw different tiles from the same objects" \
+    -tAc "SELECT what, z, x, y, md5(tile) FROM upgrade_tiles_before ORDER BY 1, 2, 3, 4"
+  # (2) The schema and the definitions equal a fresh install's (again after the changes below).
+  same_in_both schema-before "the schema after ALTER EXTENSION UPDATE differs from a fresh $CURRENT install" \
+    -f tests/upgrade/describe.sql
+  same_in_both definitions "the definitions moved by the update differ from a fresh install's" \
+    -tAc "SELECT name, source, owner, options, base_zoom, tile_size, built_at IS NOT NULL FROM vasttile.heat_pyramids ORDER BY 1" \
+    -c "SELECT name, source, owner, id_column, polygon_column, feature_bits FROM vasttile.skeleton_layers ORDER BY 1" \
+    -c "SELECT pyramid, z, x, y, md5(counts::bytea), md5(summary), md5(levels) FROM vasttile.heat_pyramid_tiles ORDER BY 1, 2, 3, 4" \
+    -c "SELECT pyramid, sign, count(*) FROM vasttile.heat_pyramid_log GROUP BY 1, 2 ORDER BY 1, 2" \
+    -c "SELECT layer, z, x, y, size, md5(skeleton) FROM vasttile.skeleton_cache ORDER BY 1, 2, 3, 4, 5"
+  # (3) Both keep working the same way: refreshes, cache invalidation, drops.
+  same_in_both after "after the update, objects behave differently from a fresh install's" \
+    -f tests/upgrade/after.sql
   grep -q "refreshed tiles changed" "$OUT/$old.after" \
     || { echo "after.sql did not run to its end" >&2; exit 1; }
-  # (3) The schema equals a fresh install's.
-  for db in "$old" "$fresh"; do
-    psql_db "$db" -f tests/upgrade/describe.sql >"$OUT/$db.schema"
-  done
-  diff "$OUT/$old.schema" "$OUT/$fresh.schema" >&2 \
-    || { echo "the schema after ALTER EXTENSION UPDATE differs from a fresh $CURRENT install" >&2; exit 1; }
+  # (4) The schema still equals a fresh install's.
+  same_in_both schema "the schema after ALTER EXTENSION UPDATE differs from a fresh $CURRENT install" \
+    -f tests/upgrade/describe.sql
   log "upgrade $version -> $CURRENT: $(wc -l <"$OUT/$old.before") tiles identical, schema identical ($(wc -l <"$OUT/$old.schema") lines)"
 done

@@ -1,8 +1,47 @@
 -- vasttile 0.1.0 -> 0.2.0: the security model (README: Security model) and bounded pyramid
 -- builds. Existing pyramids, skeleton layers, their caches and the triggers on users' tables are
 -- carried over; afterwards the schema equals a fresh 0.2.0 install (tests/upgrade).
--- Replace the library first (it serves both versions' functions), then ALTER EXTENSION UPDATE.
+-- Replace the library first, then ALTER EXTENSION UPDATE in every database: until then, the
+-- 0.2.0 library refuses to serve a 0.1.0 schema's pyramids and layers (55000, saying so).
 \echo Use "ALTER EXTENSION vasttile UPDATE TO '0.2.0'" to load this file. \quit
+
+-- First, what 0.2.0 cannot carry over, before anything moves.
+DO $$
+DECLARE
+    bad text;
+BEGIN
+    -- 0.1.0 took any name; 0.2.0 names are 1 to 63 bytes (its triggers are found by name).
+    SELECT string_agg(pg_catalog.format('%L', n.name), ', ') INTO bad
+    FROM (SELECT name FROM @extschema@.heat_pyramids UNION ALL SELECT name FROM @extschema@.skeleton_layers) n
+    WHERE pg_catalog.octet_length(n.name) NOT BETWEEN 1 AND 63;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'vasttile 0.2.0 names heat pyramids and skeleton layers with 1 to 63 bytes; these are not: %', bad
+            USING ERRCODE = '22023',
+                  HINT = 'With vasttile 0.1.0 still installed, drop them (drop_heat_pyramid, or DELETE FROM vasttile.skeleton_layers and the triggers on their tables), update, then make them again under shorter names.';
+    END IF;
+    -- Definitions whose table is gone serve nothing: they go, with their tiles and caches.
+    SELECT string_agg(pg_catalog.format('%L', d.name), ', ') INTO bad
+    FROM (SELECT name, source FROM @extschema@.heat_pyramids
+          UNION ALL SELECT name, source FROM @extschema@.skeleton_layers) d
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.source);
+    IF bad IS NOT NULL THEN
+        RAISE WARNING 'vasttile: dropping heat pyramids and skeleton layers whose table no longer exists: %', bad;
+    END IF;
+    -- 0.2.0's log trigger reads only columns of built-in types (a cast of a user-defined type
+    -- would run that type's code with the extension owner's rights): writes to these tables
+    -- will be refused until the pyramid is dropped or its columns change type.
+    SELECT string_agg(DISTINCT pg_catalog.format('%L', p.name), ', ') INTO bad
+    FROM @extschema@.heat_pyramids p
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = p.source AND NOT a.attisdropped
+    WHERE a.atttypid >= 16384
+      AND a.attname IN (p.options ->> 'column', p.options ->> 'weight_column', p.options ->> 'id_column',
+                        p.options ->> 'times_column', p.options ->> 'kind_column',
+                        p.options ->> 'virtual_column', p.options ->> 'private_column');
+    IF bad IS NOT NULL THEN
+        RAISE WARNING 'vasttile: heat pyramids reading columns of user-defined types: %', bad
+            USING HINT = 'Writes to their tables will raise 42804 until the columns are of built-in types or the pyramids are dropped.';
+    END IF;
+END $$;
 
 -- Every role may call the extension's functions (as it may PostGIS's); its tables say who
 -- reads what.
@@ -38,8 +77,31 @@ SELECT p.name, p.source, c.relowner::regrole, p.options, p.base_zoom, p.tile_siz
 FROM @extschema@.heat_pyramids_0_1_0 p JOIN pg_catalog.pg_class c ON c.oid = p.source;
 ALTER EXTENSION vasttile DROP TABLE @extschema@.heat_pyramids_0_1_0;
 DROP TABLE @extschema@.heat_pyramids_0_1_0;
+-- Tiles and log rows of definitions that did not move (their table is gone).
+DELETE FROM @extschema@.heat_pyramid_tiles t
+WHERE NOT EXISTS (SELECT 1 FROM @extschema@.heat_pyramids p WHERE p.name = t.pyramid);
+DELETE FROM @extschema@.heat_pyramid_log l
+WHERE NOT EXISTS (SELECT 1 FROM @extschema@.heat_pyramids p WHERE p.name = l.pyramid);
 
 REVOKE ALL ON @extschema@.heat_pyramids, @extschema@.heat_pyramid_tiles, @extschema@.heat_pyramid_log FROM PUBLIC;
+-- 0.1.0 had writers of a pyramid's table insert into the log themselves, so roles may hold
+-- grants on the tiles and the log: with them a role could forge any pyramid's log. Gone.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT c.oid::regclass AS rel, g.grantee::regrole AS grantee
+        FROM pg_catalog.pg_class c
+        CROSS JOIN LATERAL (SELECT (pg_catalog.aclexplode(c.relacl)).grantee
+                            UNION SELECT (pg_catalog.aclexplode(a.attacl)).grantee
+                            FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid) g
+        WHERE c.oid IN ('@extschema@.heat_pyramid_tiles'::regclass, '@extschema@.heat_pyramid_log'::regclass)
+          AND g.grantee <> 0 AND g.grantee <> c.relowner
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', r.rel, r.grantee);
+    END LOOP;
+END $$;
 GRANT SELECT (name, source, owner, options, base_zoom, tile_size, built_at) ON @extschema@.heat_pyramids TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.heat_pyramids', '');
 
@@ -211,9 +273,14 @@ CREATE TABLE @extschema@.skeleton_cache (
 );
 COMMENT ON TABLE @extschema@.skeleton_cache IS 'vasttile: rasterised skeleton tiles; rebuilt on demand, emptied when a layer''s table changes';
 -- The cache was emptied by every change to a layer's table in 0.1.0 too: its tiles are current.
+-- Except skeletons of more than 65,536 IDs, whose u16 indices 0.1.0 let wrap: those are
+-- drawn again on demand.
 INSERT INTO @extschema@.skeleton_cache (layer, generation, z, x, y, size, skeleton)
 SELECT k.layer, l.generation, k.z, k.x, k.y, k.size, k.skeleton
-FROM @extschema@.skeleton_cache_0_1_0 k JOIN @extschema@.skeleton_layers l ON l.name = k.layer;
+FROM @extschema@.skeleton_cache_0_1_0 k JOIN @extschema@.skeleton_layers l ON l.name = k.layer
+WHERE pg_catalog.length(k.skeleton) >= 20
+  AND pg_catalog.get_byte(k.skeleton, 16) + 256 * pg_catalog.get_byte(k.skeleton, 17)
+      + 65536 * pg_catalog.get_byte(k.skeleton, 18) + 16777216::int8 * pg_catalog.get_byte(k.skeleton, 19) <= 65536;
 ALTER EXTENSION vasttile DROP TABLE @extschema@.skeleton_cache_0_1_0;
 DROP TABLE @extschema@.skeleton_cache_0_1_0;
 ALTER EXTENSION vasttile DROP TABLE @extschema@.skeleton_layers_0_1_0;
@@ -222,6 +289,7 @@ DROP TABLE @extschema@.skeleton_layers_0_1_0;
 REVOKE ALL ON @extschema@.skeleton_layers, @extschema@.skeleton_cache FROM PUBLIC;
 GRANT SELECT (name, source, owner, id_column, polygon_column, feature_bits) ON @extschema@.skeleton_layers TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.skeleton_layers', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.skeleton_generation', '');
 
 CREATE OR REPLACE FUNCTION @extschema@.skeleton_invalidate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -253,13 +321,15 @@ AS 'MODULE_PATHNAME', 'drop_skeleton_layer_wrapper';
 ------------------------------------------------------------------------------------------------
 -- Triggers on users' tables: 0.1.0 named them after the object (cut at 63 bytes, so long names
 -- could not be found again); 0.2.0 names them by a hash of the name and finds them by function
--- and argument. Same events, same functions: only the names change.
+-- and argument. Same events, same functions: only the names change. 0.1.0 also left triggers
+-- behind on a table when a pyramid or layer was made again over another one; 0.2.0's functions
+-- would refuse writes there (42501), so those go.
 DO $$
 DECLARE
     t record;
 BEGIN
     FOR t IN
-        SELECT g.tgname, g.tgrelid::regclass AS rel,
+        SELECT g.tgname, g.tgrelid, g.tgrelid::regclass AS rel,
                CASE WHEN g.tgfoid = '@extschema@.heat_pyramid_log_rows()'::regprocedure THEN 'pyramid' ELSE 'skeleton' END AS kind,
                pg_catalog.convert_from(pg_catalog.substr(g.tgargs, 1, pg_catalog.length(g.tgargs) - 1),
                                        pg_catalog.getdatabaseencoding()) AS arg,
@@ -272,7 +342,14 @@ BEGIN
         WHERE g.tgfoid IN ('@extschema@.heat_pyramid_log_rows()'::regprocedure, '@extschema@.skeleton_invalidate()'::regprocedure)
           AND g.tgnargs = 1
     LOOP
-        EXECUTE pg_catalog.format('ALTER TRIGGER %I ON %s RENAME TO %I', t.tgname, t.rel,
-                                  pg_catalog.format('vasttile_%s_%s_%s', t.kind, pg_catalog.left(pg_catalog.md5(t.arg), 16), t.event));
+        IF (t.kind = 'pyramid' AND EXISTS (SELECT 1 FROM @extschema@.heat_pyramids p
+                                          WHERE p.name = t.arg AND p.source::oid = t.tgrelid))
+           OR (t.kind = 'skeleton' AND EXISTS (SELECT 1 FROM @extschema@.skeleton_layers l
+                                              WHERE l.name = t.arg AND l.source::oid = t.tgrelid)) THEN
+            EXECUTE pg_catalog.format('ALTER TRIGGER %I ON %s RENAME TO %I', t.tgname, t.rel,
+                                      pg_catalog.format('vasttile_%s_%s_%s', t.kind, pg_catalog.left(pg_catalog.md5(t.arg), 16), t.event));
+        ELSE
+            EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+        END IF;
     END LOOP;
 END $$;

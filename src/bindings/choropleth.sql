@@ -38,6 +38,7 @@ COMMENT ON TABLE skeleton_cache IS 'vasttile: rasterised skeleton tiles; rebuilt
 REVOKE ALL ON skeleton_layers, skeleton_cache FROM PUBLIC;
 GRANT SELECT (name, source, owner, id_column, polygon_column, feature_bits) ON skeleton_layers TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('skeleton_layers', '');
+SELECT pg_catalog.pg_extension_config_dump('skeleton_generation', '');
 
 -- Statement trigger on a layer's table: any change empties the layer's cache. SECURITY
 -- DEFINER, so the table's writers need no rights on the cache; it empties only the layer whose

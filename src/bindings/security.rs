@@ -210,11 +210,45 @@ impl Drop for UserGuard {
 /// from SPI rows land in the parent of SPI's context instead: large ones are read as
 /// `Bytes`, and loops over rows use `with_row_memory`.)
 pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
+    require_schema_version();
     // `f` returns Rust-owned values (SPI results are copied out), so nothing it returns points
     // into the context deleted after it.
     super::in_scratch_context(c"vasttile catalog", || {
         with_fixed_search_path(|| as_owner(f))
     })
+}
+
+thread_local! {
+    /// The installed schema was found to be this library's version (checked once a backend).
+    static SCHEMA_CHECKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The extension's tables must be those of this library's version: after the library is
+/// replaced and before `ALTER EXTENSION vasttile UPDATE`, a catalog query would fail on a
+/// missing column. Say what to do instead (55000), once per backend when it holds.
+fn require_schema_version() {
+    if SCHEMA_CHECKED.with(|c| c.get()) {
+        return;
+    }
+    let installed = with_fixed_search_path(|| {
+        Spi::get_one::<String>(
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vasttile'",
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    let library = env!("CARGO_PKG_VERSION");
+    if installed != library {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("the vasttile schema in this database is version {installed}, its library is {library}"),
+            "vasttile",
+        )
+        .set_hint("Run ALTER EXTENSION vasttile UPDATE in this database.")
+        .report(PgLogLevel::ERROR);
+    }
+    SCHEMA_CHECKED.with(|c| c.set(true));
 }
 
 /// Puts `search_path` back when dropped (an aborted (sub)transaction does as well).

@@ -11,10 +11,14 @@ INSERT INTO up_acts SELECT id + 10000, kind, is_virtual, is_private, path, times
 DELETE FROM up_acts WHERE id % 9 = 0;
 INSERT INTO up_points SELECT k, 2.5 FROM synthetic_activities(30, 22, -0.08, 51.51, 1500) a, unnest(a.path) k;
 UPDATE up_paths SET path = path[1:10] WHERE id % 4 = 0;
+-- Tables that lost a pyramid or layer to another table take writes (no trigger left behind).
+INSERT INTO up_points2 SELECT vcs_key FROM up_points LIMIT 10;
+UPDATE up_regions2 SET id = id WHERE id = 3;
 SELECT pyramid, sign, count(*) FROM heat_pyramid_log GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT r->'rows' AS rows, r->'tiles_changed' AS tiles_changed FROM heat_pyramid_refresh('up_acts') r;
 SELECT r->'rows' AS rows, r->'tiles_changed' AS tiles_changed FROM heat_pyramid_refresh('up_points') r;
 SELECT r->'rows' AS rows, r->'tiles_changed' AS tiles_changed FROM heat_pyramid_refresh('up_paths') r;
+SELECT r->'rows' AS rows, r->'tiles_changed' AS tiles_changed FROM heat_pyramid_refresh('up_moved') r;
 SELECT count(*) AS log_rows_left FROM heat_pyramid_log;
 -- A change to the polygons empties the layer's cache; the next tiles are drawn afresh.
 UPDATE up_regions SET polygon = (SELECT polygon FROM up_regions WHERE id = 55) WHERE id = 1;

@@ -19,6 +19,7 @@ WITH ext AS (
                    || format(' returns %s strict=%s parallel=%s', p.prorettype::regtype, p.proisstrict, p.proparallel)
            ELSE pg_get_functiondef(p.oid) END
            || E'\n  acl ' || coalesce(p.proacl::text, 'default')
+           || E'\n  owner ' || p.proowner::regrole::text
            || E'\n  comment ' || coalesce(obj_description(p.oid, 'pg_proc'), '-') AS body
     FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
     LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid
@@ -33,24 +34,31 @@ WITH ext AS (
     -- Tables and sequences: columns in order (dropped ones included: they would differ),
     -- constraints, indexes, triggers, grants, comments, and whether pg_dump keeps their rows.
     SELECT 'relation ' || c.oid::regclass::text,
-           format('relation %s kind=%s', c.relname, c.relkind)
-           || coalesce((SELECT string_agg(format(E'\n  column %s %s %s%s%s acl=%s', a.attnum,
+           format('relation %s kind=%s owner=%s rowsecurity=%s options=%s', c.relname, c.relkind,
+                  c.relowner::regrole, c.relrowsecurity, c.reloptions)
+           || coalesce((SELECT string_agg(format(E'\n  column %s %s %s%s%s acl=%s comment=%s', a.attnum,
                                                  CASE WHEN a.attisdropped THEN '(dropped)' ELSE a.attname END,
                                                  format_type(a.atttypid, a.atttypmod),
                                                  CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
                                                  coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), ''),
-                                                 coalesce(a.attacl::text, '-')), '' ORDER BY a.attnum)
+                                                 coalesce(a.attacl::text, '-'),
+                                                 coalesce(col_description(c.oid, a.attnum), '-')), '' ORDER BY a.attnum)
                         FROM pg_attribute a
                         LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
                         WHERE a.attrelid = c.oid AND a.attnum > 0), '')
-           || coalesce((SELECT string_agg(E'\n  constraint ' || pg_get_constraintdef(k.oid), '' ORDER BY pg_get_constraintdef(k.oid))
+           || coalesce((SELECT string_agg(E'\n  constraint ' || k.conname || ' ' || pg_get_constraintdef(k.oid), '' ORDER BY k.conname)
                         FROM pg_constraint k WHERE k.conrelid = c.oid), '')
-           || coalesce((SELECT string_agg(E'\n  index ' || regexp_replace(pg_get_indexdef(i.indexrelid), 'INDEX \S+ ON', 'INDEX ON'), ''
-                                          ORDER BY regexp_replace(pg_get_indexdef(i.indexrelid), 'INDEX \S+ ON', 'INDEX ON'))
+           || coalesce((SELECT string_agg(E'\n  index ' || pg_get_indexdef(i.indexrelid), ''
+                                          ORDER BY pg_get_indexdef(i.indexrelid))
                         FROM pg_index i WHERE i.indrelid = c.oid), '')
-           || coalesce((SELECT string_agg(E'\n  trigger ' || pg_get_triggerdef(g.oid), '' ORDER BY g.tgname)
+           || coalesce((SELECT string_agg(E'\n  sequence ' || format('%s start=%s inc=%s min=%s max=%s cache=%s cycle=%s',
+                                          q.seqtypid::regtype, q.seqstart, q.seqincrement, q.seqmin, q.seqmax, q.seqcache, q.seqcycle), '')
+                        FROM pg_sequence q WHERE q.seqrelid = c.oid), '')
+           || coalesce((SELECT string_agg(E'\n  trigger ' || pg_get_triggerdef(g.oid) || ' enabled=' || g.tgenabled::text, '' ORDER BY g.tgname)
                         FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal), '')
            || E'\n  acl ' || coalesce(c.relacl::text, 'default')
+           || E'\n  initial acl ' || coalesce((SELECT string_agg(format('%s:%s', ip.objsubid, ip.initprivs), ' ' ORDER BY ip.objsubid)
+                                               FROM pg_init_privs ip WHERE ip.classoid = 'pg_class'::regclass AND ip.objoid = c.oid), '-')
            || E'\n  comment ' || coalesce(obj_description(c.oid, 'pg_class'), '-')
            || E'\n  dumped ' || (SELECT coalesce(e.extconfig @> ARRAY[c.oid], false) || ' ' ||
                                         coalesce(e.extcondition[array_position(e.extconfig, c.oid)], '-')
@@ -69,8 +77,17 @@ SELECT format('extension %s %s relocatable=%s config=%s conditions=%s', extname,
               (SELECT string_agg(c::regclass::text, ',' ORDER BY c::regclass::text) FROM unnest(extconfig) c),
               array_to_string(extcondition, ','))
 FROM pg_extension WHERE extname = 'vasttile';
+-- Anything in the extension's schema that is not a member (left behind by an update).
+SELECT format('not a member: %s', pg_describe_object('pg_class'::regclass, c.oid, 0))
+FROM pg_class c WHERE c.relnamespace = 'vasttile'::regnamespace AND c.relkind IN ('r', 'S', 'v', 'm', 'p')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1;
+SELECT format('not a member: %s', p.oid::regprocedure) FROM pg_proc p
+WHERE p.pronamespace = 'vasttile'::regnamespace
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+ORDER BY 1;
 -- Triggers the extension made on users' tables (not members, but its state).
-SELECT format('user trigger %s', pg_get_triggerdef(g.oid))
+SELECT format('user trigger %s enabled=%s', pg_get_triggerdef(g.oid), g.tgenabled)
 FROM pg_trigger g JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = g.tgfoid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'vasttile'
 ORDER BY 1;

@@ -31,6 +31,27 @@ SELECT create_access_layer('up_access', 'up_points');
 SELECT create_pyramid_layer('up_pyramid', 'up_acts', '{"colormap": "magma"}');
 SELECT create_choropleth_layer('up_choropleth', 'up_regions', 'SELECT id, v FROM up_values', '{"colormap": "blues"}');
 
+-- What a 0.1.0 installation could hold that 0.2.0 must clean up (a fresh install never has it,
+-- so after the update both must look the same): grants its README asked for on the log and
+-- tiles, triggers 0.1.0 left on a table when a pyramid or layer was made again over another
+-- one, and a pyramid whose table was dropped.
+SELECT extversion = '0.1.0' AS old_version FROM pg_extension WHERE extname = 'vasttile' \gset
+\if :old_version
+DO $$ BEGIN CREATE ROLE up_writer; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT INSERT ON vasttile.heat_pyramid_log TO up_writer;
+GRANT SELECT ON vasttile.heat_pyramid_tiles TO up_writer;
+GRANT UPDATE (levels) ON vasttile.heat_pyramid_tiles TO up_writer;
+CREATE TABLE up_gone AS SELECT vcs_key FROM up_points LIMIT 100;
+SELECT (create_heat_pyramid('up_gone', 'up_gone', '{"base_zoom": 10}'))->'tiles' IS NOT NULL;
+DROP TABLE up_gone;
+\endif
+CREATE TABLE up_points2 AS SELECT vcs_key FROM up_points LIMIT 500;
+CREATE TABLE up_regions2 AS SELECT * FROM up_regions WHERE id <= 20;
+SELECT (create_heat_pyramid('up_moved', 'up_points', '{"base_zoom": 12}'))->'tiles' IS NOT NULL;
+SELECT (create_heat_pyramid('up_moved', 'up_points2', '{"base_zoom": 12}'))->'tiles' IS NOT NULL;
+SELECT create_skeleton_layer('up_moved_regions', 'up_regions');
+SELECT create_skeleton_layer('up_moved_regions', 'up_regions2');
+
 -- The tiles every object serves, by the same query before and after the update.
 CREATE FUNCTION upgrade_tiles() RETURNS TABLE (what text, z int, x int, y int, tile bytea)
 LANGUAGE sql SET search_path = public, vasttile AS $$
@@ -50,3 +71,5 @@ $$;
 CREATE TABLE upgrade_tiles_before AS SELECT * FROM upgrade_tiles();
 SELECT count(*) AS tiles, count(*) FILTER (WHERE tile IS NOT NULL) AS drawn FROM upgrade_tiles_before;
 SELECT count(*) AS cached_skeletons FROM vasttile.skeleton_cache;
+-- Rows logged and not yet refreshed when the update runs.
+INSERT INTO up_acts SELECT id + 50000, kind, is_virtual, is_private, path, times FROM synthetic_activities(12, 31, -0.1, 51.5, 2000);

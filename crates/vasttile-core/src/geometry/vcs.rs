@@ -376,6 +376,11 @@ pub fn tile_key_ranges(tile: Tile, size: TileSize, margin: i64) -> CoreResult<Ve
             }
         }
     }
+    Ok(merge_ranges(ranges))
+}
+
+/// Half-open key ranges sorted, with overlapping and touching ones merged.
+fn merge_ranges(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     ranges.sort_unstable();
     let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
     for (lo, hi) in ranges {
@@ -384,7 +389,7 @@ pub fn tile_key_ranges(tile: Tile, size: TileSize, margin: i64) -> CoreResult<Ve
             _ => merged.push((lo, hi)),
         }
     }
-    Ok(merged)
+    merged
 }
 
 /// Morton key ranges covering the VCS box `[x0, x1] x [y0, y1]` (inclusive) with aligned square
@@ -402,15 +407,7 @@ pub fn bbox_key_ranges(x0: u32, y0: u32, x1: u32, y1: u32, per_side: u32) -> Vec
             ranges.push((b << (2 * bits), (b + 1) << (2 * bits)));
         }
     }
-    ranges.sort_unstable();
-    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
-    for (lo, hi) in ranges {
-        match merged.last_mut() {
-            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
-            _ => merged.push((lo, hi)),
-        }
-    }
-    merged
+    merge_ranges(ranges)
 }
 
 #[cfg(test)]
