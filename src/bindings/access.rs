@@ -119,7 +119,10 @@ fn access_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInf
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn access_grid_serial(state: Internal) -> Vec<u8> {
-    aggregate::serialize::<AccessState>(state)
+    // SAFETY: the SERIALFUNC of access_grid only, whose state PostgreSQL hands over as made by its
+    // transition or combine function: a `AccessState` (pairing functions across aggregates takes a
+    // superuser: internal-state aggregates are theirs alone).
+    unsafe { aggregate::serialize::<AccessState>(state) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]

@@ -118,10 +118,12 @@ pub unsafe fn combine<T: AggState>(
     }
 }
 
-pub fn serialize<T: AggState>(st: Internal) -> Vec<u8> {
-    // SAFETY: `serialize::<T>` is called only from the SERIALFUNC of the aggregates whose state
-    // is a `T` (heat_grid_serial, access_grid_serial, dot_tile_serial), which PostgreSQL hands
-    // the state made by that aggregate's transition or combine function.
+/// A partial state as bytes, for parallel workers (empty when there is none).
+///
+/// # Safety
+/// As for [`state`]: `st` must be null or a state of type `T` of this aggregate.
+pub unsafe fn serialize<T: AggState>(st: Internal) -> Vec<u8> {
+    // SAFETY: the caller guarantees that `st` is null or a live `T`.
     unsafe { state::<T>(&st) }
         .map(T::to_bytes)
         .unwrap_or_default()

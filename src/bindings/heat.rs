@@ -128,7 +128,10 @@ fn heat_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo)
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn heat_grid_serial(state: Internal) -> Vec<u8> {
-    aggregate::serialize::<HeatGrid>(state)
+    // SAFETY: the SERIALFUNC of heat_grid and heat_grid_paths only, whose state PostgreSQL
+    // hands over as made by their transition or combine functions: a `HeatGrid` (pairing
+    // functions across aggregates takes a superuser: internal-state aggregates are theirs).
+    unsafe { aggregate::serialize::<HeatGrid>(state) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]

@@ -99,7 +99,10 @@ fn dot_tile_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) 
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn dot_tile_serial(state: Internal) -> Vec<u8> {
-    aggregate::serialize::<DotTileState>(state)
+    // SAFETY: the SERIALFUNC of dot_tile_agg only, whose state PostgreSQL hands over as made by its
+    // transition or combine function: a `DotTileState` (pairing functions across aggregates takes a
+    // superuser: internal-state aggregates are theirs alone).
+    unsafe { aggregate::serialize::<DotTileState>(state) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
