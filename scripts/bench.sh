@@ -17,7 +17,11 @@ if ! "$VENV/bin/python" -c "import datashader, numba, PIL, psycopg2" 2>/dev/null
   "$VENV/bin/pip" install -q datashader numba pillow psycopg2-binary
 fi
 ensure_cluster
-if ! psql_db vasttile_demo -tAc "SELECT to_regclass('zipcodes') IS NOT NULL" 2>/dev/null | grep -q t; then
+# The demo database, made by setup.sh with this version of the extension (setup.sh makes it
+# again after an upgrade of the checkout).
+VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+if ! psql_db vasttile_demo -tAc "SELECT to_regclass('zipcodes') IS NOT NULL
+      AND (SELECT extversion FROM pg_extension WHERE extname = 'vasttile') = '$VERSION'" 2>/dev/null | grep -q t; then
   "$REPO/scripts/setup.sh"
 fi
 psql_db vasttile_demo -f benches/points.sql
