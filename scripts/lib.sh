@@ -150,6 +150,12 @@ ensure_us_atlas() {
   fetch_npm_files us-atlas "$US_ATLAS_VERSION" "" counties-10m.json states-10m.json
 }
 
+# The world's countries and land (Natural Earth through TopoJSON): the whole world's edges.
+WORLD_ATLAS_VERSION=2.0.2
+ensure_world_atlas() {
+  fetch_npm_files world-atlas "$WORLD_ATLAS_VERSION" "" countries-50m.json countries-110m.json land-50m.json land-110m.json
+}
+
 # Write a bytea query result to a file: save_png DB "SQL returning one bytea" FILE
 save_png() {
   local db="$1" sql="$2" file="$3"

@@ -22,6 +22,7 @@ cd "$REPO"
 ensure_toolchain sqlsmith
 ensure_vega_datasets
 ensure_us_atlas
+ensure_world_atlas
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 
 # The demo's tile server (setup.sh restarts it at the end) would hold libraries the tests replace.

@@ -39,41 +39,46 @@ impl MultiPolygon {
         }))
     }
 
-    /// Add a ring of (lon, lat) degrees: closed, at least 4 positions, finite, in range.
+    /// Add a ring of (lon, lat) degrees: closed, at least 4 positions, finite, in range. A ring
+    /// that crosses the antimeridian is read on the sphere, as d3-geo reads the same data: cut
+    /// at +-180 and closed along the map's edge, and along the pole it encloses, if any
+    /// ([`cut_at_antimeridian`]).
     fn push_ring(
         &mut self,
         polygon: usize,
         ring: impl Iterator<Item = (f64, f64)>,
     ) -> CoreResult<()> {
-        let mut out: Vec<(u32, u32)> = Vec::new();
-        let mut first_last: Option<((f64, f64), (f64, f64))> = None;
+        let mut positions: Vec<(f64, f64)> = Vec::new();
         for (lon, lat) in ring {
-            if self.vertices() + out.len() >= MAX_VERTICES {
+            if self.vertices() + positions.len() >= MAX_VERTICES {
                 return Err(CoreError::TooLarge {
                     detail: format!("polygon has more than {MAX_VERTICES} vertices"),
                 });
             }
-            let p = (lon_to_vcs(lon)? as u32, lat_to_vcs(lat)? as u32);
-            first_last = Some(match first_last {
-                None => ((lon, lat), (lon, lat)),
-                Some((f, _)) => (f, (lon, lat)),
-            });
-            out.push(p);
+            // Checked here, so that the cut below works on valid positions only.
+            lon_to_vcs(lon)?;
+            lat_to_vcs(lat)?;
+            positions.push((lon, lat));
         }
-        if out.len() < 4 {
+        if positions.len() < 4 {
             return Err(invalid(format!(
                 "ring must have at least 4 positions (3 corners and the closing one), got {}",
-                out.len()
+                positions.len()
             )));
         }
-        if let Some((f, l)) = first_last {
-            if f != l {
-                return Err(invalid(format!(
-                    "ring must be closed: first position {f:?} is not the last {l:?}"
-                )));
-            }
+        let (f, l) = (positions[0], positions[positions.len() - 1]);
+        if f != l {
+            return Err(invalid(format!(
+                "ring must be closed: first position {f:?} is not the last {l:?}"
+            )));
         }
-        self.polygons[polygon].push(out);
+        for part in cut_at_antimeridian(&positions) {
+            let out = part
+                .iter()
+                .map(|&(lon, lat)| Ok((lon_to_vcs(lon)? as u32, lat_to_vcs(lat)? as u32)))
+                .collect::<CoreResult<Vec<_>>>()?;
+            self.polygons[polygon].push(out);
+        }
         Ok(())
     }
 
@@ -257,6 +262,125 @@ pub type Path = Vec<(u32, u32)>;
 /// Most positions the geometries of one TopoJSON object may expand to (an arc is copied into
 /// every ring that references it, so a small text can name a huge geometry).
 pub const MAX_TOPOJSON_POSITIONS: usize = 5_000_000;
+
+/// A closed ring of (lon, lat) degrees as rings that fill the same part of the sphere on the
+/// flat map. A ring none of whose successive positions are more than 180 degrees apart in
+/// longitude is returned as it is. Otherwise (Russia, Fiji, Antarctica in Natural Earth) each
+/// such step crosses the antimeridian: the ring is cut there into arcs that end on the map's
+/// east or west edge, at the latitude where the step crosses it, and the arcs are joined again
+/// along the edges. Walking up an edge from the pole, each crossing enters or leaves the
+/// polygon, so the crossings on one edge, sorted by latitude, pair up into the stretches of edge
+/// inside it; an odd number of crossings means the ring goes round a pole (the one on the side
+/// of its mean latitude), and the stretch from that pole to the first crossing is inside too,
+/// the two edges then joined along the pole.
+pub fn cut_at_antimeridian(ring: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let pts = &ring[..ring.len().saturating_sub(1)];
+    let m = pts.len();
+    let crosses = |i: usize| (pts[(i + 1) % m].0 - pts[i].0).abs() > 180.0;
+    let crossings: Vec<usize> = (0..m).filter(|&i| crosses(i)).collect();
+    if crossings.is_empty() {
+        return vec![ring.to_vec()];
+    }
+    // Where step i leaves the map: the edge on the side it starts, at the interpolated latitude.
+    let exit = |i: usize| {
+        let (a, b) = (pts[i], pts[(i + 1) % m]);
+        let edge = if a.0 > 0.0 { 180.0 } else { -180.0 };
+        let b_lon = b.0 + 2.0 * edge;
+        let t = if b_lon == a.0 {
+            0.0
+        } else {
+            (edge - a.0) / (b_lon - a.0)
+        };
+        (edge, a.1 + t * (b.1 - a.1))
+    };
+    // Arc k: from where crossing k re-enters (the other edge) to where crossing k + 1 leaves.
+    let k = crossings.len();
+    let mut arcs: Vec<Vec<(f64, f64)>> = Vec::with_capacity(k);
+    for c in 0..k {
+        let (from, to) = (crossings[c], crossings[(c + 1) % k]);
+        let (edge, lat) = exit(from);
+        let mut arc = vec![(-edge, lat)];
+        let mut i = (from + 1) % m;
+        loop {
+            arc.push(pts[i]);
+            if i == to {
+                break;
+            }
+            i = (i + 1) % m;
+        }
+        arc.push(exit(to));
+        arcs.push(arc);
+    }
+    // Nodes: arc ends (2 k + 1 for the end of arc k, 2 k for its start), then the poles.
+    let mean_lat = pts.iter().map(|p| p.1).sum::<f64>() / m as f64;
+    let pole = if mean_lat < 0.0 { -90.0 } else { 90.0 };
+    let (west_pole, east_pole) = (2 * k, 2 * k + 1);
+    let point = |node: usize| -> (f64, f64) {
+        match node {
+            n if n == west_pole => (-180.0, pole),
+            n if n == east_pole => (180.0, pole),
+            n if n % 2 == 0 => arcs[n / 2][0],
+            n => arcs[n / 2][arcs[n / 2].len() - 1],
+        }
+    };
+    let mut partner = vec![usize::MAX; 2 * k + 2];
+    for edge in [-180.0, 180.0] {
+        let mut nodes: Vec<usize> = (0..2 * k).filter(|&n| point(n).0 == edge).collect();
+        if nodes.len() % 2 == 1 {
+            nodes.push(if edge < 0.0 { west_pole } else { east_pole });
+        }
+        // From the pole the ring goes round (if any) up or down the edge.
+        nodes.sort_by(|&a, &b| {
+            let (la, lb) = (point(a).1, point(b).1);
+            if pole < 0.0 {
+                la.total_cmp(&lb)
+            } else {
+                lb.total_cmp(&la)
+            }
+        });
+        for pair in nodes.chunks_exact(2) {
+            partner[pair[0]] = pair[1];
+            partner[pair[1]] = pair[0];
+        }
+    }
+    // Walk arcs and edge stretches into closed rings (even-odd filling ignores direction).
+    let mut used = vec![false; k];
+    let mut out = Vec::new();
+    for first in 0..k {
+        if used[first] {
+            continue;
+        }
+        let mut ring: Vec<(f64, f64)> = Vec::new();
+        let (mut arc, mut forward) = (first, true);
+        loop {
+            used[arc] = true;
+            if forward {
+                ring.extend(&arcs[arc]);
+            } else {
+                ring.extend(arcs[arc].iter().rev());
+            }
+            let mut node = partner[if forward { 2 * arc + 1 } else { 2 * arc }];
+            if node == west_pole || node == east_pole {
+                // Along the pole to the other edge, then along that edge.
+                let other = if node == west_pole {
+                    east_pole
+                } else {
+                    west_pole
+                };
+                ring.push(point(node));
+                ring.push(point(other));
+                node = partner[other];
+            }
+            if node == usize::MAX || used[node / 2] {
+                break;
+            }
+            (arc, forward) = (node / 2, node % 2 == 0);
+        }
+        ring.push(ring[0]);
+        out.push(ring);
+    }
+    out
+}
 
 fn bad_topojson(detail: impl Into<String>) -> CoreError {
     CoreError::out_of_range("topojson", detail)

@@ -620,4 +620,139 @@ mod tests {
         let image = crate::encoding::png::decode(&png).unwrap();
         assert_eq!(image.pixel(5, 0), [6, 0, 0, 255]);
     }
+
+    /// The world-atlas countries and land, read from data/world-atlas (scripts/test.sh fetches it).
+    fn world(file: &str, object: &str) -> Vec<(Option<String>, MultiPolygon)> {
+        let path = format!(
+            "{}/../../data/world-atlas/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path)
+            .expect("data/world-atlas missing: scripts/test.sh fetches it");
+        MultiPolygon::from_topojson(&text, object)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _, mp)| (id, mp))
+            .collect()
+    }
+
+    /// Owners per pixel of a whole zoom, as one image of 2^z tiles a side (256 px each).
+    fn owners_at(
+        z: i32,
+        features: &[(Option<String>, MultiPolygon)],
+    ) -> (usize, Vec<u8>, Vec<i32>) {
+        let side = 256usize << z;
+        let (mut count, mut owner) = (vec![0u8; side * side], vec![-1i32; side * side]);
+        for ty in 0..1 << z {
+            for tx in 0..1 << z {
+                let sk = Skeleton::new(Tile::new(z, tx, ty).unwrap(), TileSize::Px256).unwrap();
+                for (f, (_, mp)) in features.iter().enumerate() {
+                    sk.for_each_inside(mp, |i| {
+                        let (px, py) = (tx as usize * 256 + i % 256, ty as usize * 256 + i / 256);
+                        count[py * side + px] = count[py * side + px].saturating_add(1);
+                        owner[py * side + px] = f as i32;
+                    });
+                }
+            }
+        }
+        (side, count, owner)
+    }
+
+    /// The world's edges: countries that cross the antimeridian (Russia, Fiji) or enclose a pole
+    /// (Antarctica) fill their own side of the map at every tile, as on the sphere. At z2 the
+    /// union of the countries is the land of the same package within 0.1 %, no pixel has two
+    /// owners, Russia and Fiji stay within their longitudes, Antarctica reaches the bottom row.
+    #[test]
+    fn world_atlas_countries_fill_the_world_as_on_the_sphere() {
+        for (countries_file, land_file) in [
+            ("countries-110m.json", "land-110m.json"),
+            ("countries-50m.json", "land-50m.json"),
+        ] {
+            let countries = world(countries_file, "countries");
+            let land = world(land_file, "land");
+            let (side, count, owner) = owners_at(2, &countries);
+            if let Some(dir) = std::env::var_os("VASTTILE_WORLD_PNG") {
+                // To look at: every country in a colour of its own, two owners in red.
+                let mut image =
+                    crate::encoding::png::RgbaImage::transparent(side as u32, side as u32);
+                for (i, p) in image.data.chunks_exact_mut(4).enumerate() {
+                    let o = owner[i] as u32;
+                    let h = o.wrapping_mul(2_654_435_761);
+                    if count[i] > 1 {
+                        p.copy_from_slice(&[255, 0, 0, 255]);
+                    } else if count[i] == 1 {
+                        p.copy_from_slice(&[
+                            (h >> 24) as u8 / 2 + 64,
+                            (h >> 16) as u8 / 2 + 64,
+                            (h >> 8) as u8 / 2 + 64,
+                            255,
+                        ]);
+                    }
+                }
+                let png = crate::encoding::png::encode(&image, crate::encoding::png::Effort::Fast)
+                    .unwrap();
+                std::fs::write(
+                    std::path::Path::new(&dir).join(format!("{countries_file}.png")),
+                    png,
+                )
+                .unwrap();
+            }
+            let (_, land_count, _) = owners_at(2, &land);
+            let doubled = count.iter().filter(|&&c| c > 1).count();
+            let land_px = land_count.iter().filter(|&&c| c > 0).count();
+            let differ = count
+                .iter()
+                .zip(&land_count)
+                .filter(|(&c, &l)| (c > 0) != (l > 0))
+                .count();
+            assert_eq!(doubled, 0, "{countries_file}: pixels with two owners");
+            assert!(
+                (differ as f64) < 0.001 * land_px as f64,
+                "{countries_file}: {differ} of {land_px} land pixels differ"
+            );
+            let lon_of = |px: usize| (px as f64 + 0.5) / side as f64 * 360.0 - 180.0;
+            let index = |id: &str| {
+                countries
+                    .iter()
+                    .position(|(i, _)| i.as_deref() == Some(id))
+                    .unwrap()
+            };
+            // Russia (643): 19.6 E eastward across the antimeridian to 169 W.
+            // Fiji (242): 177 E to 178 W.
+            for (id, ranges) in [
+                ("643", [(19.0, 180.0), (-180.0, -168.5)]),
+                ("242", [(176.5, 180.0), (-180.0, -178.0)]),
+            ] {
+                let f = index(id) as i32;
+                let mut seen = [0usize; 2];
+                for (i, _) in owner.iter().enumerate().filter(|(_, &o)| o == f) {
+                    let lon = lon_of(i % side);
+                    let k = ranges
+                        .iter()
+                        .position(|&(a, b)| lon >= a - 0.5 && lon <= b + 0.5);
+                    assert!(
+                        k.is_some(),
+                        "{countries_file}: country {id} has a pixel at lon {lon:.2}"
+                    );
+                    seen[k.unwrap()] += 1;
+                }
+                if id == "643" {
+                    assert!(
+                        seen[0] > 1000 && seen[1] > 0,
+                        "{countries_file}: Russia {seen:?}"
+                    );
+                }
+            }
+            // Antarctica (010) reaches the bottom row, at both edges too: all of it but where
+            // its own coast (the Ross Ice Shelf's edge, 162-143 W) lies beyond Mercator's
+            // 85.05 S.
+            let antarctica = index("010") as i32;
+            let bottom = &owner[(side - 1) * side..];
+            let own = bottom.iter().filter(|&&o| o == antarctica).count();
+            assert!(
+                own * 100 >= side * 90 && bottom[0] == antarctica && bottom[side - 1] == antarctica,
+                "{countries_file}: Antarctica has {own} of {side} bottom pixels"
+            );
+        }
+    }
 }
