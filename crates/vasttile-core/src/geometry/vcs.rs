@@ -360,8 +360,14 @@ pub fn tile_key_ranges(tile: Tile, size: TileSize, margin: i64) -> CoreResult<Ve
         let (ox, oy) = tile.origin_px(size);
         let m = margin;
         let clamp = |v: i64| v.clamp(0, world - 1);
-        let (bx0, bx1) = (clamp(ox - m) / block, clamp(ox + s + m - 1) / block);
+        // Across the antimeridian the ring wraps to the other edge of the map (x only: the
+        // poles do not wrap).
+        let (bx0, bx1) = (
+            (ox - m).div_euclid(block),
+            (ox + s + m - 1).div_euclid(block),
+        );
         let (by0, by1) = (clamp(oy - m) / block, clamp(oy + s + m - 1) / block);
+        let blocks_across = (world / block).max(1);
         let key_shift = 2 * (grid.shift() + block_bits);
         for by in by0..=by1 {
             for bx in bx0..=bx1 {
@@ -370,7 +376,8 @@ pub fn tile_key_ranges(tile: Tile, size: TileSize, margin: i64) -> CoreResult<Ve
                     && by * block >= oy
                     && (by + 1) * block <= oy + s;
                 if !inside {
-                    let b = morton_interleave(bx as u32, by as u32) as i64;
+                    let b =
+                        morton_interleave(bx.rem_euclid(blocks_across) as u32, by as u32) as i64;
                     ranges.push((b << key_shift, (b + 1) << key_shift));
                 }
             }

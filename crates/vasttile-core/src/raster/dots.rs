@@ -126,16 +126,37 @@ impl PixelSet {
     fn insert_world_pixel(&mut self, px: i64, py: i64) -> bool {
         let (cx, cy) = (px - self.origin.0, py - self.origin.1);
         let side = self.side as i64;
-        if cx < 0 || cy < 0 || cx >= side || cy >= side {
+        if cy < 0 || cy >= side {
             return false;
         }
-        let i = (cy * side + cx) as usize;
+        // The world wraps at +-180: a tile at the map's east or west edge keeps in its ring the
+        // pixels across the antimeridian (at z0 and z1 the ring may even meet the tile again).
+        let world = 1i64 << self.grid.level;
+        if self.origin.0 >= 0 && self.origin.0 + side <= world {
+            if !(0..side).contains(&cx) {
+                return false;
+            }
+            self.set(cx, cy);
+            return true;
+        }
+        let mut cx = cx.rem_euclid(world);
+        let mut any = false;
+        while cx < side {
+            self.set(cx, cy);
+            any = true;
+            cx += world;
+        }
+        any
+    }
+
+    #[inline]
+    fn set(&mut self, cx: i64, cy: i64) {
+        let i = (cy * self.side as i64 + cx) as usize;
         let (word, bit) = (i / 64, 1u64 << (i % 64));
         if self.bits[word] & bit == 0 {
             self.bits[word] |= bit;
             self.count += 1;
         }
-        true
     }
 
     /// Number of distinct pixels, margin included.
@@ -632,6 +653,47 @@ mod tests {
             let mut again = PixelSet::new(tile, TileSize::Px256, margin).unwrap();
             for (x, y) in shuffled { again.insert_vcs(x, y); }
             prop_assert_eq!(render_dots(&again, &style(1.5), &mut || {}), img);
+        }
+    }
+
+    /// A dot near 180 E also shows at the west edge of the map, and one near 180 W at the east
+    /// edge: the tile's key ranges reach across the antimeridian and its ring wraps, at a deep
+    /// zoom and at z0, where the ring meets the tile itself.
+    #[test]
+    fn dots_near_the_antimeridian_show_on_the_other_edge() {
+        use crate::geometry::vcs::{lat_to_vcs, lon_to_vcs, morton_interleave, tile_key_ranges};
+        let style = DotStyle::from_json(&serde_json::json!({"radius": 4})).unwrap();
+        let y = lat_to_vcs(-17.0).unwrap() as u32;
+        let (east, west) = (
+            lon_to_vcs(179.9999).unwrap() as u32,
+            lon_to_vcs(-179.9999).unwrap() as u32,
+        );
+        for (z, edge_x, point_x, lit_column) in [
+            (6, 0, east, 0i64),
+            (6, 63, west, 255),
+            (0, 0, east, 0),
+            (0, 0, west, 255),
+        ] {
+            let ty = Tile::containing(east, y, z).y;
+            let tile = Tile::new(z as i32, edge_x, ty as i32).unwrap();
+            let key = morton_interleave(point_x, y) as i64;
+            let ranges = tile_key_ranges(tile, TileSize::Px256, style.reach() as i64).unwrap();
+            assert!(
+                ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&key)),
+                "z{z}: ranges miss the point"
+            );
+            let mut set = PixelSet::new(tile, TileSize::Px256, style.reach()).unwrap();
+            assert!(
+                set.insert_vcs(point_x, y),
+                "z{z}: the ring does not take the point"
+            );
+            let tile_png = render_dots(&set, &style, &mut || {});
+            let py = set.grid.pixel(y) as i64 - tile.origin_px(TileSize::Px256).1;
+            let lit = tile_png.alpha[(py * 256 + lit_column) as usize];
+            assert!(
+                lit > 0,
+                "z{z}: the dot does not show at column {lit_column}"
+            );
         }
     }
 }
