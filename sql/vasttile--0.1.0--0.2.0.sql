@@ -353,3 +353,23 @@ BEGIN
         END IF;
     END LOOP;
 END $$;
+
+------------------------------------------------------------------------------------------------
+-- path_box gives a path with a segment across the antimeridian the whole width of the world
+-- (0.2.0 draws such segments the short way, at both edges of the map): indexes on it are
+-- made again.
+DO $$
+DECLARE
+    i regclass;
+BEGIN
+    FOR i IN
+        SELECT x.indexrelid::regclass FROM pg_catalog.pg_index x
+        WHERE pg_catalog.pg_get_indexdef(x.indexrelid) LIKE '%path_box(%'
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = x.indexrelid
+                        AND d.refclassid = 'pg_proc'::regclass
+                        AND d.refobjid = '@extschema@.path_box(bigint[])'::regprocedure)
+    LOOP
+        EXECUTE pg_catalog.format('REINDEX INDEX %s', i);
+    END LOOP;
+END $$;

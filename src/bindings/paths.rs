@@ -10,6 +10,7 @@ use vasttile_core::geometry::vcs::{
     lat_to_vcs, lon_to_vcs, morton_deinterleave, morton_interleave, vcs_from_key,
 };
 use vasttile_core::pyramid::build::{path_runs, tiles_of_path};
+use vasttile_core::raster::lines::path_bounds;
 
 /// An activity's path after the filters (Morton keys), or NULL when they leave it out. Filters
 /// as in `create_heat_pyramid`'s `filters` option; NULL `is_virtual` / `is_private` count as
@@ -106,16 +107,20 @@ fn pyramid_runs(
 }
 
 /// The VCS bounding box of a path, for a GiST index: `CREATE INDEX ON t USING gist
-/// (vasttile.path_box(path))` and `WHERE vasttile.path_box(path) && box(...)`.
+/// (vasttile.path_box(path))` and `WHERE vasttile.path_box(path) && box(...)`. A path with a
+/// segment across the antimeridian gets the whole width of the world (it draws at both edges).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn path_box(path: pgrx::Array<'_, i64>) -> Option<pgrx::pg_sys::BOX> {
-    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
-    for key in path.iter().flatten() {
-        let (x, y) = vcs_from_key(key).or_raise();
-        let (x, y) = (x as u32, y as u32);
-        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-    }
-    (x0 <= x1).then_some(pgrx::pg_sys::BOX {
+    let points: Vec<(u32, u32)> = path
+        .iter()
+        .flatten()
+        .map(|key| {
+            let (x, y) = vcs_from_key(key).or_raise();
+            (x as u32, y as u32)
+        })
+        .collect();
+    let (x0, y0, x1, y1) = path_bounds(points)?;
+    Some(pgrx::pg_sys::BOX {
         high: pgrx::pg_sys::Point {
             x: x1 as f64,
             y: y1 as f64,

@@ -8,11 +8,13 @@
 //! (only one open grid per zoom is ever held).
 
 use crate::error::{CoreError, CoreResult};
-use crate::geometry::vcs::{morton_deinterleave, morton_interleave, tile_at_zoom, Tile, TileSize};
+use crate::geometry::vcs::{
+    morton_deinterleave, morton_interleave, tile_at_zoom, Tile, TileSize, VCS_BITS,
+};
 use crate::parallel;
 use crate::pyramid::cdf::Cdf;
 use crate::raster::heat::HeatGrid;
-use crate::raster::lines::{add_path, draw_segments};
+use crate::raster::lines::{add_path, draw_segments, HALF_WORLD};
 use crate::shading::shade::level_of;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -77,8 +79,21 @@ impl PathSet {
 /// of them is listed (a segment across the world at zoom 23 covers 2^46).
 pub fn tile_runs(path: &[(u32, u32)], z: u32, out: &mut Vec<(u64, u32, u32)>) -> CoreResult<()> {
     let t = |v: u32| tile_at_zoom(v, z);
+    // A segment goes the short way round (`raster::lines`): its x range, in tiles, may pass the
+    // map's edge and continue from the other one.
+    let tile_w = 1i64 << (VCS_BITS - z);
+    let x_tiles = |a: (u32, u32), b: (u32, u32)| -> (i64, i64) {
+        let (xa, mut xb) = (a.0 as i64, b.0 as i64);
+        if xb - xa > HALF_WORLD {
+            xb -= 1 << VCS_BITS;
+        } else if xa - xb > HALF_WORLD {
+            xb += 1 << VCS_BITS;
+        }
+        (xa.min(xb).div_euclid(tile_w), xa.max(xb).div_euclid(tile_w))
+    };
     let box_tiles = |a: (u32, u32), b: (u32, u32)| -> u64 {
-        let w = (t(a.0.max(b.0)) - t(a.0.min(b.0))) as u64 + 1;
+        let (x0, x1) = x_tiles(a, b);
+        let w = (x1 - x0) as u64 + 1;
         let h = (t(a.1.max(b.1)) - t(a.1.min(b.1))) as u64 + 1;
         w * h
     };
@@ -94,10 +109,12 @@ pub fn tile_runs(path: &[(u32, u32)], z: u32, out: &mut Vec<(u64, u32, u32)>) ->
         }
     }
     let mut hits: Vec<(u64, u32)> = Vec::new();
+    let tiles_across = 1i64 << z;
     let mut add_box = |a: (u32, u32), b: (u32, u32), s: u32| {
+        let (x0, x1) = x_tiles(a, b);
         for ty in t(a.1.min(b.1))..=t(a.1.max(b.1)) {
-            for tx in t(a.0.min(b.0))..=t(a.0.max(b.0)) {
-                hits.push((morton_interleave(tx, ty), s));
+            for tx in x0..=x1 {
+                hits.push((morton_interleave(tx.rem_euclid(tiles_across) as u32, ty), s));
             }
         }
     };
@@ -831,7 +848,7 @@ mod tests {
     #[test]
     fn a_refresh_of_some_tiles_draws_only_those() {
         let mut paths = PathSet::default();
-        paths.push(&[at(2, 10, 10), at(2, 900, 10)], 1.0).unwrap();
+        paths.push(&[at(2, 10, 10), at(2, 500, 10)], 1.0).unwrap();
         let only: HashSet<u64> = [morton_interleave(1, 0)].into();
         let mut base = Vec::new();
         build_counts(

@@ -8,9 +8,42 @@
 //! the tiles a path crosses join exactly, with no seam and no pixel counted twice. Each segment
 //! draws its start but not its end (the next segment starts there), and a path adds its last
 //! point once: one pass of a path adds 1 (its weight) to each pixel on it.
+//!
+//! The world wraps at +-180: a segment whose ends are more than half the world apart in x
+//! (180 degrees of longitude) goes the short way, across the antimeridian. It is drawn in the
+//! frame of its start (its end moved by one world width), and again one world width over, so the
+//! part beyond the map's edge enters from the other edge, with the same pixels.
 
 use crate::error::CoreResult;
+use crate::geometry::vcs::VCS_BITS;
 use crate::raster::heat::HeatGrid;
+
+/// Half the world in VCS units: segments longer than this in x go the other way round.
+pub const HALF_WORLD: i64 = 1 << (VCS_BITS - 1);
+
+/// The VCS box (xmin, ymin, xmax, ymax) of the pixels a path may draw: its points' box, or
+/// the whole width of the world in x when a segment goes round across the antimeridian (a box
+/// on the flat map cannot hold both ends). `None` for no points.
+pub fn path_bounds(points: impl IntoIterator<Item = (u32, u32)>) -> Option<(u32, u32, u32, u32)> {
+    let mut bounds: Option<(u32, u32, u32, u32)> = None;
+    let mut last: Option<u32> = None;
+    let mut across = false;
+    for (x, y) in points {
+        across |= last.is_some_and(|l| (x as i64 - l as i64).abs() > HALF_WORLD);
+        last = Some(x);
+        bounds = Some(match bounds {
+            None => (x, y, x, y),
+            Some((a, b, c, d)) => (a.min(x), b.min(y), c.max(x), d.max(y)),
+        });
+    }
+    bounds.map(|(a, b, c, d)| {
+        if across {
+            (0, b, (1 << VCS_BITS) - 1, d)
+        } else {
+            (a, b, c, d)
+        }
+    })
+}
 
 /// Add one path (VCS points in order) to `grid` with `weight`. Returns the pixels drawn; the
 /// grid's row count counts the paths that reached the tile.
@@ -46,56 +79,22 @@ pub fn raster_segments(
 ) -> u64 {
     let px = |&(x, y): &(u32, u32)| ((x >> shift) as i64 - ox, (y >> shift) as i64 - oy);
     let inside = |x: i64, y: i64| x >= 0 && y >= 0 && x < side && y < side;
+    let world = (1i64 << VCS_BITS) >> shift;
     let mut drawn = 0u64;
     // Coordinates relative to the tile's corner from here on.
     for w in points.windows(2) {
         let ((x0, y0), (x1, y1)) = (px(&w[0]), px(&w[1]));
-        // Skip segments whose box misses the tile.
-        if x0.max(x1) < 0 || x0.min(x1) >= side || y0.max(y1) < 0 || y0.min(y1) >= side {
-            continue;
-        }
-        let (dx, dy) = (x1 - x0, y1 - y0);
-        let x_major = dx.abs() >= dy.abs();
-        // Major axis: coordinate a from a0 in direction sa for n steps; minor b from b0 in sb.
-        let (a0, b0, da, db) = if x_major {
-            (x0, y0, dx, dy)
+        let across = w[1].0 as i64 - w[0].0 as i64;
+        let wrap = if across > HALF_WORLD {
+            -world
+        } else if across < -HALF_WORLD {
+            world
         } else {
-            (y0, x0, dy, dx)
+            0
         };
-        let n = da.abs();
-        if n == 0 {
-            continue;
-        }
-        let (sa, sb, m) = (da.signum(), db.signum(), db.abs());
-        // Steps k in [0, n) whose major coordinate a0 + sa k lies in [0, side).
-        let (k_lo, k_hi) = if sa > 0 {
-            (-a0, side - 1 - a0)
-        } else {
-            (a0 - (side - 1), a0)
-        };
-        let (k_start, k_end) = (k_lo.max(0), k_hi.min(n - 1));
-        if k_start > k_end {
-            continue;
-        }
-        // minor(k) = b0 + sb * floor((2 k m + n) / (2 n)), kept incrementally as quotient and rest.
-        let two_n = 2 * n;
-        let num = 2 * k_start * m + n;
-        let (q, mut rest) = (num / two_n, num % two_n);
-        let (mut a, mut b) = (a0 + sa * k_start, b0 + sb * q);
-        let step = 2 * m;
-        for _ in k_start..=k_end {
-            // The major coordinate is inside by the choice of k; only the minor can be out.
-            if (0..side).contains(&b) {
-                let (x, y) = if x_major { (a, b) } else { (b, a) };
-                plot(x as u32, y as u32);
-                drawn += 1;
-            }
-            a += sa;
-            // Branch-free carry: for slopes between the axes it is taken at random.
-            rest += step;
-            let carry = rest >= two_n;
-            rest -= if carry { two_n } else { 0 };
-            b += if carry { sb } else { 0 };
+        drawn += raster_segment((x0, y0), (x1 + wrap, y1), side, &mut plot);
+        if wrap != 0 {
+            drawn += raster_segment((x0 - wrap, y0), (x1, y1), side, &mut plot);
         }
     }
     if let Some(last) = points.last() {
@@ -104,6 +103,66 @@ pub fn raster_segments(
             plot(x as u32, y as u32);
             drawn += 1;
         }
+    }
+    drawn
+}
+
+/// The pixels of one segment from `(x0, y0)` to `(x1, y1)` (world pixels relative to the tile's
+/// corner) that fall in the tile, its start drawn and its end not.
+#[inline]
+fn raster_segment(
+    (x0, y0): (i64, i64),
+    (x1, y1): (i64, i64),
+    side: i64,
+    plot: &mut impl FnMut(u32, u32),
+) -> u64 {
+    let mut drawn = 0u64;
+    // Skip segments whose box misses the tile.
+    if x0.max(x1) < 0 || x0.min(x1) >= side || y0.max(y1) < 0 || y0.min(y1) >= side {
+        return 0;
+    }
+    let (dx, dy) = (x1 - x0, y1 - y0);
+    let x_major = dx.abs() >= dy.abs();
+    // Major axis: coordinate a from a0 in direction sa for n steps; minor b from b0 in sb.
+    let (a0, b0, da, db) = if x_major {
+        (x0, y0, dx, dy)
+    } else {
+        (y0, x0, dy, dx)
+    };
+    let n = da.abs();
+    if n == 0 {
+        return 0;
+    }
+    let (sa, sb, m) = (da.signum(), db.signum(), db.abs());
+    // Steps k in [0, n) whose major coordinate a0 + sa k lies in [0, side).
+    let (k_lo, k_hi) = if sa > 0 {
+        (-a0, side - 1 - a0)
+    } else {
+        (a0 - (side - 1), a0)
+    };
+    let (k_start, k_end) = (k_lo.max(0), k_hi.min(n - 1));
+    if k_start > k_end {
+        return 0;
+    }
+    // minor(k) = b0 + sb * floor((2 k m + n) / (2 n)), kept incrementally as quotient and rest.
+    let two_n = 2 * n;
+    let num = 2 * k_start * m + n;
+    let (q, mut rest) = (num / two_n, num % two_n);
+    let (mut a, mut b) = (a0 + sa * k_start, b0 + sb * q);
+    let step = 2 * m;
+    for _ in k_start..=k_end {
+        // The major coordinate is inside by the choice of k; only the minor can be out.
+        if (0..side).contains(&b) {
+            let (x, y) = if x_major { (a, b) } else { (b, a) };
+            plot(x as u32, y as u32);
+            drawn += 1;
+        }
+        a += sa;
+        // Branch-free carry: for slopes between the axes it is taken at random.
+        rest += step;
+        let carry = rest >= two_n;
+        rest -= if carry { two_n } else { 0 };
+        b += if carry { sb } else { 0 };
     }
     drawn
 }
@@ -175,6 +234,71 @@ mod tests {
                 }
             }
             prop_assert_eq!(sum, total);
+        }
+    }
+
+    /// Tokyo to Los Angeles goes the short way, over the Pacific: at z2 it lights only the tiles
+    /// at the map's east and west edges, and the pixels drawn in both equal those of the same
+    /// path moved half a world east (where it crosses no edge), pixel for pixel.
+    #[test]
+    fn paths_across_the_antimeridian_go_the_short_way() {
+        use crate::geometry::vcs::{lat_to_vcs, lon_to_vcs, morton_interleave};
+        use crate::pyramid::build::tiles_of_path;
+        let p = |lon: f64, lat: f64| {
+            (
+                lon_to_vcs(lon).unwrap() as u32,
+                lat_to_vcs(lat).unwrap() as u32,
+            )
+        };
+        let path = [p(139.69, 35.69), p(-118.24, 34.05)];
+        let tiles = tiles_of_path(&path, 2).unwrap();
+        assert_eq!(
+            tiles,
+            vec![morton_interleave(0, 1), morton_interleave(3, 1)]
+        );
+        // Its box (for a GiST index) spans the world's width; a path that stays is boxed tight.
+        let (x0, _, x1, _) = path_bounds(path).unwrap();
+        assert_eq!((x0, x1), (0, (1 << VCS_BITS) - 1));
+        let (x0, _, x1, _) = path_bounds([path[0], p(150.0, 30.0)]).unwrap();
+        assert_eq!((x0, x1), (path[0].0, p(150.0, 30.0).0));
+        // Half a world east: an exact number of pixels at every zoom up to 22.
+        let half = 1u32 << 30;
+        let moved: Vec<(u32, u32)> = path
+            .iter()
+            .map(|&(x, y)| ((x + half) % (1 << 31), y))
+            .collect();
+        for z in [2, 5, 9] {
+            let world = 1u32 << z;
+            let world_px = world as i64 * 256;
+            // Every pixel drawn, in world pixels (each once: heat 1).
+            let draw = |path: &[(u32, u32)]| {
+                let t = Tile::containing(path[0].0, path[0].1, z).y;
+                let mut pixels = Vec::new();
+                for tx in 0..world {
+                    for ty in t.saturating_sub(1)..=(t + 1).min(world - 1) {
+                        let tile = Tile::new(z as i32, tx as i32, ty as i32).unwrap();
+                        let mut g = HeatGrid::new(tile, TileSize::Px256).unwrap();
+                        draw_segments(&mut g, path, 1.0);
+                        for (i, &h) in g.values().iter().enumerate().filter(|(_, &h)| h > 0.0) {
+                            assert_eq!(h, 1.0, "z{z}: a pixel drawn twice");
+                            pixels.push((
+                                tx as i64 * 256 + (i % 256) as i64,
+                                ty as i64 * 256 + (i / 256) as i64,
+                            ));
+                        }
+                    }
+                }
+                pixels
+            };
+            let mut across: Vec<(i64, i64)> = draw(&path)
+                .into_iter()
+                .map(|(x, y)| ((x + world_px / 2) % world_px, y))
+                .collect();
+            let mut plain = draw(&moved);
+            across.sort_unstable();
+            plain.sort_unstable();
+            assert!(plain.len() > 100, "z{z}");
+            assert_eq!(across, plain, "z{z}");
         }
     }
 }
