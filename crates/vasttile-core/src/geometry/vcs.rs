@@ -387,7 +387,7 @@ pub fn tile_key_ranges(tile: Tile, size: TileSize, margin: i64) -> CoreResult<Ve
 }
 
 /// Half-open key ranges sorted, with overlapping and touching ones merged.
-fn merge_ranges(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+pub fn merge_ranges(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     ranges.sort_unstable();
     let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
     for (lo, hi) in ranges {

@@ -13,7 +13,9 @@
 //! on the number of threads.
 
 use crate::error::{CoreError, CoreResult};
-use crate::geometry::vcs::{bbox_key_ranges, check_point, PixelGrid, Tile, TileSize, VCS_SPAN};
+use crate::geometry::vcs::{
+    bbox_key_ranges, check_point, merge_ranges, PixelGrid, Tile, TileSize, VCS_SPAN,
+};
 use crate::parallel;
 use crate::raster::heat::HeatGrid;
 use crate::shading::shade::HeatStyle;
@@ -105,13 +107,21 @@ impl AccessState {
         let (x, y) = check_point(x, y)?;
         let (lon, lat) = vcs_to_radians(x as f64 + 0.5, y as f64 + 0.5);
         let (w, s, e, n) = self.reach;
-        if lon >= w && lon <= e && lat >= s && lat <= n {
-            if self.pois.len() >= MAX_POIS {
-                return Err(CoreError::TooLarge {
-                    detail: format!("more than {MAX_POIS} points of interest reach one tile"),
-                });
+        if lat < s || lat > n {
+            return Ok(());
+        }
+        // Across the antimeridian a POI reaches a tile at the other edge of the map: it is kept
+        // one turn of the world over, next to the tile (and at z0, z1 maybe at both edges).
+        for turn in [0.0, -std::f64::consts::TAU, std::f64::consts::TAU] {
+            let lon = lon + turn;
+            if lon >= w && lon <= e {
+                if self.pois.len() >= MAX_POIS {
+                    return Err(CoreError::TooLarge {
+                        detail: format!("more than {MAX_POIS} points of interest reach one tile"),
+                    });
+                }
+                self.pois.push((lon, lat));
             }
-            self.pois.push((lon, lat));
         }
         Ok(())
     }
@@ -147,7 +157,28 @@ impl AccessState {
             ((1.0 - m / std::f64::consts::PI) / 2.0 * VCS_SPAN as f64)
                 .clamp(0.0, (VCS_SPAN - 1) as f64) as u32
         };
-        bbox_key_ranges(to_x(w), to_y(n), to_x(e), to_y(s), 8)
+        let (pi, tau) = (std::f64::consts::PI, std::f64::consts::TAU);
+        let mut ranges = bbox_key_ranges(to_x(w), to_y(n), to_x(e), to_y(s), 8);
+        // The reach beyond the map's edge continues from the other edge.
+        if w < -pi {
+            ranges.extend(bbox_key_ranges(
+                to_x(w + tau),
+                to_y(n),
+                to_x(pi),
+                to_y(s),
+                8,
+            ));
+        }
+        if e > pi {
+            ranges.extend(bbox_key_ranges(
+                to_x(-pi),
+                to_y(n),
+                to_x(e - tau),
+                to_y(s),
+                8,
+            ));
+        }
+        merge_ranges(ranges)
     }
 
     /// Serialised for parallel aggregation: tile, size, radius, then the POIs.
@@ -455,6 +486,36 @@ mod tests {
                 AccessState::new(z12_tile(), TileSize::Px256, r).is_err(),
                 "{r}"
             );
+        }
+    }
+
+    /// A POI within its radius of +-180 reaches the tiles at the other edge of the map: its key
+    /// is in their ranges and its cone shows at their edge column, at z10 and at z0.
+    #[test]
+    fn cones_near_the_antimeridian_reach_the_other_edge() {
+        let (x, y) = (lon_to_vcs(179.999).unwrap(), lat_to_vcs(-17.0).unwrap());
+        let key = crate::geometry::vcs::morton_interleave(x as u32, y as u32) as i64;
+        // 1.2 km at z10; at z3 (20 km pixels) a 50 km radius, for which the whole-world tiles
+        // of low zooms keep the POI at both edges.
+        for (z, radius) in [(10, 1.2), (3, 50.0)] {
+            let ty = Tile::containing(x as u32, y as u32, z).y;
+            let tile = Tile::new(z as i32, 0, ty as i32).unwrap();
+            let mut st = AccessState::new(tile, TileSize::Px256, radius).unwrap();
+            assert!(
+                st.key_ranges()
+                    .iter()
+                    .any(|&(lo, hi)| (lo..hi).contains(&key)),
+                "z{z}"
+            );
+            st.add_point(x, y).unwrap();
+            let grid = st.compute(2, &mut || {}).unwrap();
+            let row = ((y as i64 >> (23 - z)) - ty as i64 * 256) as usize;
+            assert!(
+                grid.values()[row * 256] > 0.0,
+                "z{z}: no heat at the west edge"
+            );
+            // A cone is a few pixels wide: nothing at the tile's east side.
+            assert_eq!(grid.values()[row * 256 + 255], 0.0, "z{z}");
         }
     }
 }
