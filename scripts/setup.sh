@@ -10,6 +10,7 @@ cd "$REPO"
 ensure_toolchain
 ensure_vega_datasets
 ensure_us_atlas
+ensure_world_atlas
 install_extension
 ensure_cluster
 ensure_database vasttile_demo
@@ -22,6 +23,8 @@ log "loading 100,000 synthetic activities and building their heat pyramid (z0-z1
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/activities/load.sql
 log "loading US counties and unemployment"
 psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/counties/load.sql >/dev/null
+log "loading the world's countries (the map's basemap)"
+psql_db vasttile_demo -c "SET client_min_messages = warning" -f pgrx-examples/world/load.sql >/dev/null
 
 log "rendering tiles"
 mkdir -p "$OUT_DIR"

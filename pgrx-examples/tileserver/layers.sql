@@ -13,3 +13,8 @@ SELECT vasttile.create_choropleth_layer('counties_unemployment', 'counties', 'SE
                 "colors": ["#f7fbff", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#084594"]},
     "missing": "#cccccc", "opacity": 0.85}');
 -- (activities_heat and tube_heat, the pyramid layers, come from pgrx-examples/activities/load.sql)
+-- The basemap under every layer of the map page: the world's countries in quiet greys (four,
+-- so neighbours part), from pgrx-examples/world/load.sql.
+SELECT vasttile.create_choropleth_layer('basemap_countries', 'world_countries',
+  'SELECT id, (id % 4)::float8 FROM world_countries',
+  '{"classes": {"breaks": [1, 2, 3], "colors": ["#e3e3df", "#dbdbd7", "#d3d3cf", "#cbcbc7"]}}');

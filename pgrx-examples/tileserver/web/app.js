@@ -1,6 +1,7 @@
 // The vasttile demo map: every layer the tile server lists, one shown at a time, restyled by
 // query parameters (colormap, normalisation) that the layer functions take, with the legend the
-// extension draws for the same style. No network access beyond the tile server.
+// extension draws for the same style, over a basemap drawn by vasttile too (layers named
+// basemap_*: the world's countries). No network access beyond the tile server.
 "use strict";
 
 // Where each demo layer is worth looking at; other layers open on the whole world. Whole zooms:
@@ -29,6 +30,15 @@ map.addControl(new maplibregl.NavigationControl(), "top-right");
 
 let layers = [];
 let current = null;
+
+// Basemap layers go under whichever layer is shown and stay out of the switcher.
+function addBasemaps(list) {
+  for (const b of list.filter((l) => l.id.startsWith("basemap_"))) {
+    const url = `${location.origin}/${b.id}/{z}/{x}/{y}.png`;
+    map.addSource(b.id, { type: "raster", tiles: [url], tileSize: 256, maxzoom: 22 });
+    map.addLayer({ id: b.id, type: "raster", source: b.id, paint: { "raster-fade-duration": 0 } });
+  }
+}
 
 function look() {
   const q = new URLSearchParams();
@@ -68,7 +78,7 @@ function select(id, fly) {
 fetch("/index.json")
   .then((r) => r.json())
   .then((list) => {
-    layers = list;
+    layers = list.filter((l) => !l.id.startsWith("basemap_"));
     const box = document.getElementById("layers");
     for (const l of layers) {
       const label = document.createElement("label");
@@ -80,7 +90,10 @@ fetch("/index.json")
       if (params.get(id)) document.getElementById(id).value = params.get(id);
       document.getElementById(id).addEventListener("change", show);
     }
-    const start = () => select(params.get("layer") || layers[0].id, true);
+    const start = () => {
+      addBasemaps(list);
+      select(params.get("layer") || layers[0].id, true);
+    };
     if (map.loaded()) start(); else map.once("load", start);
   })
   .catch((e) => { status.textContent = `cannot list layers: ${e}`; });
