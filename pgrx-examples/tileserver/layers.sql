@@ -18,3 +18,6 @@ SELECT vasttile.create_choropleth_layer('counties_unemployment', 'counties', 'SE
 SELECT vasttile.create_choropleth_layer('basemap_countries', 'world_countries',
   'SELECT id, (id % 4)::float8 FROM world_countries',
   '{"classes": {"breaks": [1, 2, 3], "colors": ["#e3e3df", "#dbdbd7", "#d3d3cf", "#cbcbc7"]}}');
+-- Borders and coasts over it, as lines (a paths pyramid of the topology's arcs).
+SELECT vasttile.create_pyramid_layer('basemap_borders', 'world_borders',
+  '{"colormap": ["#b4b4b0", "#8c8c88"], "normalize": "linear", "max": 2}');

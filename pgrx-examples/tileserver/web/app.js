@@ -33,7 +33,9 @@ let current = null;
 
 // Basemap layers go under whichever layer is shown and stay out of the switcher.
 function addBasemaps(list) {
-  for (const b of list.filter((l) => l.id.startsWith("basemap_"))) {
+  // Areas (choropleths) first, lines over them.
+  const order = (l) => (l.kind === "choropleth" ? 0 : 1);
+  for (const b of list.filter((l) => l.id.startsWith("basemap_")).sort((a, b) => order(a) - order(b))) {
     const url = `${location.origin}/${b.id}/{z}/{x}/{y}.png`;
     map.addSource(b.id, { type: "raster", tiles: [url], tileSize: 256, maxzoom: 22 });
     map.addLayer({ id: b.id, type: "raster", source: b.id, paint: { "raster-fade-duration": 0 } });
