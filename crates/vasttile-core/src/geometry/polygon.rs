@@ -245,6 +245,10 @@ impl MultiPolygon {
                     }
                     ring.push((x, y));
                 }
+                // Rings are stored closed: an open one would fill its rows to the tile's edge.
+                if ring.first() != ring.last() {
+                    return Err(bad());
+                }
                 rings.push(ring);
             }
             mp.polygons.push(rings);
@@ -648,6 +652,12 @@ mod tests {
         }
         assert!(MultiPolygon::from_wkb(&wkb_nan).is_err());
         assert!(MultiPolygon::from_bytes(b"VTPG\x01\x00\x00\x00").is_err());
+        // Stored bytes with a ring whose last point moved off its first: refused.
+        let mut open = MultiPolygon::from_geojson(&valid).unwrap().to_bytes();
+        assert!(MultiPolygon::from_bytes(&open).is_ok());
+        let n = open.len();
+        open[n - 8] ^= 0x10;
+        assert!(MultiPolygon::from_bytes(&open).is_err());
         assert!(MultiPolygon::from_topojson("{}", "x").is_err());
     }
 

@@ -163,10 +163,13 @@ impl Cdf {
             })
             .collect();
         let ordered = steps.windows(2).all(|w| w[0].value < w[1].value);
+        // Counts are finite and not negative (an infinite one would rank every pixel as 0 or
+        // NaN); NaN fails every comparison.
+        let count_ok = |c: f64| c >= 0.0 && c.is_finite();
         let finite = steps
             .iter()
-            .all(|s| s.value > 0.0 && s.value.is_finite() && s.below >= 0.0 && s.at >= 0.0);
-        if !ordered || !finite || f(8).is_nan() || f(8) < 0.0 {
+            .all(|s| s.value > 0.0 && s.value.is_finite() && count_ok(s.below) && count_ok(s.at));
+        if !ordered || !finite || !count_ok(f(8)) {
             return Err(bad());
         }
         Ok(Cdf { n: f(8), steps })
@@ -241,5 +244,17 @@ mod tests {
         assert_eq!(Cdf::from_bytes(&mix.to_bytes()).unwrap(), mix);
         assert!(Cdf::from_bytes(b"VTCD").is_err());
         assert_eq!(Cdf::mixture(&[], 10).rank(1.0, 0.0), 0.0);
+    }
+
+    /// Stored summaries are untrusted: infinite counts are corruption, like negative ones.
+    #[test]
+    fn infinite_counts_in_stored_bytes_are_refused() {
+        let bytes = Cdf::of([1.0, 2.0, 2.0, 5.0]).to_bytes();
+        assert!(Cdf::from_bytes(&bytes).is_ok());
+        for at in [8, 16 + 8, 16 + 16] {
+            let mut forged = bytes.clone();
+            forged[at..at + 8].copy_from_slice(&f64::INFINITY.to_le_bytes());
+            assert!(Cdf::from_bytes(&forged).is_err(), "infinity at byte {at}");
+        }
     }
 }
