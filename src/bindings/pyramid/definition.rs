@@ -216,28 +216,6 @@ impl Pyramid {
             ),
         }
     }
-
-    /// The path a row draws, or `None` when the filters leave it out.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn row_path(
-        &self,
-        id: Option<i64>,
-        keys: Option<Vec<Option<i64>>>,
-        times: Option<Vec<Option<f64>>>,
-        kind: Option<String>,
-        is_virtual: bool,
-        is_private: bool,
-    ) -> CoreResult<Option<Vec<(u32, u32)>>> {
-        crate::bindings::paths::row_path(
-            self.filters.as_ref(),
-            id,
-            keys,
-            times,
-            kind,
-            is_virtual,
-            is_private,
-        )
-    }
 }
 
 pub(super) fn filters_json(f: &ActivityFilters) -> Value {

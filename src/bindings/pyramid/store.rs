@@ -59,16 +59,16 @@ pub(super) fn for_each_row(
 pub(super) fn read_paths(p: &Pyramid, query: &str) -> PathSet {
     let mut paths = PathSet::default();
     for_each_row(query, &[], &mut |row| {
-        let path = p
-            .row_path(
-                row.get::<i64>(1)?,
-                row.get::<Vec<Option<i64>>>(2)?,
-                row.get::<Vec<Option<f64>>>(3)?,
-                row.get::<String>(4)?,
-                row.get::<bool>(5)?.unwrap_or(false),
-                row.get::<bool>(6)?.unwrap_or(false),
-            )
-            .or_raise();
+        let path = crate::bindings::paths::row_path(
+            p.filters.as_ref(),
+            row.get::<i64>(1)?,
+            row.get::<Vec<Option<i64>>>(2)?,
+            row.get::<Vec<Option<f64>>>(3)?,
+            row.get::<String>(4)?,
+            row.get::<bool>(5)?.unwrap_or(false),
+            row.get::<bool>(6)?.unwrap_or(false),
+        )
+        .or_raise();
         let weight = row.get::<f64>(7)?.unwrap_or(1.0);
         if let Some(path) = path.filter(|p| !p.is_empty()) {
             paths.push(&path, weight).or_raise();
