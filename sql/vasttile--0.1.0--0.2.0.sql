@@ -373,3 +373,159 @@ BEGIN
         EXECUTE pg_catalog.format('REINDEX INDEX %s', i);
     END LOOP;
 END $$;
+
+------------------------------------------------------------------------------------------------
+-- The aggregates' states become types of their own (heat_state, dot_state, access_state) instead
+-- of `internal`: Citus splits only aggregates whose state has a real type, and PostgreSQL's
+-- parallel query then needs no serialise / deserialise functions. CREATE OR REPLACE AGGREGATE
+-- keeps every aggregate's identity, so users' views over them stay valid.
+CREATE TYPE @extschema@.heat_state;
+CREATE FUNCTION @extschema@.heat_state_in(cstring) RETURNS @extschema@.heat_state
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_state_in';
+CREATE FUNCTION @extschema@.heat_state_out(@extschema@.heat_state) RETURNS cstring
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_state_out';
+CREATE TYPE @extschema@.heat_state (INPUT = @extschema@.heat_state_in, OUTPUT = @extschema@.heat_state_out, INTERNALLENGTH = VARIABLE, STORAGE = extended);
+COMMENT ON TYPE @extschema@.heat_state IS 'vasttile: running state of heat_grid, heat_merge and heat_grid_paths';
+CREATE FUNCTION @extschema@.heat_grid_final(heat_state) RETURNS @extschema@.heatgrid
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_final';
+CREATE FUNCTION @extschema@.heat_grid_combine(heat_state, heat_state) RETURNS @extschema@.heat_state
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_combine';
+CREATE TYPE @extschema@.dot_state;
+CREATE FUNCTION @extschema@.dot_state_in(cstring) RETURNS @extschema@.dot_state
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_dot_state_in';
+CREATE FUNCTION @extschema@.dot_state_out(@extschema@.dot_state) RETURNS cstring
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_dot_state_out';
+CREATE TYPE @extschema@.dot_state (INPUT = @extschema@.dot_state_in, OUTPUT = @extschema@.dot_state_out, INTERNALLENGTH = VARIABLE, STORAGE = extended);
+COMMENT ON TYPE @extschema@.dot_state IS 'vasttile: running state of the dot_tile aggregates';
+CREATE FUNCTION @extschema@.dot_tile_final(dot_state) RETURNS bytea
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_dot_tile_final';
+CREATE FUNCTION @extschema@.dot_tile_combine(dot_state, dot_state) RETURNS @extschema@.dot_state
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_dot_tile_combine';
+CREATE TYPE @extschema@.access_state;
+CREATE FUNCTION @extschema@.access_state_in(cstring) RETURNS @extschema@.access_state
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_state_in';
+CREATE FUNCTION @extschema@.access_state_out(@extschema@.access_state) RETURNS cstring
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_state_out';
+CREATE TYPE @extschema@.access_state (INPUT = @extschema@.access_state_in, OUTPUT = @extschema@.access_state_out, INTERNALLENGTH = VARIABLE, STORAGE = extended);
+COMMENT ON TYPE @extschema@.access_state IS 'vasttile: running state of the access_grid aggregates';
+CREATE FUNCTION @extschema@.access_grid_final(access_state) RETURNS @extschema@.heatgrid
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_final';
+CREATE FUNCTION @extschema@.access_grid_combine(access_state, access_state) RETURNS @extschema@.access_state
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_combine';
+CREATE FUNCTION @extschema@.heat_merge_trans(heat_state, heatgrid) RETURNS @extschema@.heat_state
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_merge_trans';
+CREATE FUNCTION @extschema@.heat_grid_trans(heat_state, x int4, y int4, z int4, tile_x int4, tile_y int4)
+    RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION @extschema@.heat_grid_trans(heat_state, x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8)
+    RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION @extschema@.heat_grid_trans(heat_state, x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
+    RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION @extschema@.heat_grid_trans(heat_state, key int8, z int4, tile_x int4, tile_y int4)
+    RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+CREATE FUNCTION @extschema@.heat_grid_trans(heat_state, key int8, z int4, tile_x int4, tile_y int4, weight float8)
+    RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+CREATE FUNCTION @extschema@.heat_grid_trans(heat_state, key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
+    RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+CREATE FUNCTION @extschema@.heat_paths_trans(heat_state, path int8[], z int4, tile_x int4, tile_y int4)
+    RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_paths_trans';
+CREATE FUNCTION @extschema@.heat_paths_trans_sized(heat_state, path int8[], z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
+    RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_paths_trans';
+CREATE FUNCTION @extschema@.access_grid_trans(access_state, x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8)
+    RETURNS @extschema@.access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans';
+CREATE FUNCTION @extschema@.access_grid_trans(access_state, x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4)
+    RETURNS @extschema@.access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans';
+CREATE FUNCTION @extschema@.access_grid_trans(access_state, key int8, z int4, tile_x int4, tile_y int4, radius_km float8)
+    RETURNS @extschema@.access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans_key';
+CREATE FUNCTION @extschema@.access_grid_trans(access_state, key int8, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4)
+    RETURNS @extschema@.access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans_key';
+CREATE FUNCTION @extschema@.dot_tile_trans(state dot_state, x int4, y int4, z int4, tile_x int4, tile_y int4, style jsonb)
+    RETURNS @extschema@.dot_state IMMUTABLE PARALLEL SAFE LANGUAGE c
+    AS 'MODULE_PATHNAME', 'vasttile_dot_tile_trans';
+CREATE FUNCTION @extschema@.dot_tile_trans_key(state dot_state, key int8, z int4, tile_x int4, tile_y int4, style jsonb)
+    RETURNS @extschema@.dot_state IMMUTABLE PARALLEL SAFE LANGUAGE c
+    AS 'MODULE_PATHNAME', 'vasttile_dot_tile_trans_key';
+CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4) (
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8) (
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(key int8, z int4, tile_x int4, tile_y int4) (
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8) (
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.heat_merge(heatgrid) (
+    SFUNC = heat_merge_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4) (
+    SFUNC = heat_paths_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
+    SFUNC = heat_paths_trans_sized, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.dot_tile_agg(x int4, y int4, z int4, tile_x int4, tile_y int4, style jsonb) (
+    SFUNC = dot_tile_trans,
+    STYPE = dot_state,
+    FINALFUNC = dot_tile_final,
+    COMBINEFUNC = dot_tile_combine,
+    PARALLEL = SAFE
+);
+CREATE OR REPLACE AGGREGATE @extschema@.dot_tile_agg(key int8, z int4, tile_x int4, tile_y int4, style jsonb) (
+    SFUNC = dot_tile_trans_key,
+    STYPE = dot_state,
+    FINALFUNC = dot_tile_final,
+    COMBINEFUNC = dot_tile_combine,
+    PARALLEL = SAFE
+);
+CREATE OR REPLACE AGGREGATE @extschema@.access_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8) (
+    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    COMBINEFUNC = access_grid_combine,
+    PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.access_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4) (
+    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    COMBINEFUNC = access_grid_combine,
+    PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.access_grid(key int8, z int4, tile_x int4, tile_y int4, radius_km float8) (
+    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    COMBINEFUNC = access_grid_combine,
+    PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE @extschema@.access_grid(key int8, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4) (
+    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    COMBINEFUNC = access_grid_combine,
+    PARALLEL = SAFE);
+-- The `internal` support functions are no longer used by any aggregate.
+DROP FUNCTION @extschema@.heat_grid_serial(internal),
+    @extschema@.heat_grid_deserial(bytea, internal),
+    @extschema@.dot_tile_serial(internal),
+    @extschema@.dot_tile_deserial(bytea, internal),
+    @extschema@.access_grid_serial(internal),
+    @extschema@.access_grid_deserial(bytea, internal),
+    @extschema@.access_grid_combine(internal, internal),
+    @extschema@.access_grid_final(internal),
+    @extschema@.access_grid_trans(internal, int4, int4, int4, int4, int4, float8),
+    @extschema@.access_grid_trans(internal, int4, int4, int4, int4, int4, float8, int4),
+    @extschema@.access_grid_trans(internal, int8, int4, int4, int4, float8),
+    @extschema@.access_grid_trans(internal, int8, int4, int4, int4, float8, int4),
+    @extschema@.dot_tile_combine(internal, internal),
+    @extschema@.dot_tile_final(internal),
+    @extschema@.dot_tile_trans(internal, int4, int4, int4, int4, int4, jsonb),
+    @extschema@.dot_tile_trans_key(internal, int8, int4, int4, int4, jsonb),
+    @extschema@.heat_grid_combine(internal, internal),
+    @extschema@.heat_grid_final(internal),
+    @extschema@.heat_merge_trans(internal, heatgrid),
+    @extschema@.heat_grid_trans(internal, int4, int4, int4, int4, int4),
+    @extschema@.heat_grid_trans(internal, int4, int4, int4, int4, int4, float8),
+    @extschema@.heat_grid_trans(internal, int4, int4, int4, int4, int4, float8, int4),
+    @extschema@.heat_grid_trans(internal, int8, int4, int4, int4),
+    @extschema@.heat_grid_trans(internal, int8, int4, int4, int4, float8),
+    @extschema@.heat_grid_trans(internal, int8, int4, int4, int4, float8, int4),
+    @extschema@.heat_paths_trans(internal, int8[], int4, int4, int4),
+    @extschema@.heat_paths_trans_sized(internal, int8[], int4, int4, int4, float8, int4);

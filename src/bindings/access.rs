@@ -8,7 +8,6 @@ use super::{
     check_name, quoted_relation_name, sql_error, threads, with_saved_plan, HeatGridBytes, OrRaise,
     Relation, StyleJsonb,
 };
-use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -64,7 +63,7 @@ unsafe fn access_transition(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: `fcinfo` is a call of access_grid_trans(internal, x int4, y int4, ...) (the
+    // SAFETY: `fcinfo` is a call of access_grid_trans(access_state, x int4, y int4, ...) (the
     // caller's promise), whose point is the two int4 values read here.
     unsafe { access_transition(fcinfo, 2, |s, p| s.add_point(int4(&p[0]), int4(&p[1]))) }
 }
@@ -79,7 +78,7 @@ v1_function!(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: `fcinfo` is a call of access_grid_trans(internal, key int8, ...) (the caller's
+    // SAFETY: `fcinfo` is a call of access_grid_trans(access_state, key int8, ...) (the caller's
     // promise), whose point is the one int8 value read here.
     unsafe {
         access_transition(fcinfo, 1, |s, p| {
@@ -96,78 +95,115 @@ v1_function!(
     trans_key
 );
 
-#[pg_extern(immutable, parallel_safe)]
-fn access_grid_final(state: Internal) -> Option<HeatGridBytes> {
-    // SAFETY: access_grid_final is the FINALFUNC only of the access_grid aggregates, whose
-    // transition (access_transition) and combine functions only ever store an `AccessState` in
-    // the aggregate's context.
-    let grid = unsafe { aggregate::state::<AccessState>(&state) }?
-        .compute(threads(), &mut || {
-            pgrx::check_for_interrupts!();
-        })
-        .or_raise();
-    Some(HeatGridBytes(grid.to_bytes()))
+/// # Safety
+/// `fcinfo` must be a call of `access_grid_final(access_state)`.
+unsafe fn state_final(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: argument 0 is NULL or an access_state (the caller's promise).
+    unsafe {
+        let grid = aggregate::state_arg::<AccessState>(fcinfo, 0).map(|s| {
+            s.compute(threads(), &mut || {
+                pgrx::check_for_interrupts!();
+            })
+            .or_raise()
+            .to_bytes()
+        });
+        aggregate::result(fcinfo, grid)
+    }
 }
+v1_function!(
+    /// Final function of the access_grid aggregates: the `heatgrid` of sums.
+    vasttile_access_grid_final,
+    pg_finfo_vasttile_access_grid_final,
+    state_final
+);
 
-#[pg_extern(immutable, parallel_safe)]
-fn access_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    // SAFETY: called by PostgreSQL as the combine function of the access_grid aggregates, with
-    // their live `fcinfo`; `a` and `b` are null or their states, always an `AccessState` (made
-    // by their transition, combine or access_grid_deserial functions).
-    unsafe { aggregate::combine::<AccessState>(a, b, fcinfo) }
+/// # Safety
+/// `fcinfo` must be a call of `access_grid_combine(access_state, access_state)`.
+unsafe fn state_combine(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: both arguments are NULL or access_states (the caller's promise).
+    unsafe { aggregate::combine::<AccessState>(fcinfo) }
 }
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn access_grid_serial(state: Internal) -> Vec<u8> {
-    // SAFETY: the SERIALFUNC of access_grid only, whose state PostgreSQL hands over as made by its
-    // transition or combine function: a `AccessState` (pairing functions across aggregates takes a
-    // superuser: internal-state aggregates are theirs alone).
-    unsafe { aggregate::serialize::<AccessState>(state) }
+/// # Safety
+/// `fcinfo` must be a call of the access_state input function.
+unsafe fn state_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the caller's promise.
+    unsafe { aggregate::state_in::<AccessState>(fcinfo) }
 }
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn access_grid_deserial(bytes: &[u8], _unused: Internal) -> Internal {
-    aggregate::deserialize::<AccessState>(bytes)
+/// # Safety
+/// `fcinfo` must be a call of the access_state output function.
+unsafe fn state_out(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the caller's promise.
+    unsafe { aggregate::state_out::<AccessState>(fcinfo) }
 }
+v1_function!(
+    /// Combine function of the access_grid aggregates.
+    vasttile_access_grid_combine,
+    pg_finfo_vasttile_access_grid_combine,
+    state_combine
+);
+v1_function!(
+    /// Input of `access_state`.
+    vasttile_access_state_in,
+    pg_finfo_vasttile_access_state_in,
+    state_in
+);
+v1_function!(
+    /// Output of `access_state`.
+    vasttile_access_state_out,
+    pg_finfo_vasttile_access_state_out,
+    state_out
+);
 
 pgrx::extension_sql!(
     r#"
-CREATE FUNCTION access_grid_trans(internal, x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans';
-CREATE FUNCTION access_grid_trans(internal, x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans';
-CREATE FUNCTION access_grid_trans(internal, key int8, z int4, tile_x int4, tile_y int4, radius_km float8)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans_key';
-CREATE FUNCTION access_grid_trans(internal, key int8, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans_key';
+-- The running state of access_grid: the POIs that can reach the tile. Its text form (hex of its bytes) is how Citus ships partial states from workers.
+CREATE TYPE access_state;
+CREATE FUNCTION access_state_in(cstring) RETURNS access_state
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_state_in';
+CREATE FUNCTION access_state_out(access_state) RETURNS cstring
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_state_out';
+CREATE TYPE access_state (INPUT = access_state_in, OUTPUT = access_state_out, INTERNALLENGTH = VARIABLE, STORAGE = extended);
+COMMENT ON TYPE access_state IS 'vasttile: running state of the access_grid aggregates';
+CREATE FUNCTION access_grid_final(access_state) RETURNS heatgrid
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_final';
+CREATE FUNCTION access_grid_combine(access_state, access_state) RETURNS access_state
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_combine';
+"#,
+    name = "access_state_type",
+);
+
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION access_grid_trans(access_state, x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8)
+    RETURNS access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans';
+CREATE FUNCTION access_grid_trans(access_state, x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4)
+    RETURNS access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans';
+CREATE FUNCTION access_grid_trans(access_state, key int8, z int4, tile_x int4, tile_y int4, radius_km float8)
+    RETURNS access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans_key';
+CREATE FUNCTION access_grid_trans(access_state, key int8, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4)
+    RETURNS access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans_key';
 
 CREATE AGGREGATE access_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8) (
-    SFUNC = access_grid_trans, STYPE = internal, FINALFUNC = access_grid_final,
-    COMBINEFUNC = access_grid_combine, SERIALFUNC = access_grid_serial, DESERIALFUNC = access_grid_deserial,
+    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE AGGREGATE access_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4) (
-    SFUNC = access_grid_trans, STYPE = internal, FINALFUNC = access_grid_final,
-    COMBINEFUNC = access_grid_combine, SERIALFUNC = access_grid_serial, DESERIALFUNC = access_grid_deserial,
+    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE AGGREGATE access_grid(key int8, z int4, tile_x int4, tile_y int4, radius_km float8) (
-    SFUNC = access_grid_trans, STYPE = internal, FINALFUNC = access_grid_final,
-    COMBINEFUNC = access_grid_combine, SERIALFUNC = access_grid_serial, DESERIALFUNC = access_grid_deserial,
+    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE AGGREGATE access_grid(key int8, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4) (
-    SFUNC = access_grid_trans, STYPE = internal, FINALFUNC = access_grid_final,
-    COMBINEFUNC = access_grid_combine, SERIALFUNC = access_grid_serial, DESERIALFUNC = access_grid_deserial,
+    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 COMMENT ON AGGREGATE access_grid(int8, int4, int4, int4, float8) IS
     'accessibility grid of tile (z, tile_x, tile_y): per pixel, sum over POIs of max(0, radius_km - distance in km)';
 "#,
     name = "access_grid_aggregates",
-    requires = [
-        access_grid_final,
-        access_grid_combine,
-        access_grid_serial,
-        access_grid_deserial,
-        "heatgrid_domain"
-    ],
+    requires = ["access_state_type", "heatgrid_domain"],
 );
 
 /// Accessibility tile of a table or view of POIs through its Morton key column. Style keys are

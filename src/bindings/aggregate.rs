@@ -1,59 +1,62 @@
-//! What every vasttile aggregate shares: its `internal` state in the aggregate's memory context,
-//! combine / serialise / deserialise for parallel query, and the per-row transition as a raw V1
-//! function (pgrx's argument conversion cost more than the work: about 60 of 110 ns a row).
+//! What every vasttile aggregate shares: a state of its own SQL type (`heat_state`, `dot_state`,
+//! `access_state`) that lives in the aggregate's memory context as a PostgreSQL *expanded object*
+//! and is updated in place row by row, combine functions, and text input / output of the states.
+//!
+//! Why not `internal`: Citus splits an aggregate into worker and coordinator halves only when its
+//! state has a real type with input and output functions and the aggregate a combine function.
+//! With a real type PostgreSQL's parallel query needs no serialise / deserialise functions either:
+//! a state crossing processes is flattened to bytes through the expanded object's methods, and the
+//! combine function reads the flat bytes back (as untrusted input). The per-row transition stays a
+//! raw V1 function (pgrx's argument conversion cost more than the work: about 60 of 110 ns a row).
 
 use super::{sql_error, OrRaise};
-use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::borrow::Cow;
 use vasttile_core::error::CoreResult;
 use vasttile_core::raster::access::AccessState;
 use vasttile_core::raster::dots::DotTileState;
 use vasttile_core::raster::heat::HeatGrid;
 
 /// An aggregate state: partial states of one aggregate merge, and travel as bytes between
-/// parallel workers.
+/// processes (parallel workers, Citus workers and coordinator).
 pub trait AggState: Clone + 'static {
+    /// The SQL type of the state, for messages.
+    const SQL_TYPE: &'static str;
     fn merge_from(&mut self, other: &Self) -> CoreResult<()>;
     fn to_bytes(&self) -> Vec<u8>;
     fn from_bytes(bytes: &[u8]) -> CoreResult<Self>;
+    /// The expanded-object methods of this state type: one static per type, so a pointer
+    /// comparison tells whose expanded object a datum is.
+    fn methods() -> &'static pg_sys::ExpandedObjectMethods;
 }
 
-impl AggState for DotTileState {
-    fn merge_from(&mut self, other: &Self) -> CoreResult<()> {
-        self.merge(other)
-    }
-    fn to_bytes(&self) -> Vec<u8> {
-        DotTileState::to_bytes(self)
-    }
-    fn from_bytes(bytes: &[u8]) -> CoreResult<Self> {
-        DotTileState::from_bytes(bytes)
-    }
+macro_rules! agg_state {
+    ($t:ty, $sql:literal, $merge:path) => {
+        impl AggState for $t {
+            const SQL_TYPE: &'static str = $sql;
+            fn merge_from(&mut self, other: &Self) -> CoreResult<()> {
+                $merge(self, other)
+            }
+            fn to_bytes(&self) -> Vec<u8> {
+                <$t>::to_bytes(self)
+            }
+            fn from_bytes(bytes: &[u8]) -> CoreResult<Self> {
+                <$t>::from_bytes(bytes)
+            }
+            fn methods() -> &'static pg_sys::ExpandedObjectMethods {
+                static METHODS: pg_sys::ExpandedObjectMethods = pg_sys::ExpandedObjectMethods {
+                    get_flat_size: Some(flat_size::<$t>),
+                    flatten_into: Some(flatten_into::<$t>),
+                };
+                &METHODS
+            }
+        }
+    };
 }
-
-impl AggState for HeatGrid {
-    fn merge_from(&mut self, other: &Self) -> CoreResult<()> {
-        self.merge(other)
-    }
-    fn to_bytes(&self) -> Vec<u8> {
-        HeatGrid::to_bytes(self)
-    }
-    fn from_bytes(bytes: &[u8]) -> CoreResult<Self> {
-        HeatGrid::from_bytes(bytes)
-    }
-}
-
-impl AggState for AccessState {
-    fn merge_from(&mut self, other: &Self) -> CoreResult<()> {
-        self.merge(other)
-    }
-    fn to_bytes(&self) -> Vec<u8> {
-        AccessState::to_bytes(self)
-    }
-    fn from_bytes(bytes: &[u8]) -> CoreResult<Self> {
-        AccessState::from_bytes(bytes)
-    }
-}
+agg_state!(HeatGrid, "heat_state", HeatGrid::merge);
+agg_state!(DotTileState, "dot_state", DotTileState::merge);
+agg_state!(AccessState, "access_state", AccessState::merge);
 
 /// The aggregate's memory context, where states must live (not in the per-row context).
 ///
@@ -73,64 +76,178 @@ pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Mem
     context
 }
 
-/// The state of the aggregate `T`, if any. Every aggregate has its own support functions, so an
-/// `internal` handed to them is always a `T`: pairing one aggregate's transition function with
-/// another's final function takes `CREATE AGGREGATE ... STYPE = internal`, which PostgreSQL
-/// allows superusers only (tests/pg_regress/sql/security.sql checks it).
-///
-/// # Safety
-/// `state` must be null or hold a value of exactly the type `T`, made by this aggregate's
-/// transition function (or its combine function, which makes the same type) and living in memory
-/// that outlasts the returned reference (the aggregate's memory context).
-pub unsafe fn state<T: AggState>(state: &Internal) -> Option<&T> {
-    // SAFETY: the caller guarantees that a non-null `state` points to a live `T`.
-    unsafe { state.get::<T>() }
+/// What an expanded state holds beside PostgreSQL's header: the Rust value, and its bytes
+/// between `get_flat_size` and `flatten_into` (PostgreSQL calls them back to back).
+struct Holder<T> {
+    value: T,
+    flat: Vec<u8>,
 }
 
-/// Combine two partial states: the first (owned by the aggregate) absorbs the second, or is a
-/// copy of it in the aggregate's context when it is still empty.
+/// The expanded object in PostgreSQL memory: the header PostgreSQL reads, then our holder.
+#[repr(C)]
+struct Expanded<T> {
+    header: pg_sys::ExpandedObjectHeader,
+    holder: *mut Holder<T>,
+}
+
+const VARHDRSZ: usize = 4;
+
+/// The holder of an expanded datum of type `T`, or None when the datum is flat. An expanded
+/// object of another type is refused (it cannot be ours).
 ///
 /// # Safety
-/// `fcinfo` must be the call info of the running combine function, and `a` and `b` must each be
-/// null or a state of type `T` of this aggregate (as for [`state`]).
-pub unsafe fn combine<T: AggState>(
-    a: Internal,
-    b: Internal,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    let mut a = a;
-    // SAFETY: the caller guarantees that `a` and `b` are null or states of type `T`; they are
-    // two distinct partial states, so the `&mut` and the `&` do not alias.
-    match (unsafe { a.get_mut::<T>() }, unsafe { b.get::<T>() }) {
-        (_, None) => a,
-        (None, Some(b)) => {
-            // SAFETY: `fcinfo` is the live call of this aggregate's combine function (the
-            // caller's promise), so AggCheckCallContext may read it.
-            let context = unsafe { aggregate_context(fcinfo) };
-            // SAFETY: `context` is the aggregate's memory context, valid for the whole aggregate,
-            // which outlives the copy allocated in it; switch_to restores the current context.
-            unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(b.clone())) }
-        }
-        (Some(sa), Some(sb)) => {
-            sa.merge_from(sb).or_raise();
-            a
-        }
+/// `datum` must be a non-null varlena datum of `T`'s SQL type.
+unsafe fn expanded<T: AggState>(datum: pg_sys::Datum) -> Option<*mut Holder<T>> {
+    let p = datum.cast_mut_ptr::<u8>();
+    // SAFETY: a varlena datum points to at least one header byte; a 1-byte header of 0x01 is an
+    // external pointer (little-endian layout), whose second byte is its tag.
+    let (first, tag) = unsafe { (*p, *p.add(1)) };
+    let expanded_tag = |t: u8| {
+        t as u32 == pg_sys::vartag_external::VARTAG_EXPANDED_RO
+            || t as u32 == pg_sys::vartag_external::VARTAG_EXPANDED_RW
+    };
+    if first != 0x01 || !expanded_tag(tag) {
+        return None;
+    }
+    // SAFETY: an expanded pointer datum holds the object's header address after its two tag
+    // bytes; DatumGetEOHP reads it.
+    let eoh = unsafe { pg_sys::DatumGetEOHP(datum) };
+    // SAFETY: `eoh` is a live expanded object header (PostgreSQL made the pointer datum).
+    if !std::ptr::eq(unsafe { (*eoh).eoh_methods }, T::methods()) {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("a {} value is not one made by vasttile", T::SQL_TYPE),
+        );
+    }
+    // SAFETY: objects with `T`'s methods are made only by `new_expanded::<T>`, as an
+    // `Expanded<T>` whose header is its first field.
+    Some(unsafe { (*eoh.cast::<Expanded<T>>()).holder })
+}
+
+/// The bytes of a non-null `bytea` (or domain over it) argument of a raw V1 function.
+///
+/// # Safety
+/// `d` must be a non-null `bytea` datum.
+pub unsafe fn bytea_arg<'a>(d: &pg_sys::NullableDatum) -> &'a [u8] {
+    // SAFETY: the caller's promise; a bytea is a flat varlena (maybe toasted).
+    unsafe { flat_bytes(d.value) }
+}
+
+/// The bytes of a flat state datum (detoasted into the current context if needed).
+///
+/// # Safety
+/// `datum` must be a non-null, non-expanded varlena datum.
+unsafe fn flat_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    // SAFETY: a flat varlena, which pg_detoast_datum_packed returns as is or detoasted.
+    unsafe {
+        let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+        pgrx::varlena::varlena_to_byte_slice(v)
     }
 }
 
-/// A partial state as bytes, for parallel workers (empty when there is none).
+/// The value of a state datum: borrowed from an expanded object, or read from flat bytes
+/// (untrusted: from another process or from text).
 ///
 /// # Safety
-/// As for [`state`]: `st` must be null or a state of type `T` of this aggregate.
-pub unsafe fn serialize<T: AggState>(st: Internal) -> Vec<u8> {
-    // SAFETY: the caller guarantees that `st` is null or a live `T`.
-    unsafe { state::<T>(&st) }
-        .map(T::to_bytes)
-        .unwrap_or_default()
+/// `datum` must be a non-null datum of `T`'s SQL type.
+pub unsafe fn read<'a, T: AggState>(datum: pg_sys::Datum) -> Cow<'a, T> {
+    // SAFETY: the caller's promise; a holder lives as long as its memory context, which is
+    // the aggregate's (it outlives this call).
+    match unsafe { expanded::<T>(datum) } {
+        Some(h) => Cow::Borrowed(unsafe { &(*h).value }),
+        None => Cow::Owned(T::from_bytes(unsafe { flat_bytes(datum) }).or_raise()),
+    }
 }
 
-pub fn deserialize<T: AggState>(bytes: &[u8]) -> Internal {
-    Internal::new(T::from_bytes(bytes).or_raise())
+/// A new expanded state in a child of the aggregate context `context`: returns its read/write
+/// datum and the value. Deleting the object (PostgreSQL does when the state is replaced or the
+/// aggregate ends) drops the value.
+///
+/// # Safety
+/// `context` must be the running aggregate's memory context.
+unsafe fn new_expanded<T: AggState>(
+    value: T,
+    context: pg_sys::MemoryContext,
+) -> (pg_sys::Datum, *mut T) {
+    // SAFETY: `context` is live (the caller's promise); the child context is made in it, the
+    // header allocated in the child (as EOH_init_header requires), and the holder is dropped by
+    // the child's reset callback, so it never outlives the memory that points to it.
+    unsafe {
+        let child = pg_sys::AllocSetContextCreateExtended(
+            context,
+            c"vasttile aggregate state".as_ptr(),
+            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+        );
+        let holder = pgrx::PgMemoryContexts::For(child).leak_and_drop_on_delete(Holder {
+            value,
+            flat: Vec::new(),
+        });
+        let e = pg_sys::MemoryContextAllocZero(child, std::mem::size_of::<Expanded<T>>())
+            .cast::<Expanded<T>>();
+        pg_sys::EOH_init_header(&mut (*e).header, T::methods(), child);
+        (*e).holder = holder;
+        let rw = pg_sys::Datum::from((*e).header.eoh_rw_ptr.as_mut_ptr());
+        (rw, &mut (*holder).value)
+    }
+}
+
+/// The state to update in place: the read/write expanded object the aggregate passed in, or a
+/// new one in the aggregate's context made from a flat or read-only state.
+///
+/// # Safety
+/// `fcinfo` must be the running transition or combine call and `datum` its non-null state.
+unsafe fn writable<T: AggState>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    datum: pg_sys::Datum,
+) -> (pg_sys::Datum, *mut T) {
+    let p = datum.cast_mut_ptr::<u8>();
+    // SAFETY: the caller's promise: `datum` is a state; `expanded` checks the object is ours.
+    // A read/write pointer to our object exists only inside the aggregate that made it (the
+    // first call of a transition or combine function makes one, and refuses to outside an
+    // aggregate), so it may be updated in place.
+    unsafe {
+        if let Some(h) = expanded::<T>(datum) {
+            if *p.add(1) as u32 == pg_sys::vartag_external::VARTAG_EXPANDED_RW {
+                return (datum, &mut (*h).value);
+            }
+        }
+        let value = read::<T>(datum).into_owned();
+        new_expanded(value, aggregate_context(fcinfo))
+    }
+}
+
+/// `get_flat_size` of the expanded-object methods: the bytes a state flattens to.
+unsafe extern "C-unwind" fn flat_size<T: AggState>(
+    eoh: *mut pg_sys::ExpandedObjectHeader,
+) -> usize {
+    // SAFETY: PostgreSQL calls the methods only on objects made with them: `Expanded<T>`.
+    let h = unsafe { &mut *(*eoh.cast::<Expanded<T>>()).holder };
+    h.flat = h.value.to_bytes();
+    VARHDRSZ + h.flat.len()
+}
+
+/// `flatten_into` of the expanded-object methods: a varlena of the bytes `flat_size` measured.
+unsafe extern "C-unwind" fn flatten_into<T: AggState>(
+    eoh: *mut pg_sys::ExpandedObjectHeader,
+    result: *mut std::ffi::c_void,
+    allocated: usize,
+) {
+    // SAFETY: as for `flat_size`; PostgreSQL hands `allocated` bytes at `result`, the size
+    // `flat_size` returned just before (checked: anything else would overrun).
+    unsafe {
+        let h = &mut *(*eoh.cast::<Expanded<T>>()).holder;
+        if h.flat.len() + VARHDRSZ != allocated {
+            h.flat = h.value.to_bytes();
+        }
+        assert_eq!(h.flat.len() + VARHDRSZ, allocated, "flat size changed");
+        let out = result.cast::<u8>();
+        // A 4-byte varlena header: the total length shifted left by two (little-endian).
+        std::ptr::copy_nonoverlapping(((allocated as u32) << 2).to_le_bytes().as_ptr(), out, 4);
+        std::ptr::copy_nonoverlapping(h.flat.as_ptr(), out.add(VARHDRSZ), h.flat.len());
+        h.flat = Vec::new();
+    }
 }
 
 /// The body of a raw transition function: skip rows with a NULL argument (as a STRICT function
@@ -139,7 +256,7 @@ pub fn deserialize<T: AggState>(bytes: &[u8]) -> Internal {
 ///
 /// # Safety
 /// `fcinfo` must be the call of a transition function whose first argument is this aggregate's
-/// `internal` state and whose other arguments `create` and `add` read as declared in SQL.
+/// state of `T`'s SQL type and whose other arguments `create` and `add` read as declared in SQL.
 pub unsafe fn transition<T: AggState>(
     fcinfo: pg_sys::FunctionCallInfo,
     create: impl FnOnce(&[pg_sys::NullableDatum]) -> CoreResult<T>,
@@ -148,28 +265,149 @@ pub unsafe fn transition<T: AggState>(
     // SAFETY: `fcinfo` is the live call info of the transition function (the caller's
     // promise), and PostgreSQL fills `nargs` entries of its `args` array.
     let args = unsafe { (*fcinfo).args.as_slice((*fcinfo).nargs as usize) };
-    let mut state: *mut T = args[0].value.cast_mut_ptr();
-    if args[0].isnull {
-        state = std::ptr::null_mut();
-    }
+    let (mut datum, mut null) = (args[0].value, args[0].isnull);
     let row = &args[1..];
     if !row.iter().any(|a| a.isnull) {
-        if state.is_null() {
+        let state = if null {
             let fresh = create(row).or_raise();
-            // SAFETY: `fcinfo` is the live call of this aggregate's transition function (the
-            // caller's promise), so AggCheckCallContext may read it.
-            let context = unsafe { aggregate_context(fcinfo) };
-            state = pgrx::PgMemoryContexts::For(context).leak_and_drop_on_delete(fresh);
-        }
-        // SAFETY: a non-null state is a `T` in the aggregate's context.
+            // SAFETY: `fcinfo` is the live call of this aggregate's transition function.
+            let (d, s) = unsafe { new_expanded(fresh, aggregate_context(fcinfo)) };
+            (datum, null) = (d, false);
+            s
+        } else {
+            // SAFETY: a non-null argument 0 is this aggregate's state (the caller's promise).
+            let (d, s) = unsafe { writable::<T>(fcinfo, datum) };
+            datum = d;
+            s
+        };
+        // SAFETY: `state` points into a live holder in the aggregate's context.
         add(unsafe { &mut *state }, row).or_raise();
     }
-    if state.is_null() {
+    if null {
         // SAFETY: `fcinfo` is the live call info of the running function (the caller's promise),
         // so its result flag may be written.
         unsafe { (*fcinfo).isnull = true };
     }
-    pg_sys::Datum::from(state)
+    datum
+}
+
+/// The body of a combine function (not STRICT): the first state absorbs the second, or becomes
+/// a copy of it in the aggregate's context when it is still NULL.
+///
+/// # Safety
+/// `fcinfo` must be the call of a combine function `(state, state) -> state` of `T`.
+pub unsafe fn combine<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: as in `transition`: two arguments, each NULL or a state of `T`.
+    unsafe {
+        let args = (*fcinfo).args.as_slice(2);
+        let (a, b) = (args[0], args[1]);
+        if b.isnull {
+            (*fcinfo).isnull = a.isnull;
+            return a.value;
+        }
+        let other = read::<T>(b.value);
+        if a.isnull {
+            return new_expanded(other.into_owned(), aggregate_context(fcinfo)).0;
+        }
+        let (d, s) = writable::<T>(fcinfo, a.value);
+        (*s).merge_from(&other).or_raise();
+        d
+    }
+}
+
+/// The state argument `index` of a final (or other) function, if not NULL.
+///
+/// # Safety
+/// Argument `index` of the running call must be NULL or a state of `T`'s SQL type.
+pub unsafe fn state_arg<'a, T: AggState>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    index: usize,
+) -> Option<Cow<'a, T>> {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let a = (*fcinfo).args.as_slice((*fcinfo).nargs as usize)[index];
+        (!a.isnull).then(|| read::<T>(a.value))
+    }
+}
+
+/// Return `value` from a raw V1 function, or NULL.
+///
+/// # Safety
+/// `fcinfo` must be the running call.
+pub unsafe fn result<V: IntoDatum>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    value: Option<V>,
+) -> pg_sys::Datum {
+    match value.and_then(IntoDatum::into_datum) {
+        Some(d) => d,
+        None => {
+            // SAFETY: the caller's promise.
+            unsafe { (*fcinfo).isnull = true };
+            pg_sys::Datum::from(0usize)
+        }
+    }
+}
+
+/// Input function of a state type: `\x` and hex digits of its bytes (as its output writes them),
+/// checked like any untrusted bytes.
+///
+/// # Safety
+/// `fcinfo` must be a call of the type's input function (argument 0 a C string).
+pub unsafe fn state_in<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the input function's argument 0 is a NUL-terminated C string.
+    let text =
+        unsafe { std::ffi::CStr::from_ptr((*fcinfo).args.as_slice(1)[0].value.cast_mut_ptr()) };
+    let bytes = hex_decode(text.to_bytes()).unwrap_or_else(|why| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!("invalid input for type {}: {why}", T::SQL_TYPE),
+        )
+    });
+    T::from_bytes(&bytes).or_raise();
+    // SAFETY: a bytea-shaped varlena of the checked bytes, returned as the state's flat form.
+    unsafe { result(fcinfo, Some(bytes)) }
+}
+
+/// Output function of a state type: `\x` and the hex digits of its bytes.
+///
+/// # Safety
+/// `fcinfo` must be a call of the type's output function (argument 0 a state of `T`).
+pub unsafe fn state_out<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the output function's argument 0 is a non-null state (output functions are strict).
+    let datum = unsafe { (*fcinfo).args.as_slice(1)[0].value };
+    let bytes: Cow<[u8]> = match unsafe { expanded::<T>(datum) } {
+        // SAFETY: a live holder of an expanded state.
+        Some(h) => Cow::Owned(unsafe { (*h).value.to_bytes() }),
+        // SAFETY: a flat state.
+        None => Cow::Borrowed(unsafe { flat_bytes(datum) }),
+    };
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = Vec::with_capacity(2 + 2 * bytes.len());
+    text.extend_from_slice(b"\\x");
+    for &b in bytes.iter() {
+        text.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+    }
+    let c = std::ffi::CString::new(text).expect("hex has no NUL");
+    // SAFETY: pstrdup copies the string into the current memory context, as PostgreSQL expects
+    // of an output function's result.
+    pg_sys::Datum::from(unsafe { pg_sys::pstrdup(c.as_ptr()) })
+}
+
+fn hex_decode(text: &[u8]) -> Result<Vec<u8>, String> {
+    let digits = text.strip_prefix(b"\\x").ok_or("must start with \\x")?;
+    if digits.len() % 2 != 0 {
+        return Err("an odd number of hex digits".into());
+    }
+    let nibble = |c: u8| -> Result<u8, String> {
+        (c as char)
+            .to_digit(16)
+            .map(|d| d as u8)
+            .ok_or_else(|| format!("{:?} is not a hex digit", c as char))
+    };
+    digits
+        .chunks_exact(2)
+        .map(|p| Ok(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }
 
 /// An `int4` argument.

@@ -13,7 +13,6 @@ use super::{
     check_name, quoted_relation_name, required, sql_error, with_saved_plan, GeoJsonb,
     HeatGridBytes, OrRaise, Relation, StyleJsonb,
 };
-use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -108,219 +107,226 @@ v1_function!(
     trans_key
 );
 
-#[pg_extern(immutable, parallel_safe)]
-fn heat_grid_final(state: Internal) -> Option<HeatGridBytes> {
-    // SAFETY: heat_grid_final is the FINALFUNC only of heat_grid, heat_merge and
-    // heat_grid_paths, whose transition (heat_transition, heat_merge_trans, add_path_row) and
-    // combine functions only ever store a `HeatGrid` in the aggregate's context.
-    let grid = unsafe { aggregate::state::<HeatGrid>(&state) }?;
-    // No row fell in the tile: NULL, like any aggregate over nothing.
-    (grid.rows > 0).then(|| HeatGridBytes(grid.to_bytes()))
-}
-
-#[pg_extern(immutable, parallel_safe)]
-fn heat_grid_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    // SAFETY: PostgreSQL calls this, with its live `fcinfo`, only as the COMBINEFUNC of heat_grid,
-    // heat_merge and heat_grid_paths, whose states `a` and `b` are null or a `HeatGrid` (made by
-    // their transition, combine or heat_grid_deserial functions).
-    unsafe { aggregate::combine::<HeatGrid>(a, b, fcinfo) }
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn heat_grid_serial(state: Internal) -> Vec<u8> {
-    // SAFETY: the SERIALFUNC of heat_grid and heat_grid_paths only, whose state PostgreSQL
-    // hands over as made by their transition or combine functions: a `HeatGrid` (pairing
-    // functions across aggregates takes a superuser: internal-state aggregates are theirs).
-    unsafe { aggregate::serialize::<HeatGrid>(state) }
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn heat_grid_deserial(bytes: &[u8], _unused: Internal) -> Internal {
-    aggregate::deserialize::<HeatGrid>(bytes)
-}
-
-/// Transition of `heat_merge(heatgrid)`: few rows (one per grid), so a plain pgrx function.
-#[pg_extern(immutable, parallel_safe)]
-fn heat_merge_trans(
-    state: Internal,
-    grid: Option<HeatGridBytes>,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    let Some(grid) = grid else { return state };
-    let grid = grid.grid();
-    let mut state = state;
-    // SAFETY: heat_merge_trans is the SFUNC only of heat_merge, whose state is null or a
-    // `HeatGrid` made below (or by heat_grid_combine) in the aggregate's context.
-    match unsafe { state.get_mut::<HeatGrid>() } {
-        Some(acc) => {
-            acc.merge(&grid).or_raise();
-            state
-        }
-        None => {
-            // SAFETY: `fcinfo` is the live call of heat_merge's transition function, so
-            // AggCheckCallContext may read it.
-            let context = unsafe { aggregate::aggregate_context(fcinfo) };
-            // SAFETY: `context` is the aggregate's memory context, which outlives the state
-            // allocated in it; switch_to restores the current context afterwards.
-            unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(grid)) }
-        }
+/// # Safety
+/// `fcinfo` must be a call of `heat_grid_final(heat_state)`.
+unsafe fn grid_final(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: heat_grid_final's argument 0 is NULL or a heat_state (the caller's promise).
+    unsafe {
+        let grid = aggregate::state_arg::<HeatGrid>(fcinfo, 0);
+        // No row fell in the tile: NULL, like any aggregate over nothing.
+        let bytes = grid.filter(|g| g.rows > 0).map(|g| g.to_bytes());
+        aggregate::result(fcinfo, bytes)
     }
 }
 
+v1_function!(
+    /// Final function of heat_grid, heat_merge and heat_grid_paths: the `heatgrid` bytes.
+    vasttile_heat_grid_final,
+    pg_finfo_vasttile_heat_grid_final,
+    grid_final
+);
+
+/// # Safety
+/// `fcinfo` must be a call of `heat_grid_combine(heat_state, heat_state)`.
+unsafe fn grid_combine(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: both arguments are NULL or heat_states (the caller's promise).
+    unsafe { aggregate::combine::<HeatGrid>(fcinfo) }
+}
+
+v1_function!(
+    /// Combine function of heat_grid, heat_merge and heat_grid_paths.
+    vasttile_heat_grid_combine,
+    pg_finfo_vasttile_heat_grid_combine,
+    grid_combine
+);
+
+/// # Safety
+/// `fcinfo` must be a call of `heat_merge_trans(heat_state, heatgrid)`.
+unsafe fn merge_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let grid_of = |row: &[pg_sys::NullableDatum]| {
+        // SAFETY: argument 1 is a non-null heatgrid (rows with NULLs are skipped).
+        HeatGrid::from_bytes(unsafe { aggregate::bytea_arg(&row[0]) })
+    };
+    // SAFETY: argument 0 is NULL or a heat_state, argument 1 a heatgrid (the caller's promise).
+    unsafe {
+        aggregate::transition(
+            fcinfo,
+            |row| {
+                let g = grid_of(row)?;
+                HeatGrid::new(g.tile, g.size)
+            },
+            |acc, row| acc.merge(&grid_of(row)?),
+        )
+    }
+}
+
+v1_function!(
+    /// Transition of `heat_merge(heatgrid)`.
+    vasttile_heat_merge_trans,
+    pg_finfo_vasttile_heat_merge_trans,
+    merge_trans
+);
+
+/// # Safety
+/// `fcinfo` must be a call of one of the heat_state input or output functions.
+unsafe fn state_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the caller's promise.
+    unsafe { aggregate::state_in::<HeatGrid>(fcinfo) }
+}
+/// # Safety
+/// As for `state_in`.
+unsafe fn state_out(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the caller's promise.
+    unsafe { aggregate::state_out::<HeatGrid>(fcinfo) }
+}
+v1_function!(
+    /// Input of `heat_state`.
+    vasttile_heat_state_in,
+    pg_finfo_vasttile_heat_state_in,
+    state_in
+);
+v1_function!(
+    /// Output of `heat_state`.
+    vasttile_heat_state_out,
+    pg_finfo_vasttile_heat_state_out,
+    state_out
+);
+
 pgrx::extension_sql!(
     r#"
-CREATE FUNCTION heat_grid_trans(internal, x int4, y int4, z int4, tile_x int4, tile_y int4)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
-CREATE FUNCTION heat_grid_trans(internal, x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
-CREATE FUNCTION heat_grid_trans(internal, x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
-CREATE FUNCTION heat_grid_trans(internal, key int8, z int4, tile_x int4, tile_y int4)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
-CREATE FUNCTION heat_grid_trans(internal, key int8, z int4, tile_x int4, tile_y int4, weight float8)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
-CREATE FUNCTION heat_grid_trans(internal, key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+-- The running state of the heat aggregates: a grid of exact sums, updated in place. Its text
+-- form (hex of the grid's bytes) is how Citus ships partial grids from workers.
+CREATE TYPE heat_state;
+CREATE FUNCTION heat_state_in(cstring) RETURNS heat_state
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_state_in';
+CREATE FUNCTION heat_state_out(heat_state) RETURNS cstring
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_state_out';
+CREATE TYPE heat_state (INPUT = heat_state_in, OUTPUT = heat_state_out, INTERNALLENGTH = VARIABLE, STORAGE = extended);
+COMMENT ON TYPE heat_state IS 'vasttile: running state of heat_grid, heat_merge and heat_grid_paths';
+CREATE FUNCTION heat_grid_final(heat_state) RETURNS heatgrid
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_final';
+CREATE FUNCTION heat_grid_combine(heat_state, heat_state) RETURNS heat_state
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_combine';
+CREATE FUNCTION heat_merge_trans(heat_state, heatgrid) RETURNS heat_state
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_merge_trans';
+"#,
+    name = "heat_state_type",
+);
+
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION heat_grid_trans(heat_state, x int4, y int4, z int4, tile_x int4, tile_y int4)
+    RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION heat_grid_trans(heat_state, x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8)
+    RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION heat_grid_trans(heat_state, x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
+    RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans';
+CREATE FUNCTION heat_grid_trans(heat_state, key int8, z int4, tile_x int4, tile_y int4)
+    RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+CREATE FUNCTION heat_grid_trans(heat_state, key int8, z int4, tile_x int4, tile_y int4, weight float8)
+    RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
+CREATE FUNCTION heat_grid_trans(heat_state, key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
+    RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
 
 CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8) (
-    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8) (
-    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_grid_trans, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 COMMENT ON AGGREGATE heat_grid(int8, int4, int4, int4) IS
     'heat grid of tile (z, tile_x, tile_y): count of points per pixel; NULL when no row falls in the tile';
 
 CREATE AGGREGATE heat_merge(heatgrid) (
-    SFUNC = heat_merge_trans, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_merge_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 COMMENT ON AGGREGATE heat_merge(heatgrid) IS 'sum of heat grids of one tile, pixel by pixel';
 "#,
     name = "heat_grid_aggregates",
-    requires = [
-        heat_grid_final,
-        heat_grid_combine,
-        heat_grid_serial,
-        heat_grid_deserial,
-        heat_merge_trans
-    ],
+    requires = ["heat_state_type"],
 );
 
 // ---------------------------------------------------------------------------------------------
 // Paths drawn as lines.
 
-/// Add one path (Morton keys in order) to the grid state, creating it on the first row.
-#[allow(clippy::too_many_arguments)]
-fn add_path_row(
-    state: Internal,
-    fcinfo: pg_sys::FunctionCallInfo,
-    path: Option<pgrx::Array<'_, i64>>,
-    z: Option<i32>,
-    x: Option<i32>,
-    y: Option<i32>,
-    weight: Option<f64>,
-    size: Option<i32>,
-) -> Internal {
-    let (Some(path), Some(z), Some(x), Some(y), Some(weight), Some(size)) =
-        (path, z, x, y, weight, size)
-    else {
-        return state;
+/// Transition of both `heat_grid_paths` forms: after the state come the path (Morton keys in
+/// order), z, tile_x, tile_y, then optionally the weight and the tile size.
+///
+/// # Safety
+/// `fcinfo` must be a call of one of the path transition functions declared below.
+unsafe fn paths_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let spec = |t: &[pg_sys::NullableDatum]| -> CoreResult<(Tile, TileSize)> {
+        let size = match t.get(4) {
+            Some(s) => TileSize::from_px(int4(s) as i64)?,
+            None => TileSize::Px256,
+        };
+        Ok((Tile::new(int4(&t[0]), int4(&t[1]), int4(&t[2]))?, size))
     };
-    let size = TileSize::from_px(size as i64).or_raise();
-    let mut state = state;
-    // SAFETY: add_path_row is the body only of heat_paths_trans(_sized), the SFUNCs of
-    // heat_grid_paths, whose state is null or a `HeatGrid` made here (or by heat_grid_combine).
-    if unsafe { aggregate::state::<HeatGrid>(&state) }.is_none() {
-        let grid = HeatGrid::new(Tile::new(z, x, y).or_raise(), size).or_raise();
-        // SAFETY: `fcinfo` is the live call of heat_grid_paths' transition function, so
-        // AggCheckCallContext may read it.
-        let context = unsafe { aggregate::aggregate_context(fcinfo) };
-        // SAFETY: `context` is the aggregate's memory context, which outlives the state
-        // allocated in it; switch_to restores the current context afterwards.
-        state = unsafe { pgrx::PgMemoryContexts::For(context).switch_to(|_| Internal::new(grid)) };
+    // SAFETY: argument 0 is NULL or a heat_state; then an int8[] path, three int4, and
+    // optionally a float8 weight and an int4 size, none NULL (rows with NULLs are skipped).
+    unsafe {
+        aggregate::transition(
+            fcinfo,
+            |row| {
+                let (tile, size) = spec(&row[1..])?;
+                HeatGrid::new(tile, size)
+            },
+            |grid, row| {
+                let (tile, size) = spec(&row[1..])?;
+                grid.check_tile(tile.z as i32, tile.x as i32, tile.y as i32, size)?;
+                let path = <pgrx::Array<'_, i64> as FromDatum>::from_datum(row[0].value, false)
+                    .expect("not null");
+                let points: Vec<(u32, u32)> = path
+                    .iter()
+                    .flatten()
+                    .map(|k| {
+                        vasttile_core::geometry::vcs::vcs_from_key(k)
+                            .map(|(x, y)| (x as u32, y as u32))
+                    })
+                    .collect::<CoreResult<_>>()?;
+                let weight = row.get(4).map_or(1.0, float8);
+                vasttile_core::raster::lines::add_path(grid, &points, weight).map(|_| ())
+            },
+        )
     }
-    // SAFETY: as above, the state of heat_grid_paths is only ever a `HeatGrid`; it is non-null
-    // here and lives in the aggregate's context.
-    let grid = unsafe { state.get_mut::<HeatGrid>() }.expect("initialised above");
-    grid.check_tile(z, x, y, size).or_raise();
-    let points: Vec<(u32, u32)> = path
-        .iter()
-        .flatten()
-        .map(|k| vasttile_core::geometry::vcs::vcs_from_key(k).map(|(x, y)| (x as u32, y as u32)))
-        .collect::<CoreResult<_>>()
-        .or_raise();
-    vasttile_core::raster::lines::add_path(grid, &points, weight).or_raise();
-    state
 }
 
-#[pg_extern(immutable, parallel_safe)]
-fn heat_paths_trans(
-    state: Internal,
-    path: Option<pgrx::Array<'_, i64>>,
-    z: Option<i32>,
-    tile_x: Option<i32>,
-    tile_y: Option<i32>,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    add_path_row(state, fcinfo, path, z, tile_x, tile_y, Some(1.0), Some(256))
-}
-
-#[pg_extern(immutable, parallel_safe)]
-#[allow(clippy::too_many_arguments)]
-fn heat_paths_trans_sized(
-    state: Internal,
-    path: Option<pgrx::Array<'_, i64>>,
-    z: Option<i32>,
-    tile_x: Option<i32>,
-    tile_y: Option<i32>,
-    weight: Option<f64>,
-    tile_size: Option<i32>,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    add_path_row(state, fcinfo, path, z, tile_x, tile_y, weight, tile_size)
-}
+v1_function!(
+    /// Transition of `heat_grid_paths(path int8[], z, tile_x, tile_y [, weight, tile_size])`.
+    vasttile_heat_paths_trans,
+    pg_finfo_vasttile_heat_paths_trans,
+    paths_trans
+);
 
 pgrx::extension_sql!(
     r#"
+CREATE FUNCTION heat_paths_trans(heat_state, path int8[], z int4, tile_x int4, tile_y int4)
+    RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_paths_trans';
+CREATE FUNCTION heat_paths_trans_sized(heat_state, path int8[], z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
+    RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_paths_trans';
 CREATE AGGREGATE heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_paths_trans, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_paths_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_paths_trans_sized, STYPE = internal, FINALFUNC = heat_grid_final,
-    COMBINEFUNC = heat_grid_combine, SERIALFUNC = heat_grid_serial, DESERIALFUNC = heat_grid_deserial,
-    PARALLEL = SAFE);
+    SFUNC = heat_paths_trans_sized, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 COMMENT ON AGGREGATE heat_grid_paths(int8[], int4, int4, int4) IS
     'heat grid of tile (z, tile_x, tile_y) from paths (Morton keys in order) drawn as lines: one per path per pixel';
 "#,
     name = "heat_paths_aggregates",
-    requires = [
-        heat_paths_trans,
-        heat_paths_trans_sized,
-        heat_grid_final,
-        heat_grid_combine,
-        heat_grid_serial,
-        heat_grid_deserial
-    ],
+    requires = ["heat_state_type"],
 );
 
 fn keys_of(path: &[(u32, u32)]) -> Vec<i64> {

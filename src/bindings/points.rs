@@ -9,7 +9,6 @@ use super::{
     check_name, quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb, Relation,
     StyleJsonb,
 };
-use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -50,7 +49,7 @@ unsafe fn dot_transition(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: `fcinfo` is a call of dot_tile_trans(internal, x int4, y int4, ...) (the caller's
+    // SAFETY: `fcinfo` is a call of dot_tile_trans(dot_state, x int4, y int4, ...) (the caller's
     // promise), whose point is the two int4 values read here.
     unsafe { dot_transition(fcinfo, 2, |s, p| s.add_point(int4(&p[0]), int4(&p[1]))) }
 }
@@ -65,7 +64,7 @@ v1_function!(
 /// # Safety
 /// `fcinfo` must be a call of the transition function declared below.
 unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: `fcinfo` is a call of dot_tile_trans_key(internal, key int8, ...) (the caller's
+    // SAFETY: `fcinfo` is a call of dot_tile_trans_key(dot_state, key int8, ...) (the caller's
     // promise), whose point is the one int8 value read here.
     unsafe { dot_transition(fcinfo, 1, |s, p| s.add_key(int8(&p[0]))) }
 }
@@ -77,80 +76,114 @@ v1_function!(
     trans_key
 );
 
-#[pg_extern(immutable, parallel_safe)]
-fn dot_tile_final(state: Internal) -> Option<Vec<u8>> {
-    // SAFETY: dot_tile_final is the FINALFUNC only of the dot_tile_agg aggregates, whose
-    // transition (dot_transition) and combine functions only ever store a `DotTileState` in
-    // the aggregate's context.
-    unsafe { aggregate::state::<DotTileState>(&state) }?
-        .render_png(&mut || {
-            pgrx::check_for_interrupts!();
-        })
-        .or_raise()
+/// # Safety
+/// `fcinfo` must be a call of `dot_tile_final(dot_state)`.
+unsafe fn state_final(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: argument 0 is NULL or a dot_state (the caller's promise).
+    unsafe {
+        let png = aggregate::state_arg::<DotTileState>(fcinfo, 0).and_then(|s| {
+            s.render_png(&mut || {
+                pgrx::check_for_interrupts!();
+            })
+            .or_raise()
+        });
+        aggregate::result(fcinfo, png)
+    }
 }
+v1_function!(
+    /// Final function of the dot_tile_agg aggregates: the PNG.
+    vasttile_dot_tile_final,
+    pg_finfo_vasttile_dot_tile_final,
+    state_final
+);
 
-#[pg_extern(immutable, parallel_safe)]
-fn dot_tile_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    // SAFETY: called by PostgreSQL as the combine function of the dot_tile_agg aggregates, with
-    // their live `fcinfo`; `a` and `b` are null or their states, always a `DotTileState` (made
-    // by their transition, combine or dot_tile_deserial functions).
-    unsafe { aggregate::combine::<DotTileState>(a, b, fcinfo) }
+/// # Safety
+/// `fcinfo` must be a call of `dot_tile_combine(dot_state, dot_state)`.
+unsafe fn state_combine(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: both arguments are NULL or dot_states (the caller's promise).
+    unsafe { aggregate::combine::<DotTileState>(fcinfo) }
 }
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn dot_tile_serial(state: Internal) -> Vec<u8> {
-    // SAFETY: the SERIALFUNC of dot_tile_agg only, whose state PostgreSQL hands over as made by its
-    // transition or combine function: a `DotTileState` (pairing functions across aggregates takes a
-    // superuser: internal-state aggregates are theirs alone).
-    unsafe { aggregate::serialize::<DotTileState>(state) }
+/// # Safety
+/// `fcinfo` must be a call of the dot_state input function.
+unsafe fn state_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the caller's promise.
+    unsafe { aggregate::state_in::<DotTileState>(fcinfo) }
 }
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn dot_tile_deserial(bytes: &[u8], _unused: Internal) -> Internal {
-    aggregate::deserialize::<DotTileState>(bytes)
+/// # Safety
+/// `fcinfo` must be a call of the dot_state output function.
+unsafe fn state_out(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the caller's promise.
+    unsafe { aggregate::state_out::<DotTileState>(fcinfo) }
 }
+v1_function!(
+    /// Combine function of the dot_tile aggregates.
+    vasttile_dot_tile_combine,
+    pg_finfo_vasttile_dot_tile_combine,
+    state_combine
+);
+v1_function!(
+    /// Input of `dot_state`.
+    vasttile_dot_state_in,
+    pg_finfo_vasttile_dot_state_in,
+    state_in
+);
+v1_function!(
+    /// Output of `dot_state`.
+    vasttile_dot_state_out,
+    pg_finfo_vasttile_dot_state_out,
+    state_out
+);
 
 pgrx::extension_sql!(
     r#"
-CREATE FUNCTION dot_tile_trans(state internal, x int4, y int4, z int4, tile_x int4, tile_y int4, style jsonb)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c
+-- The running state of dot_tile_agg: the distinct pixels seen, updated in place. Its text form (hex of its bytes) is how Citus ships partial states from workers.
+CREATE TYPE dot_state;
+CREATE FUNCTION dot_state_in(cstring) RETURNS dot_state
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_dot_state_in';
+CREATE FUNCTION dot_state_out(dot_state) RETURNS cstring
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_dot_state_out';
+CREATE TYPE dot_state (INPUT = dot_state_in, OUTPUT = dot_state_out, INTERNALLENGTH = VARIABLE, STORAGE = extended);
+COMMENT ON TYPE dot_state IS 'vasttile: running state of the dot_tile aggregates';
+CREATE FUNCTION dot_tile_final(dot_state) RETURNS bytea
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_dot_tile_final';
+CREATE FUNCTION dot_tile_combine(dot_state, dot_state) RETURNS dot_state
+    IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_dot_tile_combine';
+"#,
+    name = "dot_state_type",
+);
+
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION dot_tile_trans(state dot_state, x int4, y int4, z int4, tile_x int4, tile_y int4, style jsonb)
+    RETURNS dot_state IMMUTABLE PARALLEL SAFE LANGUAGE c
     AS 'MODULE_PATHNAME', 'vasttile_dot_tile_trans';
 
 CREATE AGGREGATE dot_tile_agg(x int4, y int4, z int4, tile_x int4, tile_y int4, style jsonb) (
     SFUNC = dot_tile_trans,
-    STYPE = internal,
+    STYPE = dot_state,
     FINALFUNC = dot_tile_final,
     COMBINEFUNC = dot_tile_combine,
-    SERIALFUNC = dot_tile_serial,
-    DESERIALFUNC = dot_tile_deserial,
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE dot_tile_agg(int4, int4, int4, int4, int4, jsonb) IS
     'PNG point tile (z, tile_x, tile_y) from VCS points (x, y): each distinct pixel drawn once as a dot; NULL when no dot shows';
 
-CREATE FUNCTION dot_tile_trans_key(state internal, key int8, z int4, tile_x int4, tile_y int4, style jsonb)
-    RETURNS internal IMMUTABLE PARALLEL SAFE LANGUAGE c
+CREATE FUNCTION dot_tile_trans_key(state dot_state, key int8, z int4, tile_x int4, tile_y int4, style jsonb)
+    RETURNS dot_state IMMUTABLE PARALLEL SAFE LANGUAGE c
     AS 'MODULE_PATHNAME', 'vasttile_dot_tile_trans_key';
 
 CREATE AGGREGATE dot_tile_agg(key int8, z int4, tile_x int4, tile_y int4, style jsonb) (
     SFUNC = dot_tile_trans_key,
-    STYPE = internal,
+    STYPE = dot_state,
     FINALFUNC = dot_tile_final,
     COMBINEFUNC = dot_tile_combine,
-    SERIALFUNC = dot_tile_serial,
-    DESERIALFUNC = dot_tile_deserial,
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE dot_tile_agg(int8, int4, int4, int4, jsonb) IS
     'PNG point tile (z, tile_x, tile_y) from Morton keys: each distinct pixel drawn once as a dot; NULL when no dot shows';
 "#,
     name = "dot_tile_aggregates",
-    requires = [
-        dot_tile_final,
-        dot_tile_combine,
-        dot_tile_serial,
-        dot_tile_deserial
-    ],
+    requires = ["dot_state_type",],
 );
 
 /// Point tile of a table or view through its Morton key column: B-tree range scans over the tile

@@ -304,11 +304,23 @@ RESET ROLE;
 SELECT rolsuper AS owner_is_superuser FROM pg_roles WHERE rolname = 'vt_owner';
 SELECT count(*) AS tiles_after_redefinition FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'sec_rls';
 
--- Aggregate support functions read their `internal` state as the type their aggregate makes:
--- pairing one aggregate's transition function with another's final function would confuse
--- types. PostgreSQL lets only superusers declare an aggregate with an internal state.
+-- Aggregate states have types of their own (heat_state, dot_state, access_state), so any role
+-- may declare an aggregate over vasttile's support functions: the types keep one aggregate's
+-- state from reaching another's functions, a state's text is checked like any stored bytes, and
+-- the support functions refuse to run outside an aggregate.
 SET ROLE vt_other;
-SELECT sec_try($q$CREATE AGGREGATE pg_temp.sec_mixed(int8, int4, int4, int4) (SFUNC = vasttile.heat_grid_trans, STYPE = internal, FINALFUNC = vasttile.dot_tile_final)$q$) AS mixed_aggregate;
+SELECT sec_try($q$CREATE AGGREGATE pg_temp.sec_mixed(int8, int4, int4, int4) (SFUNC = vasttile.heat_grid_trans, STYPE = vasttile.heat_state, FINALFUNC = vasttile.dot_tile_final)$q$) AS mixed_aggregate;
+SELECT sec_try($q$CREATE AGGREGATE pg_temp.sec_internal(int8, int4, int4, int4) (SFUNC = vasttile.heat_grid_trans, STYPE = internal, FINALFUNC = vasttile.heat_grid_final)$q$) AS internal_aggregate;
+SELECT sec_try($q$SELECT '\x5654484701'::vasttile.heat_state$q$) AS truncated_state;
+SELECT sec_try($q$SELECT 'VTHG'::vasttile.heat_state$q$) AS not_hex;
+SELECT sec_try($q$SELECT vasttile.heat_grid_trans(NULL::vasttile.heat_state, 1::int8, 0, 0, 0)$q$) AS trans_outside_aggregate;
+-- A state of one's own making as the starting value only adds its (checked) heat.
+CREATE AGGREGATE pg_temp.sec_started(int8, int4, int4, int4) (SFUNC = vasttile.heat_grid_trans,
+    STYPE = vasttile.heat_state, FINALFUNC = vasttile.heat_grid_final, COMBINEFUNC = vasttile.heat_grid_combine,
+    INITCOND = '\x5654484701010000000000000000000000000000000000000000000000000000');
+SELECT (vasttile.heat_stats(pg_temp.sec_started(k, 0, 0, 0))).rows AS started_rows
+FROM (VALUES (0::int8), (5), (17)) v(k);
+SELECT sec_try($q$SELECT vasttile.heat_grid_combine('\x5654484701010000000000000000000000000000000000000000000000000000', '\x5654484701010000000000000000000000000000000000000000000000000000')$q$) AS combine_outside_aggregate;
 RESET ROLE;
 
 -- Clean up.

@@ -1,9 +1,13 @@
 //! Heat grids: a count, or a weighted sum, per pixel of one tile.
 //!
 //! The first stage of every heat kind. A grid knows its tile and size, how many rows went in, and
-//! one `f64` per pixel (exact for counts up to 2^53). Grids of the same tile merge by adding, which
-//! is what parallel aggregation, rollups and zoom pyramids need. On the wire (the SQL type
-//! `heatgrid`, a domain over `bytea`) a grid is dense or sparse, whichever is smaller.
+//! one sum per pixel. Sums are fixed point, in millionths ([`HEAT_SCALE`]): each weight is rounded
+//! once to a millionth and then added exactly as an integer, so a grid does not depend on the
+//! order of its rows (serial, parallel and distributed aggregates give the same bytes) and a
+//! refresh that takes rows away again leaves exactly what the others give. Grids of the same tile
+//! merge by adding, which is what parallel aggregation, rollups and zoom pyramids need. On the
+//! wire (the SQL type `heatgrid`, a domain over `bytea`) a grid is dense or sparse, whichever is
+//! smaller, with `f64` values (counts and millionths convert exactly).
 
 use crate::error::{CoreError, CoreResult};
 use crate::geometry::vcs::{
@@ -30,6 +34,26 @@ fn z_index(x: usize, y: usize) -> usize {
     (SPREAD[x] | (SPREAD[y] << 1)) as usize
 }
 
+/// Heat is summed in units of 1 / `HEAT_SCALE`: a decimal scale, so weights such as 0.1 read
+/// back as written.
+pub const HEAT_SCALE: f64 = 1e6;
+/// The largest weight of one row (and value of one pixel read from bytes).
+pub const MAX_WEIGHT: f64 = 1e12;
+/// The largest sum of one pixel: `i64::MAX` millionths, about 9.2e12.
+pub const MAX_HEAT: f64 = i64::MAX as f64 / HEAT_SCALE;
+
+/// A weight already checked by [`HeatGrid::check_weight`], in millionths (nearest).
+#[inline]
+pub fn fixed_weight(weight: f64) -> i64 {
+    // `as` saturates (and maps NaN to 0), so an unchecked weight can never be undefined.
+    (weight * HEAT_SCALE + 0.5) as i64
+}
+
+#[inline]
+fn heat_of(fixed: i64) -> f64 {
+    fixed as f64 / HEAT_SCALE
+}
+
 const MAGIC: &[u8; 4] = b"VTHG";
 const VERSION: u8 = 1;
 const HEADER: usize = 32;
@@ -46,9 +70,18 @@ pub struct HeatGrid {
     grid: PixelGrid,
     /// Morton code of the tile (its x and y interleaved).
     tile_code: u64,
-    /// `size * size` values, all finite and non-negative, in Morton (Z) order of the pixels: the
-    /// low bits of a point's pixel key are its index, so adding a point costs a shift and a mask.
-    values: Vec<f64>,
+    /// `size * size` sums in millionths, all >= 0, in Morton (Z) order of the pixels: the low bits
+    /// of a point's pixel key are its index, so adding a point costs a shift and a mask.
+    values: Vec<i64>,
+    /// A sum of [`HeatGrid::add_tile_pixel`] went past `i64::MAX` (checked once per path).
+    overflowed: bool,
+}
+
+fn too_much_heat() -> CoreError {
+    CoreError::out_of_range(
+        "heat",
+        format!("of a pixel must stay below {MAX_HEAT:.3e} (sums are exact in millionths): scale the weights down"),
+    )
 }
 
 impl HeatGrid {
@@ -62,11 +95,13 @@ impl HeatGrid {
             rows: 0,
             grid,
             tile_code: morton_interleave(tile.x, tile.y),
-            values: vec![0.0; n],
+            values: vec![0; n],
+            overflowed: false,
         })
     }
 
-    /// A grid from values already laid out row by row (used by kernels that compute every pixel).
+    /// A grid from values already laid out row by row (used by kernels that compute every pixel),
+    /// each rounded to the nearest millionth.
     pub fn from_values(
         tile: Tile,
         size: TileSize,
@@ -81,9 +116,12 @@ impl HeatGrid {
                 "must be finite, non-negative and one per pixel",
             ));
         }
+        if values.iter().any(|&v| v > MAX_WEIGHT) {
+            return Err(too_much_heat());
+        }
         let side = size.px() as usize;
         for (i, v) in values.into_iter().enumerate() {
-            grid.values[z_index(i % side, i / side)] = v;
+            grid.values[z_index(i % side, i / side)] = fixed_weight(v);
         }
         grid.rows = rows;
         Ok(grid)
@@ -100,7 +138,7 @@ impl HeatGrid {
         let mut out = vec![0.0; self.values.len()];
         for y in 0..side {
             for (x, o) in out[y * side..(y + 1) * side].iter_mut().enumerate() {
-                *o = self.values[z_index(x, y)];
+                *o = heat_of(self.values[z_index(x, y)]);
             }
         }
         out
@@ -128,23 +166,42 @@ impl HeatGrid {
         self.grid.shift()
     }
 
-    /// Add to the pixel at column `x`, row `y` of the tile (both below the tile size).
+    /// Add `fixed` millionths (see [`fixed_weight`]) to the pixel at column `x`, row `y` of the
+    /// tile (both below the tile size). An overflow is remembered for [`HeatGrid::check_sums`].
     #[inline]
-    pub fn add_tile_pixel(&mut self, x: u32, y: u32, weight: f64) {
-        self.values[z_index(x as usize, y as usize)] += weight;
+    pub fn add_tile_pixel(&mut self, x: u32, y: u32, fixed: i64) {
+        let v = &mut self.values[z_index(x as usize, y as usize)];
+        let (sum, over) = v.overflowing_add(fixed);
+        *v = sum;
+        self.overflowed |= over;
     }
 
-    /// A weight must be finite and >= 0.
+    /// An error if a sum of [`HeatGrid::add_tile_pixel`] overflowed.
+    pub fn check_sums(&self) -> CoreResult<()> {
+        if self.overflowed {
+            Err(too_much_heat())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A weight must be finite, >= 0 and at most [`MAX_WEIGHT`].
     #[inline]
     pub fn check_weight(weight: f64) -> CoreResult<()> {
-        if weight.is_finite() && weight >= 0.0 {
+        if weight.is_finite() && (0.0..=MAX_WEIGHT).contains(&weight) {
             Ok(())
         } else {
             Err(CoreError::out_of_range(
                 "weight",
-                format!("must be a finite number >= 0, got {weight}"),
+                format!("must be a finite number from 0 to {MAX_WEIGHT:e}, got {weight}"),
             ))
         }
+    }
+
+    #[inline]
+    fn add_fixed(slot: &mut i64, fixed: i64) -> CoreResult<()> {
+        *slot = slot.checked_add(fixed).ok_or_else(too_much_heat)?;
+        Ok(())
     }
 
     /// Add a VCS point with a weight; points outside the tile are ignored.
@@ -152,7 +209,7 @@ impl HeatGrid {
     pub fn add_point(&mut self, x: i32, y: i32, weight: f64) -> CoreResult<()> {
         let (x, y) = check_point(x, y)?;
         Self::check_weight(weight)?;
-        if self.add_world_pixel(self.grid.pixel(x), self.grid.pixel(y), weight) {
+        if self.add_world_pixel(self.grid.pixel(x), self.grid.pixel(y), weight)? {
             self.rows += 1;
         }
         Ok(())
@@ -172,7 +229,8 @@ impl HeatGrid {
         let pixel_key = self.grid.pixel_key(key) as u64;
         let bits = 2 * self.size.bits();
         if pixel_key >> bits == self.tile_code {
-            self.values[(pixel_key & ((1 << bits) - 1)) as usize] += weight;
+            let slot = &mut self.values[(pixel_key & ((1 << bits) - 1)) as usize];
+            Self::add_fixed(slot, fixed_weight(weight))?;
             self.rows += 1;
         }
         Ok(())
@@ -193,7 +251,7 @@ impl HeatGrid {
         }
         Self::check_weight(value)?;
         let (px, py) = morton_deinterleave(pixel_key as u64);
-        if !self.add_world_pixel(px, py, value) {
+        if !self.add_world_pixel(px, py, value)? {
             let t = self.tile;
             return Err(CoreError::out_of_range(
                 "pixel_keys",
@@ -211,14 +269,15 @@ impl HeatGrid {
     }
 
     #[inline]
-    fn add_world_pixel(&mut self, px: u32, py: u32, weight: f64) -> bool {
+    fn add_world_pixel(&mut self, px: u32, py: u32, weight: f64) -> CoreResult<bool> {
         let bits = self.size.bits();
         if px >> bits != self.tile.x || py >> bits != self.tile.y {
-            return false;
+            return Ok(false);
         }
         let mask = (self.size.px() - 1) as usize;
-        self.values[z_index(px as usize & mask, py as usize & mask)] += weight;
-        true
+        let slot = &mut self.values[z_index(px as usize & mask, py as usize & mask)];
+        Self::add_fixed(slot, fixed_weight(weight))?;
+        Ok(true)
     }
 
     /// Add another grid of the same tile and size, pixel by pixel.
@@ -227,7 +286,8 @@ impl HeatGrid {
     }
 
     /// Add `sign` times another grid of the same tile (+1 adds rows, -1 takes a delta away).
-    /// Heat that cancels to within rounding of zero becomes zero, never negative.
+    /// Sums are exact, so taking away rows that went in leaves what the others give; more taken
+    /// away than is there (a delta against other data) stops at zero, never negative.
     pub fn add_signed(&mut self, other: &HeatGrid, sign: f64) -> CoreResult<()> {
         self.check_tile(
             other.tile.z as i32,
@@ -235,13 +295,15 @@ impl HeatGrid {
             other.tile.y as i32,
             other.size,
         )?;
-        for (a, b) in self.values.iter_mut().zip(&other.values) {
-            let v = *a + sign * *b;
-            *a = if v <= 1e-9 * a.abs().max(b.abs()) {
-                0.0
-            } else {
-                v
-            };
+        other.check_sums()?;
+        if sign >= 0.0 {
+            for (a, b) in self.values.iter_mut().zip(&other.values) {
+                Self::add_fixed(a, *b)?;
+            }
+        } else {
+            for (a, b) in self.values.iter_mut().zip(&other.values) {
+                *a = (*a - *b).max(0);
+            }
         }
         if sign >= 0.0 {
             self.rows += other.rows;
@@ -271,25 +333,26 @@ impl HeatGrid {
             .iter_mut()
             .zip(child.values.chunks_exact(4))
         {
-            *parent += block[0] + block[1] + block[2] + block[3];
+            let sum = block.iter().try_fold(*parent, |s, &b| s.checked_add(b));
+            *parent = sum.ok_or_else(too_much_heat)?;
         }
         self.rows += child.rows;
         Ok(())
     }
 
     /// The values in storage order, for statistics where pixel order does not matter.
-    pub fn values_unordered(&self) -> &[f64] {
-        &self.values
+    pub fn values_unordered(&self) -> impl ExactSizeIterator<Item = f64> + '_ {
+        self.values.iter().map(|&v| heat_of(v))
     }
 
     /// Pixels with heat.
     pub fn lit(&self) -> usize {
-        self.values.iter().filter(|&&v| v > 0.0).count()
+        self.values.iter().filter(|&&v| v > 0).count()
     }
 
     /// No pixel has heat (rows may still have gone in).
     pub fn is_empty(&self) -> bool {
-        self.values.iter().all(|&v| v == 0.0)
+        self.values.iter().all(|&v| v == 0)
     }
 
     /// Serialise: a 32-byte header then dense values, or (index, value) pairs when that is smaller.
@@ -313,20 +376,21 @@ impl HeatGrid {
         out.extend_from_slice(&(lit as u32).to_le_bytes());
         out.extend_from_slice(&[0; 4]);
         if sparse {
-            for (i, &v) in self.values.iter().enumerate().filter(|(_, v)| **v > 0.0) {
+            for (i, &v) in self.values.iter().enumerate().filter(|(_, v)| **v > 0) {
                 out.extend_from_slice(&(i as u32).to_le_bytes());
-                out.extend_from_slice(&v.to_le_bytes());
+                out.extend_from_slice(&heat_of(v).to_le_bytes());
             }
         } else {
-            for v in &self.values {
-                out.extend_from_slice(&v.to_le_bytes());
+            for &v in &self.values {
+                out.extend_from_slice(&heat_of(v).to_le_bytes());
             }
         }
         out
     }
 
     /// Decode [`HeatGrid::to_bytes`]. Untrusted input: a bad header, length or pixel index, or a
-    /// negative or non-finite value is an error, never a panic.
+    /// negative, non-finite or too large value is an error, never a panic. Values are read to the
+    /// nearest millionth (what any grid written from millionths holds exactly).
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<HeatGrid> {
         let bad = |why: &str| CoreError::out_of_range("heat grid", format!("is not valid: {why}"));
         if bytes.len() < HEADER || &bytes[..4] != MAGIC {
@@ -354,10 +418,17 @@ impl HeatGrid {
         let mut grid = HeatGrid::new(tile, size)?;
         grid.rows = u64::from_le_bytes(rows);
         let body = &bytes[HEADER..];
-        let f64_at = |b: &[u8]| {
+        let fixed_at = |b: &[u8]| {
             let mut a = [0u8; 8];
             a.copy_from_slice(b);
-            f64::from_le_bytes(a)
+            let v = f64::from_le_bytes(a);
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad("values must be finite and non-negative"));
+            }
+            if v > MAX_HEAT {
+                return Err(too_much_heat());
+            }
+            Ok(fixed_weight(v))
         };
         if sparse {
             if body.len() != lit * 12 {
@@ -369,25 +440,22 @@ impl HeatGrid {
                     .values
                     .get_mut(i)
                     .ok_or_else(|| bad("pixel index out of range"))?;
-                *slot = f64_at(&pair[4..]);
+                *slot = fixed_at(&pair[4..])?;
             }
         } else {
             if body.len() != grid.values.len() * 8 {
                 return Err(bad("wrong length"));
             }
             for (slot, b) in grid.values.iter_mut().zip(body.chunks_exact(8)) {
-                *slot = f64_at(b);
+                *slot = fixed_at(b)?;
             }
-        }
-        if grid.values.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-            return Err(bad("values must be finite and non-negative"));
         }
         Ok(grid)
     }
 
     /// Statistics of the grid: rows, lit pixels, total heat, max, and percentiles of lit pixels.
     pub fn stats(&self) -> HeatStats {
-        let mut lit: Vec<f64> = self.values.iter().copied().filter(|&v| v > 0.0).collect();
+        let mut lit: Vec<f64> = self.values_unordered().filter(|&v| v > 0.0).collect();
         // (Order does not matter for statistics: no need to go row by row.)
         lit.sort_unstable_by(|a, b| a.total_cmp(b));
         let q = |p: f64| -> f64 {
@@ -400,7 +468,7 @@ impl HeatGrid {
             rows: self.rows,
             pixels: self.values.len() as u64,
             lit: lit.len() as u64,
-            total: lit.iter().sum(),
+            total: self.values.iter().map(|&v| v as i128).sum::<i128>() as f64 / HEAT_SCALE,
             max: lit.last().copied().unwrap_or(0.0),
             p50: q(0.5),
             p90: q(0.9),
@@ -494,6 +562,71 @@ mod tests {
         }
         assert!(g.add_pixel_key(inside, f64::NAN, 1).is_err());
         assert_eq!((g.values()[20 * 256 + 10], g.rows), (2.0, 1));
+    }
+
+    #[test]
+    fn weighted_sums_do_not_depend_on_row_order_and_read_back_as_written() {
+        let t = tile();
+        let (x0, y0, _, _) = t.vcs_bounds();
+        let rows: Vec<(i32, i32, f64)> = (0..5000u64)
+            .map(|i| {
+                let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let (px, py) = ((h >> 40) % 8, (h >> 20) % 8);
+                let w = [0.1, 1.0 / 3.0, 2.5e-3, 7e5, 1e-7][(h % 5) as usize];
+                (
+                    (x0 + (px << 19) as i64) as i32,
+                    (y0 + (py << 19) as i64) as i32,
+                    w,
+                )
+            })
+            .collect();
+        let grid_of = |rows: &mut dyn Iterator<Item = &(i32, i32, f64)>| {
+            let mut g = HeatGrid::new(t, TileSize::Px256).unwrap();
+            for &(x, y, w) in rows {
+                g.add_point(x, y, w).unwrap();
+            }
+            g
+        };
+        let forward = grid_of(&mut rows.iter());
+        let backward = grid_of(&mut rows.iter().rev());
+        assert_eq!(forward.to_bytes(), backward.to_bytes());
+        // In three parts merged in another order: the same bytes (float sums differ here).
+        let mut parts: Vec<HeatGrid> = (0..3)
+            .map(|k| grid_of(&mut rows.iter().skip(k).step_by(3)))
+            .collect();
+        let (c, b) = (parts.pop().unwrap(), parts.pop().unwrap());
+        let mut merged = c;
+        merged.merge(&b).unwrap();
+        merged.merge(&parts[0]).unwrap();
+        assert_eq!(merged.to_bytes(), forward.to_bytes());
+        // Summed as floats, the same rows give different totals in the two orders.
+        let forward_f: f64 = rows.iter().map(|r| r.2).sum();
+        let backward_f: f64 = rows.iter().rev().map(|r| r.2).sum();
+        assert_ne!(
+            forward_f, backward_f,
+            "the rows would not show order dependence"
+        );
+        // Taking rows away again leaves exactly the grid of the others.
+        let mut minus = forward.clone();
+        minus
+            .add_signed(&grid_of(&mut rows.iter().skip(1).step_by(3)), -1.0)
+            .unwrap();
+        let rest: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 1)
+            .map(|(_, r)| *r)
+            .collect();
+        assert_eq!(minus.values(), grid_of(&mut rest.iter()).values());
+        // A weight of 0.1 reads back as 0.1; too large a weight or sum is an error.
+        let mut g = HeatGrid::new(t, TileSize::Px256).unwrap();
+        g.add_point(x0 as i32, y0 as i32, 0.1).unwrap();
+        assert_eq!(g.values()[0], 0.1);
+        assert!(g.add_point(x0 as i32, y0 as i32, 2e12).is_err());
+        for _ in 0..9 {
+            g.add_point(x0 as i32, y0 as i32, 1e12).unwrap();
+        }
+        assert!(g.add_point(x0 as i32, y0 as i32, 1e12).is_err());
     }
 
     proptest! {

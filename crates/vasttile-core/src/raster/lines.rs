@@ -16,7 +16,7 @@
 
 use crate::error::CoreResult;
 use crate::geometry::vcs::VCS_BITS;
-use crate::raster::heat::HeatGrid;
+use crate::raster::heat::{fixed_weight, HeatGrid};
 
 /// Half the world in VCS units: segments longer than this in x go the other way round.
 pub const HALF_WORLD: i64 = 1 << (VCS_BITS - 1);
@@ -50,6 +50,7 @@ pub fn path_bounds(points: impl IntoIterator<Item = (u32, u32)>) -> Option<(u32,
 pub fn add_path(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> CoreResult<u64> {
     HeatGrid::check_weight(weight)?;
     let drawn = draw_segments(grid, points, weight);
+    grid.check_sums()?;
     if drawn > 0 {
         grid.rows += 1;
     }
@@ -63,8 +64,9 @@ pub fn draw_segments(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) ->
     let shift = grid.pixel_shift();
     let side = grid.side() as i64;
     let (ox, oy) = grid.tile.origin_px(grid.size);
+    let fixed = fixed_weight(weight);
     raster_segments(points, shift, (ox, oy), side, |x, y| {
-        grid.add_tile_pixel(x, y, weight)
+        grid.add_tile_pixel(x, y, fixed)
     })
 }
 
