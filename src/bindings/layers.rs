@@ -36,12 +36,15 @@ pub fn publish_layer_function(
     labels: &str,
     comment: serde_json::Value,
 ) {
-    // One statement per call.
+    // PL/pgSQL rather than SQL: Citus cannot plan a SQL function with parameters that reads a
+    // distributed table (a choropleth's values query may). Columns win over the parameters' names,
+    // as they do in a SQL function. One statement per call.
+    let body = format!("#variable_conflict use_column\nBEGIN\n  RETURN ({body});\nEND");
     for sql in [
         format!(
             "CREATE OR REPLACE FUNCTION {function}(z integer, x integer, y integer, query_params json DEFAULT '{{}}') \
-             RETURNS bytea LANGUAGE sql {labels} AS {body}",
-            body = spi::quote_literal(body),
+             RETURNS bytea LANGUAGE plpgsql {labels} AS {body}",
+            body = spi::quote_literal(&body),
         ),
         format!(
             "COMMENT ON FUNCTION {function}(integer, integer, integer, json) IS {comment}",

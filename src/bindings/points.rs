@@ -442,10 +442,10 @@ mod tests {
             sqlstate_of("SELECT vasttile.dot_tile('us', 4, 3, 6, '{}', 'nope')"),
             "42703"
         );
-        // Support functions take `internal`, which SQL cannot produce: they cannot be called.
+        // Support functions refuse to run outside their aggregate.
         assert_eq!(
             sqlstate_of("SELECT vasttile.dot_tile_trans(NULL, 1, 1, 0, 0, 0, '{}')"),
-            "42883"
+            "0A000"
         );
     }
 }
