@@ -151,12 +151,26 @@ fn create_skeleton_layer(
         security::drop_triggers(INVALIDATE, name, old.source);
     }
     security::drop_triggers(INVALIDATE, name, oid);
-    Spi::run(&format!(
-        "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
-         FOR EACH STATEMENT EXECUTE FUNCTION vasttile.skeleton_invalidate({lit})",
-        trigger = spi::quote_identifier(security::trigger_name("skeleton", name, "change")),
-        lit = spi::quote_literal(name),
-    ))
+    // On a distributed table Citus creates a trigger on every shard (see skeleton_invalidate), but
+    // never one for TRUNCATE: that one stays on the coordinator, where TRUNCATE fires it.
+    let triggers: &[(&str, &str)] = if super::citus::is_distributed(oid) {
+        &[
+            ("INSERT OR UPDATE OR DELETE", "change"),
+            ("TRUNCATE", "truncate"),
+        ]
+    } else {
+        &[("INSERT OR UPDATE OR DELETE OR TRUNCATE", "change")]
+    };
+    super::citus::with_triggers_allowed(oid, || {
+        triggers.iter().try_for_each(|(events, label)| {
+            Spi::run(&format!(
+                "CREATE TRIGGER {trigger} AFTER {events} ON {table} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION vasttile.skeleton_invalidate({lit})",
+                trigger = spi::quote_identifier(security::trigger_name("skeleton", name, label)),
+                lit = spi::quote_literal(name),
+            ))
+        })
+    })
     .unwrap_or_else(|e| {
         sql_error(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -371,7 +385,12 @@ fn skeleton_tile(layer: &str, z: i32, x: i32, y: i32, tile_size: default!(i32, 2
             security::require_full_access(def.source, &format!("skeleton layer \"{layer}\""))
         }
     }
-    let generation = def.generation;
+    // A distributed table's changes are counted on the nodes that hold its shards.
+    let generation = if super::citus::is_distributed(def.source) {
+        def.generation + super::citus::skeleton_changes(layer)
+    } else {
+        def.generation
+    };
     let args = || {
         [
             layer.into(),

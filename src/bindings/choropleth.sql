@@ -40,13 +40,39 @@ GRANT SELECT (name, source, owner, id_column, polygon_column, feature_bits) ON s
 SELECT pg_catalog.pg_extension_config_dump('skeleton_layers', '');
 SELECT pg_catalog.pg_extension_config_dump('skeleton_generation', '');
 
+-- Changes to a distributed (Citus) layer table happen on the workers, in its shards: the trigger
+-- fires there and counts them in that node's skeleton_changes, in the writer's transaction. The
+-- coordinator adds the workers' counts to the layer's generation when it looks up the cache.
+CREATE TABLE skeleton_changes (
+    layer   text PRIMARY KEY,
+    changes int8 NOT NULL
+);
+COMMENT ON TABLE skeleton_changes IS 'vasttile: on Citus workers, statements that changed a shard of a skeleton layer''s table';
+REVOKE ALL ON skeleton_changes FROM PUBLIC;
+
 -- Statement trigger on a layer's table: any change empties the layer's cache. SECURITY
 -- DEFINER, so the table's writers need no rights on the cache; it empties only the layer whose
 -- table it fires on.
 CREATE FUNCTION skeleton_invalidate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    is_shard boolean := false;
 BEGIN
+    -- On a Citus node the trigger fires on shards of the table: count the change for the
+    -- coordinator to see.
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_shard s
+                                JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
+                                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                                WHERE n.nspname = $1 AND c.relname || ''_'' || s.shardid = $2)'
+            INTO is_shard USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
+    END IF;
+    IF is_shard THEN
+        INSERT INTO @extschema@.skeleton_changes AS c (layer, changes) VALUES (TG_ARGV[0], 1)
+        ON CONFLICT (layer) DO UPDATE SET changes = c.changes + 1;
+        RETURN NULL;
+    END IF;
     -- A trigger left behind by a dropped layer does nothing; one naming another table's layer
     -- is refused.
     IF NOT EXISTS (SELECT 1 FROM @extschema@.skeleton_layers l WHERE l.name = TG_ARGV[0]) THEN

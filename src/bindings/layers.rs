@@ -254,15 +254,15 @@ fn create_choropleth_layer(
     ChoroplethStyle::from_json(&probe).or_raise();
     let function = spi::quote_qualified_identifier(schema, name);
     let lit = |s: &str| spi::quote_literal(s);
+    // Ids and values come from one pass over the query, so the two arrays stay aligned (two
+    // scans of a table may return rows in different orders: synchronised scans, Citus shards).
     let body = format!(
-        "WITH s AS (SELECT {style} AS style) \
+        "WITH s AS (SELECT {style} AS style), \
+         v AS (SELECT array_agg(v.id::int8) AS ids, array_agg(v.value::float8) AS vals FROM ({values_sql}
+) AS v(id, value)) \
          SELECT vasttile.skeleton_render(\
            vasttile.skeleton_tile({layer}, z, x, y, coalesce((s.style ->> 'size')::int4, 256)), \
-           (SELECT array_agg(v.id::int8) FROM ({values_sql}
-) AS v(id, value)), \
-           (SELECT array_agg(v.value::float8) FROM ({values_sql}
-) AS v(id, value)), \
-           s.style - 'size') FROM s",
+           v.ids, v.vals, s.style - 'size') FROM s, v",
         style = merged_style(&style.0),
         layer = lit(layer),
     );

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod aggregate;
 pub mod choropleth;
+pub mod citus;
 pub mod heat;
 pub mod layers;
 pub mod paths;

@@ -360,13 +360,19 @@ pub fn drop_triggers(function: &str, name: &str, rel: pg_sys::Oid) {
             format!("looking up triggers: {e}"),
         )
     });
-    for ddl in found.into_iter().flatten() {
-        // One statement per call: the text is made by format('%I') from the catalog.
-        Spi::run(&ddl).unwrap_or_else(|e| {
-            sql_error(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("dropping triggers: {e}"),
-            )
-        });
+    if found.iter().all(Option::is_none) {
+        return;
     }
+    // Citus drops a distributed table's trigger from its shards too.
+    super::citus::with_triggers_allowed(rel, || {
+        for ddl in found.into_iter().flatten() {
+            // One statement per call: the text is made by format('%I') from the catalog.
+            Spi::run(&ddl).unwrap_or_else(|e| {
+                sql_error(
+                    PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                    format!("dropping triggers: {e}"),
+                )
+            });
+        }
+    });
 }

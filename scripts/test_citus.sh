@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# vasttile on Citus: a coordinator and two workers on loopback (scripts/citus_cluster.sh), the same
+# rows as distributed tables and as plain tables on the coordinator (tests/citus/data.sql), and
+# every tile kind and layer over both, byte for byte, with coordinator aggregation disabled
+# (tests/citus/compare.py, which also reports the rows and bytes that reach the coordinator).
+# Then a skeleton layer over a distributed table sees a change made on the workers.
+# Runs when Citus is installed into this PostgreSQL (test.sh installs it from ../shared/citus).
+# Expects the current build installed (install_extension).
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/citus_cluster.sh"
+cd "$REPO"
+
+if ! citus_has; then
+  log "Citus is not installed into $("$PG_CONFIG" --pkglibdir): no Citus tests"
+  exit 0
+fi
+DB=vasttile_citus
+log "Citus cluster: coordinator on port $CITUS_PORT, workers on $((CITUS_PORT + 1)) and $((CITUS_PORT + 2))"
+citus_start
+citus_database "$DB"
+citus_psql "$DB" -o /dev/null -f tests/citus/data.sql
+citus_psql "$DB" -o /dev/null <<'SQL'
+SELECT vasttile.create_heat_layer('citus_heat', 'pts'), vasttile.create_heat_layer('local_heat', 'pts_local');
+SELECT vasttile.create_dot_layer('citus_dots', 'pts'), vasttile.create_dot_layer('local_dots', 'pts_local');
+SELECT vasttile.create_access_layer('citus_access', 'pts'), vasttile.create_access_layer('local_access', 'pts_local');
+SELECT vasttile.create_skeleton_layer('citus_squares', 'polys'), vasttile.create_skeleton_layer('local_squares', 'polys_local');
+SELECT vasttile.create_choropleth_layer('citus_choropleth', 'citus_squares', 'SELECT id, id * 1.5 FROM polys'),
+       vasttile.create_choropleth_layer('local_choropleth', 'local_squares', 'SELECT id, id * 1.5 FROM polys_local');
+SQL
+
+log "every tile kind on Citus beside one node"
+python3 tests/citus/compare.py --host "$CITUS_DIR/run" --port "$CITUS_PORT" --db "$DB" --runs 3
+
+log "a change on the workers reaches the skeleton cache"
+# Cache the tile, change one polygon in both tables, and the distributed layer must draw the
+# change (its shards' triggers count it on the workers), like the local one.
+same="$(citus_psql "$DB" -tA <<'SQL'
+SELECT md5(vasttile.skeleton_tile('citus_squares', 3, 1, 3)) = md5(vasttile.skeleton_tile('local_squares', 3, 1, 3));
+UPDATE polys SET polygon = (SELECT polygon FROM polys_local WHERE id = 1) WHERE id = 5;
+UPDATE polys_local SET polygon = (SELECT polygon FROM polys_local WHERE id = 1) WHERE id = 5;
+SELECT md5(vasttile.skeleton_tile('citus_squares', 3, 1, 3)) = md5(vasttile.skeleton_tile('local_squares', 3, 1, 3));
+DELETE FROM polys WHERE id = 7;
+DELETE FROM polys_local WHERE id = 7;
+SELECT md5(vasttile.skeleton_tile('citus_squares', 3, 1, 3)) = md5(vasttile.skeleton_tile('local_squares', 3, 1, 3));
+SELECT md5(citus_choropleth(3, 1, 3)) = md5(local_choropleth(3, 1, 3));
+SQL
+)"
+[ "$(echo $same)" = "t t t t" ] || { echo "a distributed skeleton layer served a stale tile: $same" >&2; exit 1; }
+citus_stop
