@@ -12,9 +12,12 @@
 #   4. the upgrade test: vasttile 0.1.0 (built from its release commit) with one object of every
 #      kind, ALTER EXTENSION vasttile UPDATE, then the same tiles and the schema of a fresh
 #      install; released SQL scripts unchanged (scripts/test_upgrade.sh);
-#   5. every ```sql example of README.md, run in a fresh database, and again in a clean
+#   5. Citus, when it is installed (from ../shared/citus, the Citus source kept beside the
+#      project): a coordinator and two workers, every tile kind and layer over distributed tables
+#      byte-identical to one node, with the rows reaching the coordinator (scripts/test_citus.sh);
+#   6. every ```sql example of README.md, run in a fresh database, and again in a clean
 #      PostgreSQL prefix from the Debian package (scripts/test_deb.sh);
-#   6. the demo of setup.sh and its tile server: HTTP, headless Chromium on the map page, a 30 s
+#   7. the demo of setup.sh and its tile server: HTTP, headless Chromium on the map page, a 30 s
 #      load run and Martin on the same layers (scripts/test_tileserver.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -23,6 +26,11 @@ ensure_toolchain sqlsmith
 ensure_vega_datasets
 ensure_us_atlas
 ensure_world_atlas
+# Citus is in no package registry these machines reach: its source and build script sit beside
+# the project. build.sh does nothing when it is already installed.
+if [ -x "$REPO/../shared/citus/build.sh" ]; then
+  "$REPO/../shared/citus/build.sh"
+fi
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 
 # The demo's tile server (setup.sh restarts it at the end) would hold libraries the tests replace.
@@ -85,6 +93,7 @@ wait
 
 # Versions: 0.1.0 updated in place must equal a fresh install.
 "$REPO/scripts/test_upgrade.sh"
+"$REPO/scripts/test_citus.sh"
 
 log "README examples"
 # Every ```sql block of the README, in order, in a fresh database: they must run without error.

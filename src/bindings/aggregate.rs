@@ -26,6 +26,8 @@ pub trait AggState: Clone + 'static {
     fn merge_from(&mut self, other: &Self) -> CoreResult<()>;
     fn to_bytes(&self) -> Vec<u8>;
     fn from_bytes(bytes: &[u8]) -> CoreResult<Self>;
+    /// Bytes the state holds on Rust's heap, which PostgreSQL's memory accounting cannot see.
+    fn heap_bytes(&self) -> usize;
     /// The expanded-object methods of this state type: one static per type, so a pointer
     /// comparison tells whose expanded object a datum is.
     fn methods() -> &'static pg_sys::ExpandedObjectMethods;
@@ -43,6 +45,9 @@ macro_rules! agg_state {
             }
             fn from_bytes(bytes: &[u8]) -> CoreResult<Self> {
                 <$t>::from_bytes(bytes)
+            }
+            fn heap_bytes(&self) -> usize {
+                <$t>::heap_bytes(self)
             }
             fn methods() -> &'static pg_sys::ExpandedObjectMethods {
                 static METHODS: pg_sys::ExpandedObjectMethods = pg_sys::ExpandedObjectMethods {
@@ -180,6 +185,14 @@ unsafe fn new_expanded<T: AggState>(
             pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
             pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
         );
+        // PostgreSQL sizes hash aggregation by its memory contexts: reserve the state's Rust heap
+        // there too (never written, so never resident), so that many groups spill to disk as
+        // PostgreSQL's own states do instead of growing past work_mem unseen.
+        let heap = value.heap_bytes();
+        if heap > 0 {
+            // (MaxAllocSize: the most one palloc may ask for.)
+            pg_sys::MemoryContextAlloc(child, heap.min(0x3fff_ffff));
+        }
         let holder = pgrx::PgMemoryContexts::For(child).leak_and_drop_on_delete(Holder {
             value,
             flat: Vec::new(),

@@ -387,7 +387,7 @@ fn skeleton_tile(layer: &str, z: i32, x: i32, y: i32, tile_size: default!(i32, 2
     }
     // A distributed table's changes are counted on the nodes that hold its shards.
     let generation = if super::citus::is_distributed(def.source) {
-        def.generation + super::citus::skeleton_changes(layer)
+        def.generation + super::citus::shard_changes("skeleton", layer)
     } else {
         def.generation
     };

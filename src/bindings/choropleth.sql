@@ -40,15 +40,44 @@ GRANT SELECT (name, source, owner, id_column, polygon_column, feature_bits) ON s
 SELECT pg_catalog.pg_extension_config_dump('skeleton_layers', '');
 SELECT pg_catalog.pg_extension_config_dump('skeleton_generation', '');
 
--- Changes to a distributed (Citus) layer table happen on the workers, in its shards: the trigger
--- fires there and counts them in that node's skeleton_changes, in the writer's transaction. The
--- coordinator adds the workers' counts to the layer's generation when it looks up the cache.
-CREATE TABLE skeleton_changes (
-    layer   text PRIMARY KEY,
-    changes int8 NOT NULL
+-- Changes to a distributed (Citus) table happen on the workers, in its shards, where the
+-- triggers of skeleton layers and heat pyramids fire: they count them in that node's
+-- shard_changes, in the writer's transaction, and the coordinator adds up every node's counts.
+CREATE TABLE shard_changes (
+    kind    text NOT NULL CHECK (kind IN ('skeleton', 'pyramid')),
+    name    text NOT NULL,
+    -- One row per shard: shards of one table changed by one statement on parallel connections
+    -- must not wait for each other's row (a distributed deadlock).
+    shard   name NOT NULL,
+    changes int8 NOT NULL,
+    PRIMARY KEY (kind, name, shard)
 );
-COMMENT ON TABLE skeleton_changes IS 'vasttile: on Citus workers, statements that changed a shard of a skeleton layer''s table';
-REVOKE ALL ON skeleton_changes FROM PUBLIC;
+COMMENT ON TABLE shard_changes IS 'vasttile: on Citus nodes, statements that changed a shard of a skeleton layer''s or heat pyramid''s table';
+REVOKE ALL ON shard_changes FROM PUBLIC;
+
+-- Count a change if the trigger fired on a shard of a distributed table (true), for the trigger
+-- functions below (they run as the extension's owner).
+CREATE FUNCTION shard_change(kind text, name text, rel_schema name, rel_name name) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    is_shard boolean := false;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_shard s
+                            JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
+                            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = $1 AND c.relname || ''_'' || s.shardid = $2)'
+        INTO is_shard USING rel_schema, rel_name;
+    IF is_shard THEN
+        INSERT INTO @extschema@.shard_changes AS c (kind, name, shard, changes) VALUES (kind, name, rel_name, 1)
+        ON CONFLICT ON CONSTRAINT shard_changes_pkey DO UPDATE SET changes = c.changes + 1;
+    END IF;
+    RETURN is_shard;
+END $$;
+REVOKE ALL ON FUNCTION shard_change(text, text, name, name) FROM PUBLIC;
 
 -- Statement trigger on a layer's table: any change empties the layer's cache. SECURITY
 -- DEFINER, so the table's writers need no rights on the cache; it empties only the layer whose
@@ -56,21 +85,9 @@ REVOKE ALL ON skeleton_changes FROM PUBLIC;
 CREATE FUNCTION skeleton_invalidate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    is_shard boolean := false;
 BEGIN
-    -- On a Citus node the trigger fires on shards of the table: count the change for the
-    -- coordinator to see.
-    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_shard s
-                                JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
-                                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                                WHERE n.nspname = $1 AND c.relname || ''_'' || s.shardid = $2)'
-            INTO is_shard USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
-    END IF;
-    IF is_shard THEN
-        INSERT INTO @extschema@.skeleton_changes AS c (layer, changes) VALUES (TG_ARGV[0], 1)
-        ON CONFLICT (layer) DO UPDATE SET changes = c.changes + 1;
+    -- On a shard of a distributed table (a Citus worker), count the change for the coordinator.
+    IF @extschema@.shard_change('skeleton', TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME) THEN
         RETURN NULL;
     END IF;
     -- A trigger left behind by a dropped layer does nothing; one naming another table's layer

@@ -52,22 +52,23 @@ pub fn with_triggers_allowed<R>(rel: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Statements that changed shards of `layer`'s table, counted on every node of the cluster (see
-/// `skeleton_invalidate`); 0 without Citus.
-pub fn skeleton_changes(layer: &str) -> i64 {
+/// Statements that changed shards of the table of skeleton layer or heat pyramid `name` (`kind`
+/// "skeleton" or "pyramid"), counted on every node of the cluster (see `shard_change`).
+pub fn shard_changes(kind: &str, name: &str) -> i64 {
     // One literal, quoted by format('%L'): the command text carries no other input.
     let (changes, answered) = Spi::get_two_with_args::<i64, bool>(
         "SELECT coalesce(sum(r.result::int8) FILTER (WHERE r.success), 0)::int8, coalesce(bool_and(r.success), true) \
          FROM pg_catalog.run_command_on_all_nodes(pg_catalog.format(\
-           'SELECT coalesce(sum(changes), 0) FROM vasttile.skeleton_changes WHERE layer = %L', $1::text)) r",
-        &[layer.into()],
+           'SELECT coalesce(sum(changes), 0) FROM vasttile.shard_changes WHERE kind = %L AND name = %L', \
+           $1::text, $2::text)) r",
+        &[kind.into(), name.into()],
     )
-    .unwrap_or_else(|e| spi_error("counting changes of a distributed skeleton layer", e));
+    .unwrap_or_else(|e| spi_error("counting the changes of a distributed table", e));
     // A node that did not answer may hold changes: better no tile than a stale one.
     if answered != Some(true) {
         sql_error(
             PgSqlErrorCode::ERRCODE_CONNECTION_EXCEPTION,
-            format!("skeleton layer \"{layer}\": a Citus node did not report its changes"),
+            format!("{kind} \"{name}\": a Citus node did not report the changes to its table"),
         );
     }
     changes.unwrap_or(0)

@@ -106,6 +106,57 @@ fn pyramid_runs(
     TableIterator::new(rows)
 }
 
+/// The runs of `pyramid_runs` gathered by tile: one row per base tile the path draws into,
+/// (tile Morton code, points of the path on its first tile, the tile's runs as Morton keys, one
+/// after another with -1 between them). A distributed pyramid build aggregates these where the
+/// rows live (`pyramid_base_grid`): one row per path and tile, so the path counts once per tile.
+#[pg_extern(immutable, parallel_safe, requires = ["pyramid_tables"])]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn pyramid_tile_runs(
+    path: Option<Vec<Option<i64>>>,
+    z: Option<i32>,
+    id: default!(Option<i64>, "NULL"),
+    times: default!(Option<Vec<Option<f64>>>, "NULL"),
+    kind: default!(Option<String>, "NULL"),
+    is_virtual: default!(Option<bool>, "false"),
+    is_private: default!(Option<bool>, "false"),
+    filters: default!(Option<Jsonb>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(tile, i64),
+        name!(points, i32),
+        name!(runs, Option<Vec<i64>>),
+    ),
+> {
+    let mut tiles: Vec<(i64, i32, Option<Vec<i64>>)> = Vec::new();
+    let mut index: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    for (tile, _, points, run) in
+        pyramid_runs(path, z, id, times, kind, is_virtual, is_private, filters)
+    {
+        let Some(run) = run else {
+            tiles.push((tile, points, None));
+            continue;
+        };
+        match index.get(&tile).and_then(|&i| tiles[i].2.as_mut()) {
+            Some(keys) => {
+                keys.push(vasttile_core::raster::lines::RUN_BREAK);
+                keys.extend(run);
+            }
+            None => {
+                index.insert(tile, tiles.len());
+                tiles.push((tile, points, Some(run)));
+            }
+        }
+    }
+    // The first tile of the path carries its point count, as in pyramid_runs.
+    let total: i32 = tiles.iter().map(|t| t.1).sum();
+    for (i, t) in tiles.iter_mut().enumerate() {
+        t.1 = if i == 0 { total } else { 0 };
+    }
+    TableIterator::new(tiles)
+}
+
 /// The VCS bounding box of a path, for a GiST index: `CREATE INDEX ON t USING gist
 /// (vasttile.path_box(path))` and `WHERE vasttile.path_box(path) && box(...)`. A path with a
 /// segment across the antimeridian gets the whole width of the world (it draws at both edges).

@@ -35,11 +35,34 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         list = p.select_list,
         src = p.source
     );
-    let stats = stream_counts(p, "", &rows_sql, Vec::new(), &mut |g, _| {
-        store_counts(&mut SpiTiles(p), &p.norm, &g)?;
-        tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
-        Ok(())
-    });
+    let distributed = crate::bindings::citus::is_distributed(p.source_oid);
+    // Changes counted on the shards before reading them: a refresh rebuilds when this moved.
+    let shard_changes =
+        distributed.then(|| crate::bindings::citus::shard_changes("pyramid", &p.name));
+    let stats = if distributed {
+        // Drawn on the workers: only a partial grid per shard and tile reaches this node.
+        let rows = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {} t", p.source))
+            .or_spi_error("counting the pyramid's rows")
+            .unwrap_or(0) as u64;
+        let (left_out, points, base_tiles) = super::distributed::distributed_counts(p, &mut |g| {
+            store_counts(&mut SpiTiles(p), &p.norm, &g)?;
+            tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
+            Ok(())
+        });
+        let mut s = StreamStats::default();
+        s.read.rows = rows;
+        s.read.left_out = left_out;
+        s.read.drawn = rows.saturating_sub(left_out);
+        s.points = points;
+        s.draw.base_tiles = base_tiles;
+        s
+    } else {
+        stream_counts(p, "", &rows_sql, Vec::new(), &mut |g, _| {
+            store_counts(&mut SpiTiles(p), &p.norm, &g)?;
+            tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
+            Ok(())
+        })
+    };
     let counts_s = started.elapsed().as_secs_f64();
     let mut tiles = 0;
     for (z, targets) in tiles_of.iter_mut().enumerate() {
@@ -55,6 +78,8 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         "tiles": tiles,
         "base_tiles": tiles_of[p.base_zoom as usize].len(),
         "threads": threads(),
+        "distributed": distributed,
+        "shard_changes": shard_changes,
         "memory_budget_bytes": memory_budget(),
         "line_pixels": drawn.pixels,
         "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
@@ -85,6 +110,23 @@ pub(super) fn refresh(p: &Pyramid) -> Value {
     if truncated == Some(true) || built != Some(true) {
         let mut report = build_all(p);
         report["refresh"] = json!("full rebuild");
+        return report;
+    }
+    if crate::bindings::citus::is_distributed(p.source_oid) {
+        // The rows changed on the workers, out of this node's log: rebuild when their shards
+        // counted changes since the build.
+        let at_build = security::as_catalog_owner(|| {
+            Spi::get_one_with_args::<i64>(
+                "SELECT (last_build ->> 'shard_changes')::int8 FROM vasttile.heat_pyramids WHERE name = $1",
+                &[p.name.as_str().into()],
+            )
+        })
+        .or_spi_error("reading the pyramid");
+        if at_build == Some(crate::bindings::citus::shard_changes("pyramid", &p.name)) {
+            return json!({"refresh": "unchanged", "seconds": {"total": started.elapsed().as_secs_f64()}});
+        }
+        let mut report = build_all(p);
+        report["refresh"] = json!("full rebuild of a distributed table");
         return report;
     }
     let mut changed: Vec<HashSet<(u32, u32)>> = vec![HashSet::new(); p.base_zoom as usize + 1];

@@ -11,6 +11,7 @@
 
 mod build;
 mod definition;
+mod distributed;
 mod serve;
 mod store;
 
@@ -116,11 +117,14 @@ fn create_heat_pyramid(
         ("TRUNCATE", ""),
     ] {
         let trigger = spi::quote_identifier(security::trigger_name("pyramid", name, event));
-        Spi::run(&format!(
-            "CREATE TRIGGER {trigger} AFTER {event} ON {source} {tables} \
-             FOR EACH STATEMENT EXECUTE FUNCTION vasttile.heat_pyramid_log_rows({lit})",
-            lit = spi::quote_literal(name)
-        ))
+        // On a distributed table Citus puts the trigger on every shard (TRUNCATE's stays here).
+        super::citus::with_triggers_allowed(oid, || {
+            Spi::run(&format!(
+                "CREATE TRIGGER {trigger} AFTER {event} ON {source} {tables} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION vasttile.heat_pyramid_log_rows({lit})",
+                lit = spi::quote_literal(name)
+            ))
+        })
         .or_spi_error("create_heat_pyramid");
     }
     if p.geometry != Geometry::Points {

@@ -116,6 +116,11 @@ DECLARE
     def record;
     list text;
 BEGIN
+    -- On a shard of a distributed table (a Citus worker), count the change for the coordinator:
+    -- its refresh rebuilds the pyramid when the count moved.
+    IF @extschema@.shard_change('pyramid', TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME) THEN
+        RETURN NULL;
+    END IF;
     SELECT p.source, p.options INTO def FROM @extschema@.heat_pyramids p WHERE p.name = TG_ARGV[0];
     -- A trigger left behind by a dropped pyramid does nothing; one naming another table's
     -- pyramid is refused (it would forge that pyramid's log).

@@ -79,6 +79,11 @@ pub struct AccessState {
 }
 
 impl AccessState {
+    /// Bytes the state holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.pois.capacity() * 16
+    }
+
     /// An empty state for `tile`; errors on a bad radius or a tile too deep for `size`.
     pub fn new(tile: Tile, size: TileSize, radius_km: f64) -> CoreResult<AccessState> {
         PixelGrid::new(tile.z, size)?;

@@ -76,6 +76,11 @@ pub struct PixelSet {
 }
 
 impl PixelSet {
+    /// Bytes the set holds on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.bits.len() * 8
+    }
+
     /// An empty set; errors when the tile is too deep for `size` or `margin` is over half a tile.
     pub fn new(tile: Tile, size: TileSize, margin: u32) -> CoreResult<PixelSet> {
         let grid = PixelGrid::new(tile.z, size)?;
@@ -265,6 +270,11 @@ pub struct DotTileState {
 }
 
 impl DotTileState {
+    /// Bytes the state holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.set.heap_bytes()
+    }
+
     /// The state for tile (z, x, y) and a JSON dot style (see [`DotStyle::from_json`]).
     pub fn new(z: i32, x: i32, y: i32, style: &serde_json::Value) -> CoreResult<DotTileState> {
         let tile = Tile::new(z, x, y)?;

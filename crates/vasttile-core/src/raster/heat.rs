@@ -127,6 +127,11 @@ impl HeatGrid {
         Ok(grid)
     }
 
+    /// Bytes the grid holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.values.len() * std::mem::size_of::<i64>()
+    }
+
     /// Pixels per side.
     pub fn side(&self) -> u32 {
         self.size.px()

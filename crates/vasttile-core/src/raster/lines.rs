@@ -57,6 +57,33 @@ pub fn add_path(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> Core
     Ok(drawn)
 }
 
+/// Separates the runs of one path in one tile in [`add_tile_runs`] (Morton keys are >= 0).
+pub const RUN_BREAK: i64 = -1;
+
+/// Add the runs of one path that fall in the grid's tile (Morton keys, runs separated by
+/// [`RUN_BREAK`], as a pyramid build splits a path), drawing each like [`draw_segments`]; the
+/// path counts as one row when it drew a pixel. Returns the pixels drawn.
+pub fn add_tile_runs(grid: &mut HeatGrid, keys: &[i64], weight: f64) -> CoreResult<u64> {
+    HeatGrid::check_weight(weight)?;
+    let mut drawn = 0;
+    let mut run = Vec::new();
+    for part in keys.split(|&k| k == RUN_BREAK) {
+        run.clear();
+        for &k in part {
+            let (x, y) = crate::geometry::vcs::vcs_from_key(k)?;
+            run.push((x as u32, y as u32));
+        }
+        if !run.is_empty() {
+            drawn += draw_segments(grid, &run, weight);
+        }
+    }
+    grid.check_sums()?;
+    if drawn > 0 {
+        grid.rows += 1;
+    }
+    Ok(drawn)
+}
+
 /// Draw the segments between consecutive points (each its start, not its end) and the last
 /// point; returns the pixels drawn. A path split into runs of segments draws the same pixels
 /// as the whole path, as long as each run's last point starts no segment of the tile.
