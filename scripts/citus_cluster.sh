@@ -22,7 +22,7 @@ citus_node_port() {
 
 citus_node_psql() {
   local node="$1" db="$2"; shift 2
-  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$CITUS_DIR/run" -p "$(citus_node_port "$node")" -U postgres -d "$db" "$@"
+  PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$CITUS_DIR/run" -p "$(citus_node_port "$node")" -U postgres -d "$db" "$@"
 }
 
 citus_psql() {

@@ -46,4 +46,10 @@ SELECT md5(citus_choropleth(3, 1, 3)) = md5(local_choropleth(3, 1, 3));
 SQL
 )"
 [ "$(echo $same)" = "t t t t" ] || { echo "a distributed skeleton layer served a stale tile: $same" >&2; exit 1; }
+
+log "README: the \`\`\`sql-citus examples"
+citus_database vasttile_citus_readme
+readme="$(awk '/^```sql-citus/ {on = 1; next} /^```/ {on = 0} on' README.md | citus_psql vasttile_citus_readme -tA -f -)"
+grep -qx "full rebuild of a distributed table" <<<"$readme" && grep -qx "unchanged" <<<"$readme" \
+  || { echo "the README's Citus example printed: $readme" >&2; exit 1; }
 citus_stop
