@@ -5,7 +5,8 @@
 # (tests/citus/compare.py, which also reports the rows and bytes that reach the coordinator).
 # Then a skeleton layer over a distributed table sees a change made on the workers.
 # Runs when Citus is installed into this PostgreSQL (test.sh installs it from ../shared/citus).
-# Expects the current build installed (install_extension).
+# Expects the current build installed (install_extension). scripts/bench.sh runs it with
+# VASTTILE_CITUS_RUNS=7 for its timings.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/citus_cluster.sh"
 cd "$REPO"
@@ -29,7 +30,7 @@ SELECT vasttile.create_choropleth_layer('citus_choropleth', 'citus_squares', 'SE
 SQL
 
 log "every tile kind on Citus beside one node"
-python3 tests/citus/compare.py --host "$CITUS_DIR/run" --port "$CITUS_PORT" --db "$DB" --runs 3
+python3 tests/citus/compare.py --host "$CITUS_DIR/run" --port "$CITUS_PORT" --db "$DB" --runs "${VASTTILE_CITUS_RUNS:-3}"
 
 log "a change on the workers reaches the skeleton cache"
 # Cache the tile, change one polygon in both tables, and the distributed layer must draw the
