@@ -35,16 +35,19 @@ pub trait AggState: Clone + 'static {
 
 macro_rules! agg_state {
     ($t:ty, $sql:literal, $merge:path) => {
+        agg_state!($t, $sql, $merge, <$t>::to_bytes, <$t>::from_bytes);
+    };
+    ($t:ty, $sql:literal, $merge:path, $to:expr, $from:expr) => {
         impl AggState for $t {
             const SQL_TYPE: &'static str = $sql;
             fn merge_from(&mut self, other: &Self) -> CoreResult<()> {
                 $merge(self, other)
             }
             fn to_bytes(&self) -> Vec<u8> {
-                <$t>::to_bytes(self)
+                $to(self)
             }
             fn from_bytes(bytes: &[u8]) -> CoreResult<Self> {
-                <$t>::from_bytes(bytes)
+                $from(bytes)
             }
             fn heap_bytes(&self) -> usize {
                 <$t>::heap_bytes(self)
@@ -59,7 +62,14 @@ macro_rules! agg_state {
         }
     };
 }
-agg_state!(HeatGrid, "heat_state", HeatGrid::merge);
+// Partial heat grids travel compact: counts as varints, zeros as runs.
+agg_state!(
+    HeatGrid,
+    "heat_state",
+    HeatGrid::merge,
+    HeatGrid::to_compact_bytes,
+    HeatGrid::from_compact_bytes
+);
 agg_state!(DotTileState, "dot_state", DotTileState::merge);
 agg_state!(AccessState, "access_state", AccessState::merge);
 

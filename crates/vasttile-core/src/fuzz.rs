@@ -90,6 +90,10 @@ fn decode_all(bytes: &[u8]) -> Result<(), TestCaseError> {
     let decoders: Vec<Decoder> = vec![
         ("HeatGrid", Box::new(|| drop(HeatGrid::from_bytes(bytes)))),
         (
+            "HeatGrid compact",
+            Box::new(|| drop(HeatGrid::from_compact_bytes(bytes))),
+        ),
+        (
             "MultiPolygon",
             Box::new(|| drop(MultiPolygon::from_bytes(bytes))),
         ),

@@ -317,10 +317,10 @@ SELECT sec_try($q$SELECT vasttile.heat_grid_trans(NULL::vasttile.heat_state, 1::
 -- A state of one's own making as the starting value only adds its (checked) heat.
 CREATE AGGREGATE pg_temp.sec_started(int8, int4, int4, int4) (SFUNC = vasttile.heat_grid_trans,
     STYPE = vasttile.heat_state, FINALFUNC = vasttile.heat_grid_final, COMBINEFUNC = vasttile.heat_grid_combine,
-    INITCOND = '\x5654484701010000000000000000000000000000000000000000000000000000');
+    INITCOND = '\x565448430100000000000180800400');
 SELECT (vasttile.heat_stats(pg_temp.sec_started(k, 0, 0, 0))).rows AS started_rows
 FROM (VALUES (0::int8), (5), (17)) v(k);
-SELECT sec_try($q$SELECT vasttile.heat_grid_combine('\x5654484701010000000000000000000000000000000000000000000000000000', '\x5654484701010000000000000000000000000000000000000000000000000000')$q$) AS combine_outside_aggregate;
+SELECT sec_try($q$SELECT vasttile.heat_grid_combine('\x565448430100000000000180800400', '\x565448430100000000000180800400')$q$) AS combine_outside_aggregate;
 RESET ROLE;
 
 -- Clean up.

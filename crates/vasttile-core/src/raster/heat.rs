@@ -55,6 +55,41 @@ fn heat_of(fixed: i64) -> f64 {
 }
 
 const MAGIC: &[u8; 4] = b"VTHG";
+const COMPACT_MAGIC: &[u8; 4] = b"VTHC";
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// LEB128: seven bits a byte, low bits first.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The varint at `*at`, moving past it; None when the bytes end or it runs past 64 bits.
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        let part = (b & 0x7f) as u64;
+        if shift == 63 && part > 1 {
+            return None;
+        }
+        v |= part << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
 const VERSION: u8 = 1;
 const HEADER: usize = 32;
 
@@ -458,6 +493,104 @@ impl HeatGrid {
         Ok(grid)
     }
 
+    /// A compact form for partial grids in transit (aggregate states between processes and
+    /// Citus nodes): header, then the sums as varints divided by their greatest common divisor
+    /// (so counts take a byte or two), in runs of zeros and non-zeros. Exact: the same sums
+    /// come back.
+    pub fn to_compact_bytes(&self) -> Vec<u8> {
+        let gcd = self
+            .values
+            .iter()
+            .filter(|&&v| v > 0)
+            .fold(0u64, |g, &v| gcd(g, v as u64))
+            .max(1);
+        let mut out = Vec::with_capacity(32 + self.lit() * 2);
+        out.extend_from_slice(COMPACT_MAGIC);
+        out.push(VERSION);
+        out.push((self.size == TileSize::Px512) as u8);
+        out.push(self.tile.z as u8);
+        put_varint(&mut out, self.tile.x as u64);
+        put_varint(&mut out, self.tile.y as u64);
+        put_varint(&mut out, self.rows);
+        put_varint(&mut out, gcd);
+        let mut i = 0;
+        let n = self.values.len();
+        while i < n {
+            let zeros = self.values[i..].iter().take_while(|&&v| v == 0).count();
+            i += zeros;
+            let lit = self.values[i..].iter().take_while(|&&v| v != 0).count();
+            put_varint(&mut out, zeros as u64);
+            put_varint(&mut out, lit as u64);
+            for &v in &self.values[i..i + lit] {
+                put_varint(&mut out, v as u64 / gcd);
+            }
+            i += lit;
+        }
+        out
+    }
+
+    /// Decode [`HeatGrid::to_compact_bytes`]. Untrusted input: a bad header, a run past the
+    /// grid's end, a zero in a run of non-zeros, a sum past `i64::MAX` or bytes left over are
+    /// errors, never a panic.
+    pub fn from_compact_bytes(bytes: &[u8]) -> CoreResult<HeatGrid> {
+        let bad = |why: &str| CoreError::out_of_range("heat state", format!("is not valid: {why}"));
+        if bytes.len() < 7 || &bytes[..4] != COMPACT_MAGIC {
+            return Err(bad("no heat state header"));
+        }
+        if bytes[4] != VERSION {
+            return Err(bad("unknown version"));
+        }
+        if bytes[5] > 1 {
+            return Err(bad("corrupt header"));
+        }
+        let size = if bytes[5] == 1 {
+            TileSize::Px512
+        } else {
+            TileSize::Px256
+        };
+        let mut at = 6;
+        let z = bytes[at] as i32;
+        at += 1;
+        let mut next = |what: &str| get_varint(bytes, &mut at).ok_or_else(|| bad(what));
+        let x = next("tile x")?;
+        let y = next("tile y")?;
+        let (x, y) = (
+            i32::try_from(x).map_err(|_| bad("tile x"))?,
+            i32::try_from(y).map_err(|_| bad("tile y"))?,
+        );
+        let mut grid = HeatGrid::new(Tile::new(z, x, y)?, size)?;
+        grid.rows = next("rows")?;
+        let gcd = next("divisor")?;
+        if gcd == 0 || gcd > i64::MAX as u64 {
+            return Err(bad("divisor"));
+        }
+        let n = grid.values.len();
+        let mut i = 0;
+        while i < n {
+            let zeros = next("run")? as usize;
+            let lit = next("run")? as usize;
+            if zeros > n - i || lit > n - i - zeros {
+                return Err(bad("a run past the end of the grid"));
+            }
+            i += zeros;
+            if zeros == 0 && lit == 0 {
+                return Err(bad("an empty run"));
+            }
+            for slot in &mut grid.values[i..i + lit] {
+                let v = next("value")?;
+                let sum = v
+                    .checked_mul(gcd)
+                    .filter(|&s| s > 0 && s <= i64::MAX as u64);
+                *slot = sum.ok_or_else(too_much_heat)? as i64;
+            }
+            i += lit;
+        }
+        if at != bytes.len() {
+            return Err(bad("bytes after the last run"));
+        }
+        Ok(grid)
+    }
+
     /// Statistics of the grid: rows, lit pixels, total heat, max, and percentiles of lit pixels.
     pub fn stats(&self) -> HeatStats {
         let mut lit: Vec<f64> = self.values_unordered().filter(|&v| v > 0.0).collect();
@@ -634,7 +767,69 @@ mod tests {
         assert!(g.add_point(x0 as i32, y0 as i32, 1e12).is_err());
     }
 
+    #[test]
+    fn compact_bytes_refuse_corruption() {
+        let t = tile();
+        let (x0, y0, _, _) = t.vcs_bounds();
+        let mut g = HeatGrid::new(t, TileSize::Px256).unwrap();
+        g.add_point(x0 as i32, y0 as i32, 2.0).unwrap();
+        g.add_point(x0 as i32 + (7 << 19), y0 as i32, 4.0).unwrap();
+        let good = g.to_compact_bytes();
+        assert_eq!(HeatGrid::from_compact_bytes(&good).unwrap(), g);
+        // Counts are stored divided by their common divisor: a byte or two each.
+        assert!(good.len() < 40, "{}", good.len());
+        for cut in 0..good.len() {
+            assert!(
+                HeatGrid::from_compact_bytes(&good[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut extra = good.clone();
+        extra.push(0);
+        assert!(HeatGrid::from_compact_bytes(&extra).is_err());
+        // Every single-byte change decodes to an error or to some valid grid, never a panic.
+        for at in 0..good.len() {
+            for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut b = good.clone();
+                b[at] = v;
+                let _ = HeatGrid::from_compact_bytes(&b);
+            }
+        }
+        // A run past the end, an empty run, a zero divisor.
+        let empty = HeatGrid::new(t, TileSize::Px256)
+            .unwrap()
+            .to_compact_bytes();
+        assert!(HeatGrid::from_compact_bytes(&empty).is_ok());
+        let header = &empty[..empty.len() - 4];
+        for tail in [
+            &[0x81, 0x80, 0x04, 0x00][..],
+            &[0, 0][..],
+            &[0x80, 0x80, 0x04, 0x01, 0x00][..],
+        ] {
+            let mut b = header.to_vec();
+            b.extend_from_slice(tail);
+            assert!(HeatGrid::from_compact_bytes(&b).is_err(), "{tail:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn compact_bytes_round_trip(
+            pts in prop::collection::vec((0u32..256, 0u32..256, 0u32..5, any::<bool>()), 0..2000),
+            size512 in any::<bool>()
+        ) {
+            let size = if size512 { TileSize::Px512 } else { TileSize::Px256 };
+            let t = tile();
+            let (x0, y0, _, _) = t.vcs_bounds();
+            let unit = 1i64 << (31 - 12 - size512 as i64);
+            let mut g = HeatGrid::new(t, size).unwrap();
+            for &(px, py, w, frac) in &pts {
+                let (x, y) = ((x0 + px as i64 * unit) as i32, (y0 + py as i64 * unit) as i32);
+                g.add_point(x, y, w as f64 + if frac { 0.25 } else { 0.0 }).unwrap();
+            }
+            prop_assert_eq!(HeatGrid::from_compact_bytes(&g.to_compact_bytes()).unwrap(), g);
+        }
+
         #[test]
         fn bytes_round_trip_and_merge_is_addition(
             pts in prop::collection::vec((0u32..256, 0u32..256, 0u32..5), 0..3000),
