@@ -98,7 +98,7 @@ wait
 log "README examples"
 # Every ```sql block of the README, in order, in a fresh database: they must run without error.
 psql_db postgres -c "DROP DATABASE IF EXISTS vasttile_readme" -c "CREATE DATABASE vasttile_readme"
-awk '/^```sql/ {on = 1; next} /^```/ {on = 0} on' README.md | psql_db vasttile_readme -o /dev/null -f -
+awk '/^```sql$/ {on = 1; next} /^```/ {on = 0} on' README.md | psql_db vasttile_readme -o /dev/null -f -
 # The same from the Debian package, unpacked into a clean PostgreSQL prefix.
 "$REPO/scripts/test_deb.sh"
 

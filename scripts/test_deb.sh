@@ -56,5 +56,5 @@ loaded="$(dpsql -d readme -tAc "SELECT vasttile.vcs_key(1, 1)" \
 [ "$loaded" -gt 0 ] || { echo "the cluster did not load the package's library" >&2; exit 1; }
 paths="$(dpsql -d readme -tAc "SELECT string_agg(source || '->' || target, ' ') FROM pg_extension_update_paths('vasttile') WHERE path IS NOT NULL AND target = '$VERSION'")"
 dpsql -d postgres -c "DROP DATABASE readme" -c "CREATE DATABASE readme"
-awk '/^```sql/ {on = 1; next} /^```/ {on = 0} on' README.md | dpsql -d readme -o /dev/null -f -
+awk '/^```sql$/ {on = 1; next} /^```/ {on = 0} on' README.md | dpsql -d readme -o /dev/null -f -
 log "package $(basename "$DEB"): $(du -h "$DEB" | cut -f1), CREATE EXTENSION and the README examples ran; update paths: ${paths:-none}"

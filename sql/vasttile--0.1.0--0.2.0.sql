@@ -516,66 +516,66 @@ CREATE FUNCTION @extschema@.dot_tile_trans_key(state dot_state, key int8, z int4
     RETURNS @extschema@.dot_state IMMUTABLE PARALLEL SAFE LANGUAGE c
     AS 'MODULE_PATHNAME', 'vasttile_dot_tile_trans_key';
 CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(key int8, z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.heat_merge(heatgrid) (
-    SFUNC = heat_merge_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_merge_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_paths_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_paths_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_paths_trans_sized, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_paths_trans_sized, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.dot_tile_agg(x int4, y int4, z int4, tile_x int4, tile_y int4, style jsonb) (
     SFUNC = dot_tile_trans,
-    STYPE = dot_state,
+    STYPE = dot_state, SSPACE = 16384,
     FINALFUNC = dot_tile_final,
     COMBINEFUNC = dot_tile_combine,
     PARALLEL = SAFE
 );
 CREATE OR REPLACE AGGREGATE @extschema@.dot_tile_agg(key int8, z int4, tile_x int4, tile_y int4, style jsonb) (
     SFUNC = dot_tile_trans_key,
-    STYPE = dot_state,
+    STYPE = dot_state, SSPACE = 16384,
     FINALFUNC = dot_tile_final,
     COMBINEFUNC = dot_tile_combine,
     PARALLEL = SAFE
 );
 CREATE OR REPLACE AGGREGATE @extschema@.access_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8) (
-    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    SFUNC = access_grid_trans, STYPE = access_state, SSPACE = 8192, FINALFUNC = access_grid_final,
     COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.access_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4) (
-    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    SFUNC = access_grid_trans, STYPE = access_state, SSPACE = 8192, FINALFUNC = access_grid_final,
     COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.access_grid(key int8, z int4, tile_x int4, tile_y int4, radius_km float8) (
-    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    SFUNC = access_grid_trans, STYPE = access_state, SSPACE = 8192, FINALFUNC = access_grid_final,
     COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE OR REPLACE AGGREGATE @extschema@.access_grid(key int8, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4) (
-    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    SFUNC = access_grid_trans, STYPE = access_state, SSPACE = 8192, FINALFUNC = access_grid_final,
     COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE FUNCTION @extschema@.pyramid_base_trans(heat_state, tile int8, runs int8[], weight float8, base_zoom int4, tile_size int4)
     RETURNS @extschema@.heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_pyramid_base_trans';
 CREATE AGGREGATE @extschema@.pyramid_base_grid(tile int8, runs int8[], weight float8, base_zoom int4, tile_size int4) (
-    SFUNC = pyramid_base_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = pyramid_base_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 COMMENT ON AGGREGATE @extschema@.pyramid_base_grid(int8, int8[], float8, int4, int4) IS
     'base tile of a heat pyramid from the rows of pyramid_tile_runs: one per path per tile';

@@ -184,19 +184,19 @@ CREATE FUNCTION access_grid_trans(access_state, key int8, z int4, tile_x int4, t
     RETURNS access_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_access_grid_trans_key';
 
 CREATE AGGREGATE access_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8) (
-    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    SFUNC = access_grid_trans, STYPE = access_state, SSPACE = 8192, FINALFUNC = access_grid_final,
     COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE AGGREGATE access_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4) (
-    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    SFUNC = access_grid_trans, STYPE = access_state, SSPACE = 8192, FINALFUNC = access_grid_final,
     COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE AGGREGATE access_grid(key int8, z int4, tile_x int4, tile_y int4, radius_km float8) (
-    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    SFUNC = access_grid_trans, STYPE = access_state, SSPACE = 8192, FINALFUNC = access_grid_final,
     COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 CREATE AGGREGATE access_grid(key int8, z int4, tile_x int4, tile_y int4, radius_km float8, tile_size int4) (
-    SFUNC = access_grid_trans, STYPE = access_state, FINALFUNC = access_grid_final,
+    SFUNC = access_grid_trans, STYPE = access_state, SSPACE = 8192, FINALFUNC = access_grid_final,
     COMBINEFUNC = access_grid_combine,
     PARALLEL = SAFE);
 COMMENT ON AGGREGATE access_grid(int8, int4, int4, int4, float8) IS

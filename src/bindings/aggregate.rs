@@ -96,6 +96,26 @@ pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Mem
 struct Holder<T> {
     value: T,
     flat: Vec<u8>,
+    /// The object's own memory context, and the bytes reserved in it for `value`'s heap.
+    context: pg_sys::MemoryContext,
+    reserved: usize,
+}
+
+impl<T: AggState> Holder<T> {
+    /// PostgreSQL sizes hash aggregation by its memory contexts: reserve the value's Rust heap
+    /// in the object's context too, so that many groups spill to disk as PostgreSQL's own states
+    /// do instead of growing past work_mem unseen. The reservation is allocated but never
+    /// written (it counts against a strict overcommit limit like any allocation). Called after
+    /// every change; it grows in steps of at least 1/8.
+    fn reserve(&mut self) {
+        let heap = self.value.heap_bytes();
+        if heap > self.reserved + self.reserved / 8 {
+            let more = (heap - self.reserved).min(0x3fff_ffff); // MaxAllocSize
+                                                                // SAFETY: `context` is the live context of this object (the holder lives in it).
+            unsafe { pg_sys::MemoryContextAlloc(self.context, more) };
+            self.reserved += more;
+        }
+    }
 }
 
 /// The expanded object in PostgreSQL memory: the header PostgreSQL reads, then our holder.
@@ -115,13 +135,16 @@ const VARHDRSZ: usize = 4;
 unsafe fn expanded<T: AggState>(datum: pg_sys::Datum) -> Option<*mut Holder<T>> {
     let p = datum.cast_mut_ptr::<u8>();
     // SAFETY: a varlena datum points to at least one header byte; a 1-byte header of 0x01 is an
-    // external pointer (little-endian layout), whose second byte is its tag.
-    let (first, tag) = unsafe { (*p, *p.add(1)) };
-    let expanded_tag = |t: u8| {
-        t as u32 == pg_sys::vartag_external::VARTAG_EXPANDED_RO
-            || t as u32 == pg_sys::vartag_external::VARTAG_EXPANDED_RW
-    };
-    if first != 0x01 || !expanded_tag(tag) {
+    // external pointer (on little-endian machines, the only ones pgrx builds for here), whose
+    // second byte is its tag. Any other short header has a length of at least one (0x03 up).
+    if unsafe { *p } != 0x01 {
+        return None;
+    }
+    // SAFETY: as above, an external pointer has a tag byte.
+    let tag = unsafe { *p.add(1) } as u32;
+    if tag != pg_sys::vartag_external::VARTAG_EXPANDED_RO
+        && tag != pg_sys::vartag_external::VARTAG_EXPANDED_RW
+    {
         return None;
     }
     // SAFETY: an expanded pointer datum holds the object's header address after its two tag
@@ -175,7 +198,7 @@ pub unsafe fn read<'a, T: AggState>(datum: pg_sys::Datum) -> Cow<'a, T> {
 }
 
 /// A new expanded state in a child of the aggregate context `context`: returns its read/write
-/// datum and the value. Deleting the object (PostgreSQL does when the state is replaced or the
+/// datum and its holder. Deleting the object (PostgreSQL does when the state is replaced or the
 /// aggregate ends) drops the value.
 ///
 /// # Safety
@@ -183,7 +206,7 @@ pub unsafe fn read<'a, T: AggState>(datum: pg_sys::Datum) -> Cow<'a, T> {
 unsafe fn new_expanded<T: AggState>(
     value: T,
     context: pg_sys::MemoryContext,
-) -> (pg_sys::Datum, *mut T) {
+) -> (pg_sys::Datum, *mut Holder<T>) {
     // SAFETY: `context` is live (the caller's promise); the child context is made in it, the
     // header allocated in the child (as EOH_init_header requires), and the holder is dropped by
     // the child's reset callback, so it never outlives the memory that points to it.
@@ -195,25 +218,99 @@ unsafe fn new_expanded<T: AggState>(
             pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
             pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
         );
-        // PostgreSQL sizes hash aggregation by its memory contexts: reserve the state's Rust heap
-        // there too (never written, so never resident), so that many groups spill to disk as
-        // PostgreSQL's own states do instead of growing past work_mem unseen.
-        let heap = value.heap_bytes();
-        if heap > 0 {
-            // (MaxAllocSize: the most one palloc may ask for.)
-            pg_sys::MemoryContextAlloc(child, heap.min(0x3fff_ffff));
-        }
         let holder = pgrx::PgMemoryContexts::For(child).leak_and_drop_on_delete(Holder {
             value,
             flat: Vec::new(),
+            context: child,
+            reserved: 0,
         });
+        (*holder).reserve();
         let e = pg_sys::MemoryContextAllocZero(child, std::mem::size_of::<Expanded<T>>())
             .cast::<Expanded<T>>();
         pg_sys::EOH_init_header(&mut (*e).header, T::methods(), child);
         (*e).holder = holder;
         let rw = pg_sys::Datum::from((*e).header.eoh_rw_ptr.as_mut_ptr());
-        (rw, &mut (*holder).value)
+        (rw, holder)
     }
+}
+
+/// Whether this call may keep its state as an expanded object updated in place: only when
+/// PostgreSQL's aggregate node calls it for an aggregate whose combine function (if any) is
+/// C code, not a function of SQL or PL/pgSQL. Such a function would receive our read/write
+/// pointer and could hand the object to another memory context (PL/pgSQL does, returning it),
+/// which frees it while the aggregate still points at it. Window aggregates (which may add
+/// such an inverse function) and those keep their state flat: correct, slower. Decided once
+/// per call site.
+///
+/// # Safety
+/// `fcinfo` must be the running call.
+unsafe fn in_place(fcinfo: pg_sys::FunctionCallInfo) -> bool {
+    // SAFETY: the caller's promise: `fcinfo` and its `flinfo` are live; `fn_extra` is ours to
+    // use (this function's cache, a byte in `fn_mcxt`, which lives as long as `flinfo`).
+    unsafe {
+        let flinfo = (*fcinfo).flinfo;
+        if flinfo.is_null() {
+            return false;
+        }
+        let cached = (*flinfo).fn_extra.cast::<u8>();
+        if !cached.is_null() {
+            return *cached == 1;
+        }
+        let mut context = std::ptr::null_mut();
+        let kind = pg_sys::AggCheckCallContext(fcinfo, &mut context) as u32;
+        let aggref = if kind == pg_sys::AGG_CONTEXT_AGGREGATE {
+            pg_sys::AggGetAggref(fcinfo)
+        } else {
+            std::ptr::null_mut()
+        };
+        let ok = !aggref.is_null() && combine_is_c((*aggref).aggfnoid);
+        let slot = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, 1).cast::<u8>();
+        *slot = ok as u8;
+        (*flinfo).fn_extra = slot.cast();
+        ok
+    }
+}
+
+/// True when aggregate `agg` has no combine function or one written in C (which only a
+/// superuser can create). Read from the system caches: no SPI, which parallel workers may not
+/// use here.
+///
+/// # Safety
+/// To be called inside a transaction, as any function is.
+unsafe fn combine_is_c(agg: pg_sys::Oid) -> bool {
+    // pg_aggregate.aggcombinefn and pg_proc.prolang (attribute numbers; stable since 9.6).
+    const AGGCOMBINEFN: i16 = 6;
+    const CLANGUAGE_ID: u32 = 13;
+    // SAFETY: syscache lookups by OID; each tuple found is released after its one read.
+    unsafe {
+        let attr = |cache: u32, oid: pg_sys::Oid, attnum: i16| -> Option<pg_sys::Oid> {
+            let tup = pg_sys::SearchSysCache1(cache as i32, pg_sys::Datum::from(oid));
+            if tup.is_null() {
+                return None;
+            }
+            let mut isnull = false;
+            let d = pg_sys::SysCacheGetAttr(cache as i32, tup, attnum, &mut isnull);
+            pg_sys::ReleaseSysCache(tup);
+            (!isnull).then(|| pg_sys::Oid::from(d.value() as u32))
+        };
+        match attr(pg_sys::SysCacheIdentifier::AGGFNOID, agg, AGGCOMBINEFN) {
+            None => false,
+            Some(f) if f == pg_sys::Oid::INVALID => true,
+            Some(f) => {
+                attr(pg_sys::SysCacheIdentifier::PROCOID, f, pg_sys::Anum_pg_proc_prolang as i16)
+                    == Some(pg_sys::Oid::from(CLANGUAGE_ID))
+            }
+        }
+    }
+}
+
+/// A state as a flat varlena (`bytea`-shaped) in the current memory context: what a call that
+/// may not update in place returns (PostgreSQL copies it into the aggregate's context).
+fn flat_datum<T: AggState>(value: &T) -> pg_sys::Datum {
+    value
+        .to_bytes()
+        .into_datum()
+        .expect("a bytea is never NULL")
 }
 
 /// The state to update in place: the read/write expanded object the aggregate passed in, or a
@@ -224,7 +321,7 @@ unsafe fn new_expanded<T: AggState>(
 unsafe fn writable<T: AggState>(
     fcinfo: pg_sys::FunctionCallInfo,
     datum: pg_sys::Datum,
-) -> (pg_sys::Datum, *mut T) {
+) -> (pg_sys::Datum, *mut Holder<T>) {
     let p = datum.cast_mut_ptr::<u8>();
     // SAFETY: the caller's promise: `datum` is a state; `expanded` checks the object is ours.
     // A read/write pointer to our object exists only inside the aggregate that made it (the
@@ -233,7 +330,7 @@ unsafe fn writable<T: AggState>(
     unsafe {
         if let Some(h) = expanded::<T>(datum) {
             if *p.add(1) as u32 == pg_sys::vartag_external::VARTAG_EXPANDED_RW {
-                return (datum, &mut (*h).value);
+                return (datum, h);
             }
         }
         let value = read::<T>(datum).into_owned();
@@ -264,11 +361,17 @@ unsafe extern "C-unwind" fn flatten_into<T: AggState>(
         if h.flat.len() + VARHDRSZ != allocated {
             h.flat = h.value.to_bytes();
         }
-        assert_eq!(h.flat.len() + VARHDRSZ, allocated, "flat size changed");
+        // Never more than PostgreSQL allocated (the sizes agree: nothing changes the value
+        // between the two calls); no panic here, where no Rust frame could catch it.
+        let n = h.flat.len().min(allocated.saturating_sub(VARHDRSZ));
         let out = result.cast::<u8>();
         // A 4-byte varlena header: the total length shifted left by two (little-endian).
-        std::ptr::copy_nonoverlapping(((allocated as u32) << 2).to_le_bytes().as_ptr(), out, 4);
-        std::ptr::copy_nonoverlapping(h.flat.as_ptr(), out.add(VARHDRSZ), h.flat.len());
+        std::ptr::copy_nonoverlapping(
+            (((n + VARHDRSZ) as u32) << 2).to_le_bytes().as_ptr(),
+            out,
+            4,
+        );
+        std::ptr::copy_nonoverlapping(h.flat.as_ptr(), out.add(VARHDRSZ), n);
         h.flat = Vec::new();
     }
 }
@@ -288,30 +391,38 @@ pub unsafe fn transition<T: AggState>(
     // SAFETY: `fcinfo` is the live call info of the transition function (the caller's
     // promise), and PostgreSQL fills `nargs` entries of its `args` array.
     let args = unsafe { (*fcinfo).args.as_slice((*fcinfo).nargs as usize) };
-    let (mut datum, mut null) = (args[0].value, args[0].isnull);
+    let (datum, null) = (args[0].value, args[0].isnull);
     let row = &args[1..];
-    if !row.iter().any(|a| a.isnull) {
-        let state = if null {
-            let fresh = create(row).or_raise();
-            // SAFETY: `fcinfo` is the live call of this aggregate's transition function.
-            let (d, s) = unsafe { new_expanded(fresh, aggregate_context(fcinfo)) };
-            (datum, null) = (d, false);
-            s
+    if row.iter().any(|a| a.isnull) {
+        // SAFETY: `fcinfo` is the live call info (the caller's promise).
+        unsafe { (*fcinfo).isnull = null };
+        return datum;
+    }
+    // SAFETY: `fcinfo` is the live call; a non-null argument 0 is this aggregate's state, and a
+    // holder lives in the aggregate's context as long as the state (the caller's promise).
+    unsafe {
+        if in_place(fcinfo) {
+            let (datum, holder) = if null {
+                let fresh = create(row).or_raise();
+                new_expanded(fresh, aggregate_context(fcinfo))
+            } else {
+                writable::<T>(fcinfo, datum)
+            };
+            add(&mut (*holder).value, row).or_raise();
+            (*holder).reserve();
+            datum
         } else {
-            // SAFETY: a non-null argument 0 is this aggregate's state (the caller's promise).
-            let (d, s) = unsafe { writable::<T>(fcinfo, datum) };
-            datum = d;
-            s
-        };
-        // SAFETY: `state` points into a live holder in the aggregate's context.
-        add(unsafe { &mut *state }, row).or_raise();
+            // Still only inside an aggregate (this raises elsewhere), with a flat state.
+            aggregate_context(fcinfo);
+            let mut value = if null {
+                create(row).or_raise()
+            } else {
+                read::<T>(datum).into_owned()
+            };
+            add(&mut value, row).or_raise();
+            flat_datum(&value)
+        }
     }
-    if null {
-        // SAFETY: `fcinfo` is the live call info of the running function (the caller's promise),
-        // so its result flag may be written.
-        unsafe { (*fcinfo).isnull = true };
-    }
-    datum
 }
 
 /// The body of a combine function (not STRICT): the first state absorbs the second, or becomes
@@ -329,12 +440,27 @@ pub unsafe fn combine<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::
             return a.value;
         }
         let other = read::<T>(b.value);
-        if a.isnull {
-            return new_expanded(other.into_owned(), aggregate_context(fcinfo)).0;
+        if in_place(fcinfo) {
+            let (datum, holder) = if a.isnull {
+                new_expanded(other.into_owned(), aggregate_context(fcinfo))
+            } else {
+                let (d, h) = writable::<T>(fcinfo, a.value);
+                (*h).value.merge_from(&other).or_raise();
+                (d, h)
+            };
+            (*holder).reserve();
+            datum
+        } else {
+            aggregate_context(fcinfo);
+            let value = if a.isnull {
+                other.into_owned()
+            } else {
+                let mut value = read::<T>(a.value).into_owned();
+                value.merge_from(&other).or_raise();
+                value
+            };
+            flat_datum(&value)
         }
-        let (d, s) = writable::<T>(fcinfo, a.value);
-        (*s).merge_from(&other).or_raise();
-        d
     }
 }
 

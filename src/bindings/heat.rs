@@ -229,28 +229,28 @@ CREATE FUNCTION heat_grid_trans(heat_state, key int8, z int4, tile_x int4, tile_
     RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_grid_trans_key';
 
 CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(x int4, y int4, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid(key int8, z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_grid_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_grid_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 COMMENT ON AGGREGATE heat_grid(int8, int4, int4, int4) IS
     'heat grid of tile (z, tile_x, tile_y): count of points per pixel; NULL when no row falls in the tile';
 
 CREATE AGGREGATE heat_merge(heatgrid) (
-    SFUNC = heat_merge_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_merge_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 COMMENT ON AGGREGATE heat_merge(heatgrid) IS 'sum of heat grids of one tile, pixel by pixel';
 "#,
@@ -317,10 +317,10 @@ CREATE FUNCTION heat_paths_trans(heat_state, path int8[], z int4, tile_x int4, t
 CREATE FUNCTION heat_paths_trans_sized(heat_state, path int8[], z int4, tile_x int4, tile_y int4, weight float8, tile_size int4)
     RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_heat_paths_trans';
 CREATE AGGREGATE heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4) (
-    SFUNC = heat_paths_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_paths_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 CREATE AGGREGATE heat_grid_paths(path int8[], z int4, tile_x int4, tile_y int4, weight float8, tile_size int4) (
-    SFUNC = heat_paths_trans_sized, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = heat_paths_trans_sized, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 COMMENT ON AGGREGATE heat_grid_paths(int8[], int4, int4, int4) IS
     'heat grid of tile (z, tile_x, tile_y) from paths (Morton keys in order) drawn as lines: one per path per pixel';

@@ -160,7 +160,7 @@ CREATE FUNCTION dot_tile_trans(state dot_state, x int4, y int4, z int4, tile_x i
 
 CREATE AGGREGATE dot_tile_agg(x int4, y int4, z int4, tile_x int4, tile_y int4, style jsonb) (
     SFUNC = dot_tile_trans,
-    STYPE = dot_state,
+    STYPE = dot_state, SSPACE = 16384,
     FINALFUNC = dot_tile_final,
     COMBINEFUNC = dot_tile_combine,
     PARALLEL = SAFE
@@ -174,7 +174,7 @@ CREATE FUNCTION dot_tile_trans_key(state dot_state, key int8, z int4, tile_x int
 
 CREATE AGGREGATE dot_tile_agg(key int8, z int4, tile_x int4, tile_y int4, style jsonb) (
     SFUNC = dot_tile_trans_key,
-    STYPE = dot_state,
+    STYPE = dot_state, SSPACE = 16384,
     FINALFUNC = dot_tile_final,
     COMBINEFUNC = dot_tile_combine,
     PARALLEL = SAFE

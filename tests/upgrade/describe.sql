@@ -13,8 +13,8 @@ WITH ext AS (
     -- Functions (with their body, options and grants); aggregates by their parts.
     SELECT 'function ' || p.oid::regprocedure::text AS key,
            CASE WHEN p.prokind = 'a' THEN
-               format('aggregate sfunc=%s stype=%s finalfunc=%s combinefunc=%s serial=%s deserial=%s initcond=%s finalextra=%s modify=%s',
-                      a.aggtransfn::regprocedure, a.aggtranstype::regtype, a.aggfinalfn, a.aggcombinefn,
+               format('aggregate sfunc=%s stype=%s sspace=%s finalfunc=%s combinefunc=%s serial=%s deserial=%s initcond=%s finalextra=%s modify=%s',
+                      a.aggtransfn::regprocedure, a.aggtranstype::regtype, a.aggtransspace, a.aggfinalfn, a.aggcombinefn,
                       a.aggserialfn, a.aggdeserialfn, a.agginitval, a.aggfinalextra, a.aggfinalmodify)
                    || format(' returns %s strict=%s parallel=%s', p.prorettype::regtype, p.proisstrict, p.proparallel)
            ELSE pg_get_functiondef(p.oid) END

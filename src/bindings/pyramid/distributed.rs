@@ -71,7 +71,7 @@ pgrx::extension_sql!(
 CREATE FUNCTION pyramid_base_trans(heat_state, tile int8, runs int8[], weight float8, base_zoom int4, tile_size int4)
     RETURNS heat_state IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'vasttile_pyramid_base_trans';
 CREATE AGGREGATE pyramid_base_grid(tile int8, runs int8[], weight float8, base_zoom int4, tile_size int4) (
-    SFUNC = pyramid_base_trans, STYPE = heat_state, FINALFUNC = heat_grid_final,
+    SFUNC = pyramid_base_trans, STYPE = heat_state, SSPACE = 524288, FINALFUNC = heat_grid_final,
     COMBINEFUNC = heat_grid_combine, PARALLEL = SAFE);
 COMMENT ON AGGREGATE pyramid_base_grid(int8, int8[], float8, int4, int4) IS
     'base tile of a heat pyramid from the rows of pyramid_tile_runs: one per path per tile';

@@ -323,6 +323,37 @@ FROM (VALUES (0::int8), (5), (17)) v(k);
 SELECT sec_try($q$SELECT vasttile.heat_grid_combine('\x565448430100000000000180800400', '\x565448430100000000000180800400')$q$) AS combine_outside_aggregate;
 RESET ROLE;
 
+-- Functions of SQL or PL/pgSQL around vasttile's states: PL/pgSQL returning a state it was
+-- handed takes the object over (into its own memory), so vasttile keeps states flat wherever
+-- such a function can see them (window aggregates, aggregates with such a combine function)
+-- and updates them in place only under its own functions (else such a function would leave the
+-- aggregate pointing at freed memory).
+CREATE FUNCTION public.sec_keep(a vasttile.heat_state, b vasttile.heat_state) RETURNS vasttile.heat_state
+    LANGUAGE plpgsql PARALLEL SAFE AS $$ BEGIN RETURN a; END $$;
+CREATE FUNCTION public.sec_minv(s vasttile.heat_state, g vasttile.heatgrid) RETURNS vasttile.heat_state
+    LANGUAGE plpgsql AS $$ BEGIN RETURN s; END $$;
+CREATE AGGREGATE public.sec_kept(int8, int4, int4, int4) (SFUNC = vasttile.heat_grid_trans,
+    STYPE = vasttile.heat_state, FINALFUNC = vasttile.heat_grid_final, COMBINEFUNC = public.sec_keep, PARALLEL = SAFE);
+CREATE AGGREGATE public.sec_moving(vasttile.heatgrid) (SFUNC = vasttile.heat_merge_trans,
+    STYPE = vasttile.heat_state, FINALFUNC = vasttile.heat_grid_final,
+    MSFUNC = vasttile.heat_merge_trans, MINVFUNC = public.sec_minv, MSTYPE = vasttile.heat_state,
+    MFINALFUNC = vasttile.heat_grid_final);
+CREATE TABLE sec_many AS SELECT i, vasttile.lonlat_to_key(-100 + (i % 40), 30 + (i % 17)) AS k FROM generate_series(1, 20000) i;
+SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SELECT (SELECT rows FROM vasttile.heat_stats(public.sec_kept(k, 0, 0, 0))) > 0 AS kept_ran FROM sec_many;
+RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+SELECT count(*) AS windows, sum((SELECT rows FROM vasttile.heat_stats(g))) AS rows FROM (
+    SELECT public.sec_moving(vasttile.heat_grid(k, 0, 0, 0)) OVER (ORDER BY i ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS g
+    FROM sec_many WHERE i <= 30 GROUP BY i) w;
+SELECT count(*) AS windows, max((SELECT rows FROM vasttile.heat_stats(g))) AS most_rows FROM (
+    SELECT vasttile.heat_grid(k, 0, 0, 0) OVER (ORDER BY i ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS g
+    FROM sec_many WHERE i <= 30) w;
+DROP AGGREGATE public.sec_kept(int8, int4, int4, int4), public.sec_moving(vasttile.heatgrid);
+DROP FUNCTION public.sec_keep(vasttile.heat_state, vasttile.heat_state), public.sec_minv(vasttile.heat_state, vasttile.heatgrid);
+DROP TABLE sec_many;
+
 -- Clean up.
 SELECT vasttile.drop_heat_pyramid(n) FROM unnest(ARRAY['sec_pts', 'sec_rls']) n;
 SELECT vasttile.drop_skeleton_layer(n) FROM unnest(ARRAY['sec_polys', 'sec_polys_mine']) n;
