@@ -107,9 +107,15 @@ impl<T: AggState> Holder<T> {
     /// do instead of growing past work_mem unseen. The reservation is allocated but never
     /// written (it counts against a strict overcommit limit like any allocation). Called after
     /// every change; it grows in steps of at least 1/8.
+    #[inline]
+    fn needs_reserve(&self) -> bool {
+        self.value.heap_bytes() > self.reserved + self.reserved / 8
+    }
+
+    #[inline]
     fn reserve(&mut self) {
         let heap = self.value.heap_bytes();
-        if heap > self.reserved + self.reserved / 8 {
+        if self.needs_reserve() {
             let more = (heap - self.reserved).min(0x3fff_ffff); // MaxAllocSize
                                                                 // SAFETY: `context` is the live context of this object (the holder lives in it).
             unsafe { pg_sys::MemoryContextAlloc(self.context, more) };
@@ -132,6 +138,7 @@ const VARHDRSZ: usize = 4;
 ///
 /// # Safety
 /// `datum` must be a non-null varlena datum of `T`'s SQL type.
+#[inline]
 unsafe fn expanded<T: AggState>(datum: pg_sys::Datum) -> Option<*mut Holder<T>> {
     let p = datum.cast_mut_ptr::<u8>();
     // SAFETY: a varlena datum points to at least one header byte; a 1-byte header of 0x01 is an
@@ -147,9 +154,10 @@ unsafe fn expanded<T: AggState>(datum: pg_sys::Datum) -> Option<*mut Holder<T>> 
     {
         return None;
     }
-    // SAFETY: an expanded pointer datum holds the object's header address after its two tag
-    // bytes; DatumGetEOHP reads it.
-    let eoh = unsafe { pg_sys::DatumGetEOHP(datum) };
+    // SAFETY: an expanded pointer datum holds the object's header address (a varatt_expanded,
+    // unaligned) after its two tag bytes, as DatumGetEOHP reads it; read here without the call.
+    let eoh =
+        unsafe { std::ptr::read_unaligned(p.add(2).cast::<*mut pg_sys::ExpandedObjectHeader>()) };
     // SAFETY: `eoh` is a live expanded object header (PostgreSQL made the pointer datum).
     if !std::ptr::eq(unsafe { (*eoh).eoh_methods }, T::methods()) {
         sql_error(
@@ -244,6 +252,7 @@ unsafe fn new_expanded<T: AggState>(
 ///
 /// # Safety
 /// `fcinfo` must be the running call.
+#[inline]
 unsafe fn in_place(fcinfo: pg_sys::FunctionCallInfo) -> bool {
     // SAFETY: the caller's promise: `fcinfo` and its `flinfo` are live; `fn_extra` is ours to
     // use (this function's cache, a byte in `fn_mcxt`, which lives as long as `flinfo`).
@@ -256,6 +265,19 @@ unsafe fn in_place(fcinfo: pg_sys::FunctionCallInfo) -> bool {
         if !cached.is_null() {
             return *cached == 1;
         }
+        decide_in_place(fcinfo, flinfo)
+    }
+}
+
+/// The first call of [`in_place`] at a call site: decide and cache the answer.
+///
+/// # Safety
+/// As for [`in_place`], with `flinfo` its non-null `flinfo`.
+#[cold]
+#[inline(never)]
+unsafe fn decide_in_place(fcinfo: pg_sys::FunctionCallInfo, flinfo: *mut pg_sys::FmgrInfo) -> bool {
+    // SAFETY: the caller's promise (see `in_place`).
+    unsafe {
         let mut context = std::ptr::null_mut();
         let kind = pg_sys::AggCheckCallContext(fcinfo, &mut context) as u32;
         let aggref = if kind == pg_sys::AGG_CONTEXT_AGGREGATE {
@@ -297,8 +319,11 @@ unsafe fn combine_is_c(agg: pg_sys::Oid) -> bool {
             None => false,
             Some(f) if f == pg_sys::Oid::INVALID => true,
             Some(f) => {
-                attr(pg_sys::SysCacheIdentifier::PROCOID, f, pg_sys::Anum_pg_proc_prolang as i16)
-                    == Some(pg_sys::Oid::from(CLANGUAGE_ID))
+                attr(
+                    pg_sys::SysCacheIdentifier::PROCOID,
+                    f,
+                    pg_sys::Anum_pg_proc_prolang as i16,
+                ) == Some(pg_sys::Oid::from(CLANGUAGE_ID))
             }
         }
     }
@@ -318,6 +343,7 @@ fn flat_datum<T: AggState>(value: &T) -> pg_sys::Datum {
 ///
 /// # Safety
 /// `fcinfo` must be the running transition or combine call and `datum` its non-null state.
+#[inline]
 unsafe fn writable<T: AggState>(
     fcinfo: pg_sys::FunctionCallInfo,
     datum: pg_sys::Datum,
@@ -423,6 +449,78 @@ pub unsafe fn transition<T: AggState>(
             flat_datum(&value)
         }
     }
+}
+
+/// What the unguarded fast path of a transition did.
+pub enum FastAdd {
+    /// The row went into the state in place: return this datum.
+    Done(pg_sys::Datum),
+    /// The same, and the state outgrew its reservation: call [`reserve_after`] (guarded).
+    Grew(pg_sys::Datum),
+    /// Nothing done: run the whole (guarded) transition.
+    Slow,
+}
+
+/// The steady state of a transition, without `pg_guard`'s setjmp (which costs as much as the
+/// row's work): when this call site may update in place (decided and cached earlier), the state
+/// is our read/write object and no argument is NULL, add the row calling no PostgreSQL function
+/// at all, with panics caught. Anything else, an error included, goes to the guarded transition,
+/// which runs the row again and raises the error (a row that failed here fails there too:
+/// adding is deterministic, and a failed add leaves a state the query then discards).
+///
+/// # Safety
+/// `fcinfo` must be the call of a transition function whose argument 0 is a state of `T`'s
+/// SQL type and whose other arguments `add` reads as declared in SQL.
+#[inline(always)]
+pub unsafe fn add_in_place<T: AggState>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    add: impl FnOnce(&mut T, &[pg_sys::NullableDatum]) -> CoreResult<()>,
+) -> FastAdd {
+    // SAFETY: the caller's promise; every read below is of memory PostgreSQL handed over
+    // (`fcinfo`, its `flinfo` and `fn_extra` cache, the state's header), checked in order.
+    unsafe {
+        let args = (*fcinfo).args.as_slice((*fcinfo).nargs as usize);
+        let (state, row) = (args[0], &args[1..]);
+        if state.isnull || row.iter().any(|a| a.isnull) {
+            return FastAdd::Slow;
+        }
+        let flinfo = (*fcinfo).flinfo;
+        if flinfo.is_null() || (*flinfo).fn_extra.is_null() || *(*flinfo).fn_extra.cast::<u8>() != 1
+        {
+            return FastAdd::Slow;
+        }
+        let p = state.value.cast_mut_ptr::<u8>();
+        if *p != 0x01 || *p.add(1) as u32 != pg_sys::vartag_external::VARTAG_EXPANDED_RW {
+            return FastAdd::Slow;
+        }
+        let eoh = std::ptr::read_unaligned(p.add(2).cast::<*mut pg_sys::ExpandedObjectHeader>());
+        if !std::ptr::eq((*eoh).eoh_methods, T::methods()) {
+            return FastAdd::Slow;
+        }
+        let holder = &mut *(*eoh.cast::<Expanded<T>>()).holder;
+        let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            add(&mut holder.value, row).is_ok()
+        }));
+        match added {
+            Ok(true) if holder.needs_reserve() => FastAdd::Grew(state.value),
+            Ok(true) => FastAdd::Done(state.value),
+            _ => FastAdd::Slow,
+        }
+    }
+}
+
+/// Reserve what a state added in place outgrew (may raise out of memory: call it guarded).
+///
+/// # Safety
+/// `datum` must be a read/write expanded state of `T` (as [`add_in_place`] returned it).
+pub unsafe fn reserve_after<T: AggState>(datum: pg_sys::Datum) -> pg_sys::Datum {
+    // SAFETY: the caller's promise: `expanded` finds our holder.
+    unsafe {
+        if let Some(h) = expanded::<T>(datum) {
+            (*h).reserve();
+        }
+    }
+    datum
 }
 
 /// The body of a combine function (not STRICT): the first state absorbs the second, or becomes
@@ -608,3 +706,53 @@ macro_rules! v1_function {
     };
 }
 pub(crate) use v1_function;
+
+/// Declare a raw V1 transition function whose steady state runs unguarded
+/// ([`add_in_place`] with `fast`, a `FnOnce(&mut $t, &[NullableDatum]) -> CoreResult<()>`
+/// reading the row), falling back to `body(fcinfo)` under `pg_guard` for everything else.
+macro_rules! v1_transition {
+    ($(#[$doc:meta])* $name:ident, $finfo:ident, $t:ty, $fast:expr, $body:path) => {
+        // SAFETY: the exported name (`$finfo`) is unique to this function.
+        #[unsafe(no_mangle)]
+        #[doc(hidden)]
+        pub extern "C" fn $finfo() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
+            const V1: ::pgrx::pg_sys::Pg_finfo_record =
+                ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// Called by PostgreSQL with the arguments its SQL declaration lists.
+        // SAFETY: the exported name (`$name`) is unique to this function.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C-unwind" fn $name(
+            fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
+        ) -> ::pgrx::pg_sys::Datum {
+            #[::pgrx::pg_guard]
+            unsafe extern "C-unwind" fn slow(
+                fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
+            ) -> ::pgrx::pg_sys::Datum {
+                // SAFETY: as for the entry point: PostgreSQL's call of this function.
+                unsafe { $body(fcinfo) }
+            }
+            #[::pgrx::pg_guard]
+            unsafe extern "C-unwind" fn grew(d: ::pgrx::pg_sys::Datum) -> ::pgrx::pg_sys::Datum {
+                // SAFETY: `d` is the read/write state add_in_place just updated.
+                unsafe { $crate::bindings::aggregate::reserve_after::<$t>(d) }
+            }
+            // SAFETY: PostgreSQL calls this entry point only for the SQL functions declared
+            // `AS 'MODULE_PATHNAME', '<name>'`, with their `fcinfo`; the fast path calls no
+            // PostgreSQL function and catches panics, everything else runs guarded.
+            unsafe {
+                match $crate::bindings::aggregate::add_in_place::<$t>(fcinfo, $fast) {
+                    $crate::bindings::aggregate::FastAdd::Done(d) => d,
+                    $crate::bindings::aggregate::FastAdd::Grew(d) => grew(d),
+                    $crate::bindings::aggregate::FastAdd::Slow => slow(fcinfo),
+                }
+            }
+        }
+    };
+}
+pub(crate) use v1_transition;

@@ -8,7 +8,7 @@
 //! `(z, x, y, query_params)` function for tile servers. `heat_stats` and `heat_preview` let a
 //! person in psql see a tile without an image viewer.
 
-use super::aggregate::{self, float8, int4, int8, v1_function};
+use super::aggregate::{self, float8, int4, int8, v1_function, v1_transition};
 use super::{
     check_name, quoted_relation_name, required, sql_error, with_saved_plan, GeoJsonb,
     HeatGridBytes, OrRaise, Relation, StyleJsonb,
@@ -65,9 +65,8 @@ unsafe fn heat_transition(
                 )
             },
             |g, row| {
-                let t = &row[point_args..];
-                g.check_tile(int4(&t[0]), int4(&t[1]), int4(&t[2]), size_of(t)?)?;
-                add(g, row, t.get(3).map_or(1.0, float8))
+                let w = heat_row(g, &row[point_args..])?;
+                add(g, row, w)
             },
         )
     }
@@ -85,10 +84,27 @@ unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     }
 }
 
-v1_function!(
+/// The row of a heat_grid transition after its point (`point_args` values): the tile checked
+/// against the grid's, and the weight.
+#[inline(always)]
+fn heat_row(g: &HeatGrid, t: &[pg_sys::NullableDatum]) -> CoreResult<f64> {
+    let size = match t.get(4) {
+        Some(s) => TileSize::from_px(int4(s) as i64)?,
+        None => TileSize::Px256,
+    };
+    g.check_tile(int4(&t[0]), int4(&t[1]), int4(&t[2]), size)?;
+    Ok(t.get(3).map_or(1.0, float8))
+}
+
+v1_transition!(
     /// Transition of `heat_grid(x int4, y int4, z, tile_x, tile_y [, weight [, tile_size]])`.
     vasttile_heat_grid_trans,
     pg_finfo_vasttile_heat_grid_trans,
+    HeatGrid,
+    |g: &mut HeatGrid, row: &[pg_sys::NullableDatum]| {
+        let w = heat_row(g, &row[2..])?;
+        g.add_point(int4(&row[0]), int4(&row[1]), w)
+    },
     trans_xy
 );
 
@@ -100,10 +116,15 @@ unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe { heat_transition(fcinfo, 1, |g, p, w| g.add_key(int8(&p[0]), w)) }
 }
 
-v1_function!(
+v1_transition!(
     /// Transition of `heat_grid(key int8, z, tile_x, tile_y [, weight [, tile_size]])`.
     vasttile_heat_grid_trans_key,
     pg_finfo_vasttile_heat_grid_trans_key,
+    HeatGrid,
+    |g: &mut HeatGrid, row: &[pg_sys::NullableDatum]| {
+        let w = heat_row(g, &row[1..])?;
+        g.add_key(int8(&row[0]), w)
+    },
     trans_key
 );
 

@@ -185,7 +185,7 @@ impl HeatGrid {
     }
 
     /// Every row of one grid must name the same tile and size.
-    #[inline]
+    #[inline(always)]
     pub fn check_tile(&self, z: i32, x: i32, y: i32, size: TileSize) -> CoreResult<()> {
         let t = self.tile;
         if (t.z as i32, t.x as i32, t.y as i32, self.size) == (z, x, y, size) {
@@ -226,7 +226,7 @@ impl HeatGrid {
     }
 
     /// A weight must be finite, >= 0 and at most [`MAX_WEIGHT`].
-    #[inline]
+    #[inline(always)]
     pub fn check_weight(weight: f64) -> CoreResult<()> {
         if weight.is_finite() && (0.0..=MAX_WEIGHT).contains(&weight) {
             Ok(())
@@ -238,14 +238,14 @@ impl HeatGrid {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn add_fixed(slot: &mut i64, fixed: i64) -> CoreResult<()> {
         *slot = slot.checked_add(fixed).ok_or_else(too_much_heat)?;
         Ok(())
     }
 
     /// Add a VCS point with a weight; points outside the tile are ignored.
-    #[inline]
+    #[inline(always)]
     pub fn add_point(&mut self, x: i32, y: i32, weight: f64) -> CoreResult<()> {
         let (x, y) = check_point(x, y)?;
         Self::check_weight(weight)?;
@@ -256,7 +256,7 @@ impl HeatGrid {
     }
 
     /// Add a point by its Morton key with a weight; points outside the tile are ignored.
-    #[inline]
+    #[inline(always)]
     pub fn add_key(&mut self, key: i64, weight: f64) -> CoreResult<()> {
         if !(0..VCS_SPAN * VCS_SPAN).contains(&key) {
             return Err(CoreError::out_of_range(
