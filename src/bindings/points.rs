@@ -4,7 +4,7 @@
 //! table through its Morton key ranges and runs that aggregate. The aggregate's state is
 //! `internal` with combine/serialise/deserialise, so PostgreSQL's parallel query can split it.
 
-use super::aggregate::{self, int4, int8, v1_function};
+use super::aggregate::{self, int4, int8, v1_function, v1_transition};
 use super::{
     check_name, quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb, Relation,
     StyleJsonb,
@@ -54,10 +54,15 @@ unsafe fn trans_xy(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe { dot_transition(fcinfo, 2, |s, p| s.add_point(int4(&p[0]), int4(&p[1]))) }
 }
 
-v1_function!(
+v1_transition!(
     /// Transition of `dot_tile_agg(x int4, y int4, z, tile_x, tile_y, style)`.
     vasttile_dot_tile_trans,
     pg_finfo_vasttile_dot_tile_trans,
+    DotTileState,
+    |s: &mut DotTileState, row: &[pg_sys::NullableDatum]| {
+        s.check_tile(int4(&row[2]), int4(&row[3]), int4(&row[4]))?;
+        s.add_point(int4(&row[0]), int4(&row[1]))
+    },
     trans_xy
 );
 
@@ -69,10 +74,15 @@ unsafe fn trans_key(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe { dot_transition(fcinfo, 1, |s, p| s.add_key(int8(&p[0]))) }
 }
 
-v1_function!(
+v1_transition!(
     /// Transition of `dot_tile_agg(key int8, z, tile_x, tile_y, style)`.
     vasttile_dot_tile_trans_key,
     pg_finfo_vasttile_dot_tile_trans_key,
+    DotTileState,
+    |s: &mut DotTileState, row: &[pg_sys::NullableDatum]| {
+        s.check_tile(int4(&row[1]), int4(&row[2]), int4(&row[3]))?;
+        s.add_key(int8(&row[0]))
+    },
     trans_key
 );
 
