@@ -117,41 +117,23 @@ v1_function!(
     state_final
 );
 
-/// # Safety
-/// `fcinfo` must be a call of `access_grid_combine(access_state, access_state)`.
-unsafe fn state_combine(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: both arguments are NULL or access_states (the caller's promise).
-    unsafe { aggregate::combine::<AccessState>(fcinfo) }
-}
-/// # Safety
-/// `fcinfo` must be a call of the access_state input function.
-unsafe fn state_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: the caller's promise.
-    unsafe { aggregate::state_in::<AccessState>(fcinfo) }
-}
-/// # Safety
-/// `fcinfo` must be a call of the access_state output function.
-unsafe fn state_out(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: the caller's promise.
-    unsafe { aggregate::state_out::<AccessState>(fcinfo) }
-}
 v1_function!(
     /// Combine function of the access_grid aggregates.
     vasttile_access_grid_combine,
     pg_finfo_vasttile_access_grid_combine,
-    state_combine
+    aggregate::combine::<AccessState>
 );
 v1_function!(
     /// Input of `access_state`.
     vasttile_access_state_in,
     pg_finfo_vasttile_access_state_in,
-    state_in
+    aggregate::state_in::<AccessState>
 );
 v1_function!(
     /// Output of `access_state`.
     vasttile_access_state_out,
     pg_finfo_vasttile_access_state_out,
-    state_out
+    aggregate::state_out::<AccessState>
 );
 
 pgrx::extension_sql!(

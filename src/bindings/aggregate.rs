@@ -675,11 +675,9 @@ pub fn float8(d: &pg_sys::NullableDatum) -> f64 {
     f64::from_bits(d.value.value() as u64)
 }
 
-/// Declare a raw V1 function callable from SQL (`LANGUAGE c AS 'MODULE_PATHNAME', 'name'`): the
-/// info record PostgreSQL looks up, and an entry point under `pg_guard` (so that a panic or an
-/// ERROR unwinds cleanly) that calls `body(fcinfo)`.
-macro_rules! v1_function {
-    ($(#[$doc:meta])* $name:ident, $finfo:ident, $body:path) => {
+/// The info record PostgreSQL looks up for a raw V1 function (`pg_finfo_<name>`).
+macro_rules! v1_finfo {
+    ($finfo:ident) => {
         // SAFETY: the exported name (`$finfo`) is unique to this function.
         #[unsafe(no_mangle)]
         #[doc(hidden)]
@@ -688,6 +686,16 @@ macro_rules! v1_function {
                 ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
             &V1
         }
+    };
+}
+pub(crate) use v1_finfo;
+
+/// Declare a raw V1 function callable from SQL (`LANGUAGE c AS 'MODULE_PATHNAME', 'name'`): the
+/// info record PostgreSQL looks up, and an entry point under `pg_guard` (so that a panic or an
+/// ERROR unwinds cleanly) that calls `body(fcinfo)`.
+macro_rules! v1_function {
+    ($(#[$doc:meta])* $name:ident, $finfo:ident, $body:path) => {
+        $crate::bindings::aggregate::v1_finfo!($finfo);
 
         $(#[$doc])*
         ///
@@ -712,14 +720,7 @@ pub(crate) use v1_function;
 /// reading the row), falling back to `body(fcinfo)` under `pg_guard` for everything else.
 macro_rules! v1_transition {
     ($(#[$doc:meta])* $name:ident, $finfo:ident, $t:ty, $fast:expr, $body:path) => {
-        // SAFETY: the exported name (`$finfo`) is unique to this function.
-        #[unsafe(no_mangle)]
-        #[doc(hidden)]
-        pub extern "C" fn $finfo() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
-            const V1: ::pgrx::pg_sys::Pg_finfo_record =
-                ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
-            &V1
-        }
+        $crate::bindings::aggregate::v1_finfo!($finfo);
 
         $(#[$doc])*
         ///

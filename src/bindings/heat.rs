@@ -147,18 +147,11 @@ v1_function!(
     grid_final
 );
 
-/// # Safety
-/// `fcinfo` must be a call of `heat_grid_combine(heat_state, heat_state)`.
-unsafe fn grid_combine(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: both arguments are NULL or heat_states (the caller's promise).
-    unsafe { aggregate::combine::<HeatGrid>(fcinfo) }
-}
-
 v1_function!(
     /// Combine function of heat_grid, heat_merge and heat_grid_paths.
     vasttile_heat_grid_combine,
     pg_finfo_vasttile_heat_grid_combine,
-    grid_combine
+    aggregate::combine::<HeatGrid>
 );
 
 /// # Safety
@@ -188,29 +181,17 @@ v1_function!(
     merge_trans
 );
 
-/// # Safety
-/// `fcinfo` must be a call of one of the heat_state input or output functions.
-unsafe fn state_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: the caller's promise.
-    unsafe { aggregate::state_in::<HeatGrid>(fcinfo) }
-}
-/// # Safety
-/// As for `state_in`.
-unsafe fn state_out(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: the caller's promise.
-    unsafe { aggregate::state_out::<HeatGrid>(fcinfo) }
-}
 v1_function!(
     /// Input of `heat_state`.
     vasttile_heat_state_in,
     pg_finfo_vasttile_heat_state_in,
-    state_in
+    aggregate::state_in::<HeatGrid>
 );
 v1_function!(
     /// Output of `heat_state`.
     vasttile_heat_state_out,
     pg_finfo_vasttile_heat_state_out,
-    state_out
+    aggregate::state_out::<HeatGrid>
 );
 
 pgrx::extension_sql!(

@@ -107,41 +107,23 @@ v1_function!(
     state_final
 );
 
-/// # Safety
-/// `fcinfo` must be a call of `dot_tile_combine(dot_state, dot_state)`.
-unsafe fn state_combine(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: both arguments are NULL or dot_states (the caller's promise).
-    unsafe { aggregate::combine::<DotTileState>(fcinfo) }
-}
-/// # Safety
-/// `fcinfo` must be a call of the dot_state input function.
-unsafe fn state_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: the caller's promise.
-    unsafe { aggregate::state_in::<DotTileState>(fcinfo) }
-}
-/// # Safety
-/// `fcinfo` must be a call of the dot_state output function.
-unsafe fn state_out(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: the caller's promise.
-    unsafe { aggregate::state_out::<DotTileState>(fcinfo) }
-}
 v1_function!(
     /// Combine function of the dot_tile aggregates.
     vasttile_dot_tile_combine,
     pg_finfo_vasttile_dot_tile_combine,
-    state_combine
+    aggregate::combine::<DotTileState>
 );
 v1_function!(
     /// Input of `dot_state`.
     vasttile_dot_state_in,
     pg_finfo_vasttile_dot_state_in,
-    state_in
+    aggregate::state_in::<DotTileState>
 );
 v1_function!(
     /// Output of `dot_state`.
     vasttile_dot_state_out,
     pg_finfo_vasttile_dot_state_out,
-    state_out
+    aggregate::state_out::<DotTileState>
 );
 
 pgrx::extension_sql!(
