@@ -5,8 +5,8 @@
 
 use super::aggregate::{self, float8, int4, int8, v1_function};
 use super::{
-    check_name, quoted_relation_name, sql_error, threads, with_saved_plan, HeatGridBytes, OrRaise,
-    Relation, StyleJsonb,
+    check_name, quoted_relation_name, sql_error, threads, with_saved_scan_plan, HeatGridBytes,
+    OrRaise, Relation, StyleJsonb,
 };
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -233,7 +233,7 @@ fn access_tile(
         T::INT8ARRAYOID,
     ];
     let grid = Spi::connect(|client| {
-        with_saved_plan(client, tbl.oid(), sql, &types, |plan| {
+        with_saved_scan_plan(client, tbl.oid(), sql, &types, |plan| {
             client
                 .select(plan, Some(1), &args)?
                 .first()

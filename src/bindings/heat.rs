@@ -10,7 +10,7 @@
 
 use super::aggregate::{self, float8, int4, int8, v1_function, v1_transition};
 use super::{
-    check_name, quoted_relation_name, required, sql_error, with_saved_plan, GeoJsonb,
+    check_name, quoted_relation_name, required, sql_error, with_saved_scan_plan, GeoJsonb,
     HeatGridBytes, OrRaise, Relation, StyleJsonb,
 };
 use pgrx::pg_sys;
@@ -565,7 +565,7 @@ fn with_heat_plan<R>(
         T::INT8OID,
         T::INT8OID,
     ];
-    with_saved_plan(client, tbl.oid(), sql, &types, f)
+    with_saved_scan_plan(client, tbl.oid(), sql, &types, f)
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -606,6 +606,32 @@ mod tests {
             parallel_tile,
             bytes(&format!("SELECT vasttile.heat_render(({grid}))"))
         );
+    }
+
+    #[pg_test]
+    fn tile_scans_leave_plan_cache_mode_as_it_was() {
+        Spi::run(
+            "CREATE TABLE hp AS SELECT vasttile.lonlat_to_key(-87.6 + g * 1e-5, 41.8) AS vcs_key \
+             FROM generate_series(1, 2000) g; CREATE INDEX ON hp (vcs_key); ANALYZE hp; \
+             SET plan_cache_mode = force_generic_plan",
+        )
+        .unwrap();
+        for _ in 0..3 {
+            assert!(bytes("SELECT vasttile.heat_tile('hp', 10, 262, 380)").is_some());
+        }
+        let mode = || {
+            Spi::get_one::<String>("SHOW plan_cache_mode")
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(mode(), "force_generic_plan");
+        // An error inside the scan (a weight out of range) restores it too.
+        Spi::run("ALTER TABLE hp ADD COLUMN w float8 DEFAULT -1").unwrap();
+        assert_eq!(
+            sqlstate_of("SELECT vasttile.heat_tile('hp', 10, 262, 380, weight_column => 'w')"),
+            "22023"
+        );
+        assert_eq!(mode(), "force_generic_plan");
     }
 
     #[pg_test]

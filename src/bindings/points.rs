@@ -6,7 +6,7 @@
 
 use super::aggregate::{self, int4, int8, v1_function, v1_transition};
 use super::{
-    check_name, quoted_relation_name, sql_error, with_saved_plan, OrRaise, RawJsonb, Relation,
+    check_name, quoted_relation_name, sql_error, with_saved_scan_plan, OrRaise, RawJsonb, Relation,
     StyleJsonb,
 };
 use pgrx::pg_sys;
@@ -243,7 +243,7 @@ fn with_dot_tile_plan<R>(
         T::INT8ARRAYOID,
         T::INT8ARRAYOID,
     ];
-    with_saved_plan(client, tbl.oid(), sql, &types, f)
+    with_saved_scan_plan(client, tbl.oid(), sql, &types, f)
 }
 
 #[cfg(any(test, feature = "pg_test"))]

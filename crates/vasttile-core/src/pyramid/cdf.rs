@@ -32,6 +32,12 @@ impl Cdf {
     pub fn of(values: impl IntoIterator<Item = f64>) -> Cdf {
         let mut lit: Vec<f64> = values.into_iter().filter(|&v| v > 0.0).collect();
         lit.sort_unstable_by(|a, b| a.total_cmp(b));
+        Cdf::of_sorted(&lit)
+    }
+
+    /// The exact CDF of lit (> 0) values already in ascending order.
+    pub fn of_sorted(lit: &[f64]) -> Cdf {
+        debug_assert!(lit.windows(2).all(|w| w[0] <= w[1]) && lit.iter().all(|&v| v > 0.0));
         let mut steps = Vec::new();
         let mut i = 0;
         while i < lit.len() {
@@ -69,7 +75,12 @@ impl Cdf {
     /// Pixels below `h` and pixels exactly at `h`. Between breakpoints that sampling dropped,
     /// the count below is interpolated linearly in value.
     fn below_at(&self, h: f64) -> (f64, f64) {
-        let k = self.steps.partition_point(|s| s.value < h);
+        self.below_at_step(self.steps.partition_point(|s| s.value < h), h)
+    }
+
+    /// `below_at(h)` given `k`, the number of breakpoints below `h`.
+    #[inline]
+    fn below_at_step(&self, k: usize, h: f64) -> (f64, f64) {
         match (k.checked_sub(1).map(|i| self.steps[i]), self.steps.get(k)) {
             (_, Some(s)) if s.value == h => (s.below, s.at),
             (None, _) => (0.0, 0.0),
@@ -90,7 +101,26 @@ impl Cdf {
         if self.n == 0.0 || h <= 0.0 {
             return 0.0;
         }
-        let (below, at) = self.below_at(h);
+        self.rank_of(self.below_at(h), h, low_heat)
+    }
+
+    /// [`Cdf::rank`] of values given in ascending order, with one walk over the breakpoints
+    /// instead of a search per value (a tile's lit pixels, sorted by heat).
+    pub fn ranks_ascending(&self, low_heat: f64) -> impl FnMut(f64) -> f64 + '_ {
+        let mut k = 0;
+        move |h| {
+            if self.n == 0.0 || h <= 0.0 {
+                return 0.0;
+            }
+            while k < self.steps.len() && self.steps[k].value < h {
+                k += 1;
+            }
+            self.rank_of(self.below_at_step(k, h), h, low_heat)
+        }
+    }
+
+    #[inline]
+    fn rank_of(&self, (below, at): (f64, f64), h: f64, low_heat: f64) -> f64 {
         let guard = if low_heat > 0.0 {
             (h / low_heat).min(1.0)
         } else {

@@ -346,13 +346,30 @@ fn map_lit(values: &[f64], f: impl Fn(f64) -> u8) -> Vec<u8> {
 
 /// Histogram equalisation over the lit pixels of the tile (Strava's CDF, see `Cdf::rank` for
 /// the low-heat guard). Beyond 4096 distinct values the CDF is sampled toward the high end.
+/// Pixels share few distinct values (counts, or sums of few weights): each distinct value's
+/// level is computed once, walking the CDF's breakpoints in order, and each pixel looks its
+/// value up among the distinct ones.
 fn cdf_levels(values: &[f64], low_heat: f64) -> Vec<u8> {
-    let cdf = Cdf::of(values.iter().copied()).sampled(4096);
+    // Lit values are positive, so their bit patterns sort as the values do.
+    let mut lit: Vec<u64> = values
+        .iter()
+        .filter(|&&h| h > 0.0)
+        .map(|h| h.to_bits())
+        .collect();
+    lit.sort_unstable();
+    let sorted: Vec<f64> = lit.iter().map(|&b| f64::from_bits(b)).collect();
+    let cdf = Cdf::of_sorted(&sorted).sampled(4096);
+    lit.dedup();
+    let mut rank = cdf.ranks_ascending(low_heat);
+    let level_by_value: Vec<u8> = lit
+        .iter()
+        .map(|&b| level_of(rank(f64::from_bits(b))))
+        .collect();
     values
         .iter()
         .map(|&h| {
             if h > 0.0 {
-                level_of(cdf.rank(h, low_heat))
+                level_by_value[lit.partition_point(|&b| b < h.to_bits())]
             } else {
                 0
             }
@@ -363,7 +380,10 @@ fn cdf_levels(values: &[f64], low_heat: f64) -> Vec<u8> {
 /// Level 1..=255 of normalised heat t in [0, 1].
 #[inline]
 pub fn level_of(t: f64) -> u8 {
-    1 + (t.clamp(0.0, 1.0) * 254.0).round() as u8
+    // x.round() for x in [0, 254], without a libm call: x - floor(x) is exact there.
+    let x = t.clamp(0.0, 1.0) * 254.0;
+    let floor = x as u8;
+    1 + floor + (x - floor as f64 >= 0.5) as u8
 }
 
 /// Levels to an indexed PNG through the style's palette (only the levels in use are written).
@@ -414,6 +434,63 @@ mod tests {
             v,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn level_of_rounds_as_f64_round_does() {
+        let mut cases: Vec<f64> = (0..=254 * 64).map(|i| i as f64 / (254.0 * 64.0)).collect();
+        for k in 0..=254 {
+            // Just around each half step, where rounding decides.
+            let half = (k as f64 + 0.5) / 254.0;
+            cases.extend([
+                half,
+                f64::from_bits(half.to_bits() - 1),
+                f64::from_bits(half.to_bits() + 1),
+            ]);
+        }
+        cases.extend([-1.0, 2.0, f64::NAN, 0.49999999999999994 / 254.0]);
+        for &c in &cases {
+            let expected = 1 + (c.clamp(0.0, 1.0) * 254.0).round() as u8;
+            assert_eq!(level_of(c), expected, "t = {c:e}");
+        }
+    }
+
+    #[test]
+    fn eq_hist_levels_equal_a_search_per_pixel() {
+        // Many distinct values (sampled CDF, interpolated ranks), repeated values, and weights.
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for distinct in [3u64, 300, 20_000, 1 << 30] {
+            let values: Vec<f64> = (0..256 * 256)
+                .map(|_| match next() % 4 {
+                    0 => 0.0,
+                    _ => (next() % distinct + 1) as f64 * if distinct > 1000 { 0.37 } else { 1.0 },
+                })
+                .collect();
+            for low_heat in [0.0, 4.0] {
+                let cdf = Cdf::of(values.iter().copied()).sampled(4096);
+                let searched: Vec<u8> = values
+                    .iter()
+                    .map(|&h| {
+                        if h > 0.0 {
+                            level_of(cdf.rank(h, low_heat))
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                assert_eq!(
+                    cdf_levels(&values, low_heat),
+                    searched,
+                    "{distinct} {low_heat}"
+                );
+            }
+        }
     }
 
     #[test]
