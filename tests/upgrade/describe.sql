@@ -38,7 +38,9 @@ WITH ext AS (
                   c.relowner::regrole, c.relrowsecurity, c.reloptions)
            || coalesce((SELECT string_agg(format(E'\n  column %s %s %s%s%s acl=%s comment=%s', a.attnum,
                                                  CASE WHEN a.attisdropped THEN '(dropped)' ELSE a.attname END,
-                                                 format_type(a.atttypid, a.atttypmod),
+                                                 format_type(a.atttypid, a.atttypmod)
+                                                   || coalesce(' compression=' || nullif(a.attcompression::text, ''), '')
+                                                   || ' storage=' || a.attstorage::text,
                                                  CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
                                                  coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), ''),
                                                  coalesce(a.attacl::text, '-'),

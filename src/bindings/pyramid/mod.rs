@@ -233,6 +233,18 @@ fn heat_pyramid_tile(
     pyramid_tile(name, tile, &style, size)
 }
 
+/// The stored counts of one tile of a pyramid (zoom 0 to its base zoom) as a heat grid: for
+/// `heat_stats`, `heat_render` with any style, or a parent check with `heat_grid_parent`. NULL
+/// when the tile holds no heat. Needs the same access to the pyramid's table as its tiles.
+#[pg_extern(stable, strict, parallel_safe, requires = ["pyramid_tables"])]
+fn heat_pyramid_counts(name: &str, z: i32, x: i32, y: i32) -> Option<HeatGridBytes> {
+    let tile = Tile::new(z, x, y).or_raise();
+    let (_, _, source, bytes) = serve::stored_tile(name, tile, false);
+    security::require_full_access(source, &format!("heat pyramid \"{name}\""));
+    let grid = HeatGrid::from_stored_bytes(&bytes?).or_raise();
+    Some(HeatGridBytes(grid.to_bytes()))
+}
+
 /// The seam measure of a pyramid's zoom z, one row per measure: the mean absolute level
 /// difference of lit neighbouring pixels across tile edges against `near edge` pairs (one step
 /// inside the same edges), `inside` pairs (all within tiles), and `equal heat` pairs inside
@@ -270,7 +282,7 @@ fn heat_pyramid_seams(
                     row.get::<Bytes>(3)?.map(|b| b.0),
                     row.get::<Bytes>(4)?,
                 ) {
-                    let heat = HeatGrid::from_bytes(&counts.0).or_raise().values();
+                    let heat = HeatGrid::from_stored_bytes(&counts.0).or_raise().values();
                     tiles.insert((x as u32, y as u32), SeamTile { levels, heat });
                 }
             }

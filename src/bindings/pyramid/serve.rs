@@ -140,7 +140,7 @@ pub(crate) fn pyramid_tile(
         may_serve_stored();
         let bytes = bytes?;
         if !stored {
-            return shade(&HeatGrid::from_bytes(&bytes).or_raise(), style).or_raise();
+            return shade(&HeatGrid::from_stored_bytes(&bytes).or_raise(), style).or_raise();
         }
         return encode_stored(&bytes, side, style);
     }
@@ -184,7 +184,7 @@ pub(crate) fn pyramid_tile(
                 levels[(oy + r) * full + ox..][..half].copy_from_slice(row);
             }
         } else {
-            let g = HeatGrid::from_bytes(&b).or_raise();
+            let g = HeatGrid::from_stored_bytes(&b).or_raise();
             if g.values().len() != half * half {
                 sql_error(
                     PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,

@@ -101,7 +101,7 @@ impl TileStore for SpiTiles<'_> {
             )
         })
         .or_spi_error("reading pyramid counts")
-        .map(|b| HeatGrid::from_bytes(&b.0))
+        .map(|b| HeatGrid::from_stored_bytes(&b.0))
         .transpose()
     }
 
@@ -112,7 +112,7 @@ impl TileStore for SpiTiles<'_> {
             Spi::run_with_args(
                 "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
-                &[a, b, c, d, g.to_bytes().into(), summary.to_bytes().into()],
+                &[a, b, c, d, g.to_compact_bytes().into(), summary.to_bytes().into()],
             )
         })
         .or_spi_error("writing pyramid counts");

@@ -96,6 +96,8 @@ CREATE FUNCTION public.sec_tiles() RETURNS TABLE (what text, got text) LANGUAGE 
         WHEN e.polys_all THEN 'all rows' WHEN e.polys_mine THEN 'own rows'
         ELSE sec_md5($q$SELECT vasttile.skeleton_tile('sec_polys', 3, 1, 3)$q$) END FROM sec_expect e
     UNION ALL SELECT 'heat_pyramid_seams sec_pts', sec_try($q$SELECT vasttile.heat_pyramid_seams('sec_pts', 6)$q$)
+    UNION ALL SELECT 'heat_pyramid_counts sec_pts', sec_try($q$SELECT vasttile.heat_pyramid_counts('sec_pts', 3, 1, 3)$q$)
+    UNION ALL SELECT 'heat_pyramid_counts sec_rls', sec_try($q$SELECT vasttile.heat_pyramid_counts('sec_rls', 3, 1, 3)$q$)
 $$;
 GRANT EXECUTE ON FUNCTION public.sec_tiles() TO PUBLIC;
 DELETE FROM vasttile.skeleton_cache WHERE layer = 'sec_polys';

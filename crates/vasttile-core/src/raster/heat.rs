@@ -494,7 +494,7 @@ impl HeatGrid {
     }
 
     /// A compact form for partial grids in transit (aggregate states between processes and
-    /// Citus nodes): header, then the sums as varints divided by their greatest common divisor
+    /// Citus nodes) and for the counts pyramids store: header, then the sums as varints divided by their greatest common divisor
     /// (so counts take a byte or two), in runs of zeros and non-zeros. Exact: the same sums
     /// come back.
     pub fn to_compact_bytes(&self) -> Vec<u8> {
@@ -527,6 +527,17 @@ impl HeatGrid {
             i += lit;
         }
         out
+    }
+
+    /// Decode a grid stored in either form, [`HeatGrid::to_bytes`] or
+    /// [`HeatGrid::to_compact_bytes`] (told apart by their magic bytes): pyramids store the
+    /// compact form and read tiles written by earlier versions in the other.
+    pub fn from_stored_bytes(bytes: &[u8]) -> CoreResult<HeatGrid> {
+        if bytes.starts_with(COMPACT_MAGIC) {
+            Self::from_compact_bytes(bytes)
+        } else {
+            Self::from_bytes(bytes)
+        }
     }
 
     /// Decode [`HeatGrid::to_compact_bytes`]. Untrusted input: a bad header, a run past the
@@ -765,6 +776,23 @@ mod tests {
             g.add_point(x0 as i32, y0 as i32, 1e12).unwrap();
         }
         assert!(g.add_point(x0 as i32, y0 as i32, 1e12).is_err());
+    }
+
+    #[test]
+    fn stored_bytes_are_read_in_either_form() {
+        let mut g = HeatGrid::new(Tile::new(9, 3, 4).unwrap(), TileSize::Px256).unwrap();
+        for i in 0..5000i64 {
+            g.add_key(Tile::new(9, 3, 4).unwrap().key_range().0 + i * i * 977, 1.5)
+                .unwrap();
+        }
+        assert!(g.rows > 0);
+        assert_eq!(HeatGrid::from_stored_bytes(&g.to_bytes()).unwrap(), g);
+        assert_eq!(
+            HeatGrid::from_stored_bytes(&g.to_compact_bytes()).unwrap(),
+            g
+        );
+        assert!(HeatGrid::from_stored_bytes(b"VTHC").is_err());
+        assert!(HeatGrid::from_stored_bytes(b"").is_err());
     }
 
     #[test]
