@@ -615,11 +615,33 @@ impl Normalisation {
                 (if u < 0.0 { -1 } else { 1 }, u.abs())
             })
             .collect();
-        let quads: [[&Cdf; 2]; 2] = [[cdf(0, 0), cdf(1, 0)], [cdf(0, 1), cdf(1, 1)]];
-        let left_up: [[&Cdf; 2]; 2] = [[cdf(0, 0), cdf(-1, 0)], [cdf(0, -1), cdf(-1, -1)]];
-        let right_up: [[&Cdf; 2]; 2] = [[cdf(0, 0), cdf(1, 0)], [cdf(0, -1), cdf(1, -1)]];
-        let left_down: [[&Cdf; 2]; 2] = [[cdf(0, 0), cdf(-1, 0)], [cdf(0, 1), cdf(-1, 1)]];
+        // The nine CDFs a pixel may read (this tile's and its neighbours', row by row from the
+        // north-west), each ranked once at every distinct lit value, walking it in order.
+        let nine: Vec<&Cdf> = (-1..=1)
+            .flat_map(|dy| (-1..=1).map(move |dx| (dx, dy)))
+            .map(|(dx, dy)| cdf(dx, dy))
+            .collect();
+        let at = |dx: usize, dy: usize| dy * 3 + dx;
+        let quads = [[at(1, 1), at(2, 1)], [at(1, 2), at(2, 2)]];
+        let left_up = [[at(1, 1), at(0, 1)], [at(1, 0), at(0, 0)]];
+        let right_up = [[at(1, 1), at(2, 1)], [at(1, 0), at(2, 0)]];
+        let left_down = [[at(1, 1), at(0, 1)], [at(1, 2), at(0, 2)]];
         let values = grid.values();
+        // Lit values are positive: their bit patterns sort as the values do.
+        let mut distinct: Vec<u64> = values
+            .iter()
+            .filter(|&&h| h > 0.0)
+            .map(|h| h.to_bits())
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut ranks = vec![0.0f64; distinct.len() * 9];
+        for (c, cdf) in nine.iter().enumerate() {
+            let mut rank = cdf.ranks_ascending(self.low_heat);
+            for (i, &bits) in distinct.iter().enumerate() {
+                ranks[i * 9 + c] = rank(f64::from_bits(bits));
+            }
+        }
         let mut out = vec![0u8; values.len()];
         for (py, row) in values.chunks_exact(side).enumerate() {
             let (sy, wy) = offsets[py];
@@ -634,7 +656,8 @@ impl Normalisation {
                     (1, -1) => &right_up,
                     _ => &left_down,
                 };
-                let r = |c: &Cdf| c.rank(h, self.low_heat);
+                let of_value = &ranks[distinct.partition_point(|&b| b < h.to_bits()) * 9..][..9];
+                let r = |c: usize| of_value[c];
                 let t = (1.0 - wx) * (1.0 - wy) * r(q[0][0])
                     + wx * (1.0 - wy) * r(q[0][1])
                     + (1.0 - wx) * wy * r(q[1][0])
@@ -745,6 +768,98 @@ mod tests {
     use super::*;
     use crate::shading::shade::{levels, HeatStyle};
     use proptest::prelude::*;
+
+    /// The levels of `Normalisation::levels` computed the plain way: four searches per pixel.
+    fn levels_by_search(
+        norm: &Normalisation,
+        grid: &HeatGrid,
+        cdfs: &HashMap<(u32, u32), Cdf>,
+    ) -> Vec<u8> {
+        let t = grid.tile;
+        let n = 1i64 << t.z;
+        let side = grid.side() as usize;
+        let own = cdfs.get(&(t.x, t.y));
+        let empty = Cdf::default();
+        let cdf = |dx: i64, dy: i64| -> &Cdf {
+            let ny = t.y as i64 + dy;
+            let key = ((t.x as i64 + dx).rem_euclid(n) as u32, ny as u32);
+            let found = if (0..n).contains(&ny) {
+                cdfs.get(&key)
+            } else {
+                None
+            };
+            found.or(own).unwrap_or(&empty)
+        };
+        let values = grid.values();
+        let mut out = vec![0u8; values.len()];
+        for (i, &h) in values.iter().enumerate() {
+            if h <= 0.0 {
+                continue;
+            }
+            let (ux, uy) = [i % side, i / side]
+                .map(|c| (c as f64 + 0.5) / side as f64 - 0.5)
+                .into();
+            let (sx, sy) = (if ux < 0.0 { -1 } else { 1 }, if uy < 0.0 { -1 } else { 1 });
+            let (wx, wy) = (f64::abs(ux), f64::abs(uy));
+            let r = |dx: i64, dy: i64| cdf(dx, dy).rank(h, norm.low_heat);
+            let t = (1.0 - wx) * (1.0 - wy) * r(0, 0)
+                + wx * (1.0 - wy) * r(sx, 0)
+                + (1.0 - wx) * wy * r(0, sy)
+                + wx * wy * r(sx, sy);
+            out[i] = level_of(t);
+        }
+        out
+    }
+
+    #[test]
+    fn pyramid_levels_equal_four_searches_per_pixel() {
+        let mut seed = 5u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let norm = Normalisation::default();
+        // A tile inside the world, one on its northern edge, and zoom 0 (wrapping onto itself).
+        for (z, x, y, size) in [
+            (4, 7, 9, TileSize::Px256),
+            (3, 0, 0, TileSize::Px512),
+            (0, 0, 0, TileSize::Px256),
+        ] {
+            let n = 1u32 << z;
+            let tile = Tile::new(z, x, y).unwrap();
+            let mut cdfs = HashMap::new();
+            for dy in -1i64..=1 {
+                for dx in -1i64..=1 {
+                    let (nx, ny) = ((x as i64 + dx).rem_euclid(n as i64) as u32, y as i64 + dy);
+                    if !(0..n as i64).contains(&ny) || next() % 5 == 0 {
+                        continue; // off the world, or a neighbour without heat
+                    }
+                    let spread = 1 + next() % 400;
+                    let c =
+                        Cdf::of((0..4000).map(|_| (next() % spread) as f64 * 0.5)).sampled(1024);
+                    cdfs.insert((nx, ny as u32), c);
+                }
+            }
+            let px = size.px() as usize;
+            let values: Vec<f64> = (0..px * px)
+                .map(|_| {
+                    if next() % 3 == 0 {
+                        (next() % 300) as f64 * 0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let grid = HeatGrid::from_values(tile, size, 1, values).unwrap();
+            assert_eq!(
+                norm.levels(&grid, &cdfs),
+                levels_by_search(&norm, &grid, &cdfs),
+                "{z}/{x}/{y}"
+            );
+        }
+    }
 
     /// VCS point of world pixel (x, y) at zoom z, 256 px.
     fn at(z: u32, x: u32, y: u32) -> (u32, u32) {

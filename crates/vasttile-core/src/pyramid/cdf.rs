@@ -132,20 +132,32 @@ impl Cdf {
     /// The CDF of the union of the pixels the parts describe, with at most `max_steps`
     /// breakpoints (the parts' own breakpoints, sampled toward the high end).
     pub fn mixture(parts: &[&Cdf], max_steps: usize) -> Cdf {
-        let mut values: Vec<f64> = parts
+        // Breakpoint values are positive (`of` and `from_bytes` see to it): their bit patterns
+        // sort as the values do, and faster.
+        let mut values: Vec<u64> = parts
             .iter()
-            .flat_map(|p| p.steps.iter().map(|s| s.value))
+            .flat_map(|p| p.steps.iter().map(|s| s.value.to_bits()))
             .collect();
-        values.sort_unstable_by(|a, b| a.total_cmp(b));
+        values.sort_unstable();
         values.dedup();
         let values = biased_sample(values, max_steps);
+        // Each part is walked once, its cursor at its first breakpoint not below the value.
+        let mut cursors = vec![0usize; parts.len()];
         let steps = values
             .into_iter()
-            .map(|value| {
-                let (below, at) = parts.iter().fold((0.0, 0.0), |(b, a), p| {
-                    let (pb, pa) = p.below_at(value);
-                    (b + pb, a + pa)
-                });
+            .map(|bits| {
+                let value = f64::from_bits(bits);
+                let (below, at) =
+                    parts
+                        .iter()
+                        .zip(cursors.iter_mut())
+                        .fold((0.0, 0.0), |(b, a), (p, k)| {
+                            while *k < p.steps.len() && p.steps[*k].value < value {
+                                *k += 1;
+                            }
+                            let (pb, pa) = p.below_at_step(*k, value);
+                            (b + pb, a + pa)
+                        });
                 Step { value, below, at }
             })
             .collect();
@@ -228,6 +240,46 @@ fn biased_sample<T: Copy>(items: Vec<T>, max: usize) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mixtures_equal_a_search_per_breakpoint() {
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let parts: Vec<Cdf> = (0..40)
+            .map(|i| {
+                let n = (next() % 3000) as usize;
+                let scale = if i % 3 == 0 { 0.25 } else { 1.0 };
+                Cdf::of((0..n).map(|_| (next() % (50 + 40 * i)) as f64 * scale)).sampled(256)
+            })
+            .collect();
+        let refs: Vec<&Cdf> = parts.iter().collect();
+        for max_steps in [16, 1024, 100_000] {
+            let mut values: Vec<f64> = refs
+                .iter()
+                .flat_map(|p| p.steps.iter().map(|s| s.value))
+                .collect();
+            values.sort_unstable_by(|a, b| a.total_cmp(b));
+            values.dedup();
+            let steps: Vec<Step> = biased_sample(values, max_steps)
+                .into_iter()
+                .map(|value| {
+                    let (below, at) = refs.iter().fold((0.0, 0.0), |(b, a), p| {
+                        let (pb, pa) = p.below_at(value);
+                        (b + pb, a + pa)
+                    });
+                    Step { value, below, at }
+                })
+                .collect();
+            let mixed = Cdf::mixture(&refs, max_steps);
+            assert_eq!(mixed.steps, steps, "{max_steps}");
+            assert!(mixed.steps.len() > 10);
+        }
+    }
 
     #[test]
     fn ranks_of_an_exact_cdf() {
