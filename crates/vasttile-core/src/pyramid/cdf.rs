@@ -30,8 +30,14 @@ const MAGIC: &[u8; 4] = b"VTCD";
 impl Cdf {
     /// The exact CDF of the lit (> 0) values.
     pub fn of(values: impl IntoIterator<Item = f64>) -> Cdf {
-        let mut lit: Vec<f64> = values.into_iter().filter(|&v| v > 0.0).collect();
-        lit.sort_unstable_by(|a, b| a.total_cmp(b));
+        // Lit values are positive: their bit patterns sort as the values do, and faster.
+        let mut lit: Vec<u64> = values
+            .into_iter()
+            .filter(|&v| v > 0.0)
+            .map(f64::to_bits)
+            .collect();
+        lit.sort_unstable();
+        let lit: Vec<f64> = lit.into_iter().map(f64::from_bits).collect();
         Cdf::of_sorted(&lit)
     }
 

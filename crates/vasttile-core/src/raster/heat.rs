@@ -502,7 +502,14 @@ impl HeatGrid {
             .values
             .iter()
             .filter(|&&v| v > 0)
-            .fold(0u64, |g, &v| gcd(g, v as u64))
+            // Most sums are multiples of the divisor so far: one remainder, not Euclid's loop.
+            .fold(0u64, |g, &v| {
+                if g != 0 && v as u64 % g == 0 {
+                    g
+                } else {
+                    gcd(g, v as u64)
+                }
+            })
             .max(1);
         let mut out = Vec::with_capacity(32 + self.lit() * 2);
         out.extend_from_slice(COMPACT_MAGIC);
