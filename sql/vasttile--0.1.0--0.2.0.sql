@@ -82,8 +82,9 @@ CREATE TABLE @extschema@.heat_pyramids (
 COMMENT ON TABLE @extschema@.heat_pyramids IS 'vasttile heat pyramids: tables of points, paths or activities rendered into zoom pyramids';
 -- 0.1.0 did not record who made a pyramid: its table's owner may act on it (as on any
 -- pyramid whose creator is gone). Names over 63 bytes could not get their triggers in 0.1.0.
+-- They keep 0.1.0's way of building, the default option `build`.
 INSERT INTO @extschema@.heat_pyramids (name, source, owner, options, base_zoom, tile_size, built_at, last_build)
-SELECT p.name, p.source, c.relowner::regrole, p.options, p.base_zoom, p.tile_size, p.built_at, p.last_build
+SELECT p.name, p.source, c.relowner::regrole, p.options || '{"build": "streaming"}', p.base_zoom, p.tile_size, p.built_at, p.last_build
 FROM @extschema@.heat_pyramids_0_1_0 p JOIN pg_catalog.pg_class c ON c.oid = p.source;
 ALTER EXTENSION vasttile DROP TABLE @extschema@.heat_pyramids_0_1_0;
 DROP TABLE @extschema@.heat_pyramids_0_1_0;

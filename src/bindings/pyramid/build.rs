@@ -39,8 +39,9 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
     // Changes counted on the shards before reading them: a refresh rebuilds when this moved.
     let shard_changes =
         distributed.then(|| crate::bindings::citus::shard_changes("pyramid", &p.name));
-    let stats = if distributed {
-        // Drawn on the workers: only a partial grid per shard and tile reaches this node.
+    let stats = if distributed || p.parallel_query {
+        // Drawn where the rows are, by Citus's workers or PostgreSQL's parallel workers: only
+        // a partial grid per shard (or worker) and tile reaches this process.
         let rows = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {} t", p.source))
             .or_spi_error("counting the pyramid's rows")
             .unwrap_or(0) as u64;
@@ -79,6 +80,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         "base_tiles": tiles_of[p.base_zoom as usize].len(),
         "threads": threads(),
         "distributed": distributed,
+        "build": if distributed { "distributed" } else { p.options["build"].as_str().unwrap_or("streaming") },
         "shard_changes": shard_changes,
         "memory_budget_bytes": memory_budget(),
         "line_pixels": drawn.pixels,

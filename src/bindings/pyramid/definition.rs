@@ -35,6 +35,9 @@ pub(super) struct Pyramid {
     pub(super) base_zoom: u32,
     pub(super) size: TileSize,
     pub(super) norm: Normalisation,
+    /// Base tiles drawn by one aggregate query, in PostgreSQL's parallel workers, as over a
+    /// distributed table (option `build`: `"parallel_query"`), not streamed to vasttile's threads.
+    pub(super) parallel_query: bool,
     pub(super) options: Value,
 }
 
@@ -115,6 +118,16 @@ impl Pyramid {
                 "must be at most 21 for 512-px tiles",
             ));
         }
+        let parallel_query = match text(&mut r, "build", "streaming")?.as_str() {
+            "streaming" => false,
+            "parallel_query" => true,
+            other => {
+                return Err(CoreError::style(
+                    "build",
+                    format!("must be \"streaming\" or \"parallel_query\", got \"{other}\""),
+                ))
+            }
+        };
         let norm = Normalisation {
             radius: r.number("radius", 5.0, 0.0, 20.0)? as u32,
             low_heat: r.number("low_heat", 4.0, 0.0, 1e12)?,
@@ -134,6 +147,7 @@ impl Pyramid {
             "tile_size",
             "radius",
             "low_heat",
+            "build",
         ])?;
         let geometry_name = ["points", "paths", "activities"][geometry as usize];
         let mut options = json!({
@@ -143,6 +157,7 @@ impl Pyramid {
             "tile_size": size.px(),
             "radius": norm.radius,
             "low_heat": norm.low_heat,
+            "build": if parallel_query { "parallel_query" } else { "streaming" },
         });
         if let Some(w) = weight {
             options["weight_column"] = json!(w);
@@ -165,6 +180,7 @@ impl Pyramid {
             base_zoom,
             size,
             norm,
+            parallel_query,
             options,
         })
     }

@@ -109,26 +109,34 @@ pub(super) fn distributed_counts(
     let mut rollup = Rollup::new(p.base_zoom, p.size);
     let mut done = Vec::new();
     let (mut left_out, mut points, mut base) = (0u64, 0u64, 0u64);
-    for_each_row(&query, &args, &mut |row| {
-        let tile = row.get::<i64>(1)?.unwrap_or(-1);
-        points += row.get::<i64>(4)?.unwrap_or(0) as u64;
-        if tile < 0 {
-            left_out += row.get::<i64>(3)?.unwrap_or(0) as u64;
-            return Ok(());
-        }
-        let Some(bytes) = row.get::<Bytes>(2)? else {
-            return Ok(());
-        };
-        let grid = HeatGrid::from_bytes(&bytes.0).or_raise();
-        base += 1;
-        if !grid.is_empty() {
-            rollup.push(grid, &mut done).or_raise();
-        }
-        for g in done.drain(..) {
-            on_tile(g).or_raise();
-        }
-        Ok(())
-    });
+    // Grouped by sorting, in the build's memory: hash aggregation would hold a grid per tile
+    // and spill them over and over.
+    let work_mem = format!("{}kB", (memory_budget() / 4 / 1024).max(64));
+    with_settings(
+        &[("work_mem", &work_mem), ("enable_hashagg", "off")],
+        || {
+            for_each_row(&query, &args, &mut |row| {
+                let tile = row.get::<i64>(1)?.unwrap_or(-1);
+                points += row.get::<i64>(4)?.unwrap_or(0) as u64;
+                if tile < 0 {
+                    left_out += row.get::<i64>(3)?.unwrap_or(0) as u64;
+                    return Ok(());
+                }
+                let Some(bytes) = row.get::<Bytes>(2)? else {
+                    return Ok(());
+                };
+                let grid = HeatGrid::from_bytes(&bytes.0).or_raise();
+                base += 1;
+                if !grid.is_empty() {
+                    rollup.push(grid, &mut done).or_raise();
+                }
+                for g in done.drain(..) {
+                    on_tile(g).or_raise();
+                }
+                Ok(())
+            })
+        },
+    );
     rollup.finish(&mut done).or_raise();
     for g in done.drain(..) {
         on_tile(g).or_raise();

@@ -241,19 +241,35 @@ pub(super) fn memory_budget() -> usize {
 /// Run `f` with `work_mem` at `bytes` for this transaction, then put it back (an error aborts
 /// the transaction, which puts it back too).
 pub(super) fn with_work_mem<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
-    let old = Spi::get_one::<String>("SELECT pg_catalog.current_setting('work_mem')")
-        .or_spi_error("reading work_mem")
-        .unwrap_or_else(|| "4MB".to_string());
-    let set = |value: &str| {
+    with_settings(&[("work_mem", &format!("{}kB", (bytes / 1024).max(64)))], f)
+}
+
+/// Run `f` with the settings `(name, value)` for the transaction, then set them back.
+pub(super) fn with_settings<R>(settings: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
+    let set = |name: &str, value: &str| {
         Spi::run_with_args(
-            "SELECT pg_catalog.set_config('work_mem', $1, true)",
-            &[value.into()],
+            "SELECT pg_catalog.set_config($1, $2, true)",
+            &[name.into(), value.into()],
         )
-        .or_spi_error("setting work_mem");
+        .or_spi_error("changing a setting");
     };
-    set(&format!("{}kB", (bytes / 1024).max(64)));
+    let old: Vec<String> = settings
+        .iter()
+        .map(|&(name, value)| {
+            let old = Spi::get_one_with_args::<String>(
+                "SELECT pg_catalog.current_setting($1)",
+                &[name.into()],
+            )
+            .or_spi_error("reading a setting")
+            .unwrap_or_default();
+            set(name, value);
+            old
+        })
+        .collect();
     let r = f();
-    set(&old);
+    for (&(name, _), old) in settings.iter().zip(&old) {
+        set(name, old);
+    }
     r
 }
 

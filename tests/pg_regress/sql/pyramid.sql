@@ -86,6 +86,17 @@ CREATE FUNCTION pg_temp.differing(a text, b text) RETURNS bigint LANGUAGE sql AS
   FULL JOIN (SELECT * FROM heat_pyramid_tiles WHERE pyramid = b) q USING (z, x, y)
   WHERE p.counts::bytea IS DISTINCT FROM q.counts::bytea OR p.levels IS DISTINCT FROM q.levels $$;
 SELECT pg_temp.differing('acts', 'fresh') AS differing_tiles;
+-- The set-based build, in PostgreSQL's parallel workers, builds the same pyramid.
+SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SELECT r->'build' AS build, r->'rows' AS rows, r->'tiles' AS tiles
+FROM create_heat_pyramid('fresh_pq', 'acts', '{"geometry": "activities", "base_zoom": 15, "build": "parallel_query"}') r;
+RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+SELECT pg_temp.differing('fresh_pq', 'fresh') AS differing_tiles, (SELECT count(*) FROM heat_pyramid_tiles WHERE pyramid = 'fresh_pq') > 0 AS built;
+SELECT options->'build' AS build FROM heat_pyramids WHERE name = 'fresh_pq';
+SELECT drop_heat_pyramid('fresh_pq');
+SELECT pg_temp.err($$SELECT create_heat_pyramid('bad_build', 'acts', '{"geometry": "activities", "build": "threads"}')$$);
 
 -- A build or refresh that fails (here: a statement timeout) leaves the last good pyramid and
 -- the log as they were.

@@ -504,7 +504,7 @@ impl HeatGrid {
             .filter(|&&v| v > 0)
             // Most sums are multiples of the divisor so far: one remainder, not Euclid's loop.
             .fold(0u64, |g, &v| {
-                if g != 0 && v as u64 % g == 0 {
+                if (v as u64).is_multiple_of(g) {
                     g
                 } else {
                     gcd(g, v as u64)
