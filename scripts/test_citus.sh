@@ -48,6 +48,29 @@ SQL
 )"
 [ "$(echo $same)" = "t t t t" ] || { echo "a distributed skeleton layer served a stale tile: $same" >&2; exit 1; }
 
+log "pyramid tiles in a table distributed by tile"
+# The extension's tile table distributed by column x: each tile lives on one worker, written and
+# read by router queries. A rebuild over the distributed activities must equal the one-node
+# pyramid again, and its tiles must be spread over the workers.
+got="$(citus_psql "$DB" -tA <<'SQL'
+SET citus.coordinator_aggregation_strategy = 'disabled';
+SELECT create_distributed_table('vasttile.heat_pyramid_tiles', 'x');
+SELECT (vasttile.heat_pyramid_build('citus_big_acts') ->> 'tiles')::int > 0;
+SELECT count(*) = count(*) FILTER (WHERE md5(x.counts) = md5(y.counts) AND md5(x.levels) = md5(y.levels)
+                                         AND md5(x.summary) = md5(y.summary))
+FROM (SELECT * FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'citus_big_acts') x
+FULL JOIN (SELECT * FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'local_big_acts') y USING (z, x, y);
+SELECT count(*) = 1 FROM pg_dist_partition WHERE logicalrelid = 'vasttile.heat_pyramid_tiles'::regclass AND partmethod = 'h';
+SELECT count(*) = 2 AND bool_and(result::int > 0) FROM run_command_on_workers(
+    $$SELECT count(*) FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'citus_big_acts'$$);
+WITH t AS MATERIALIZED (SELECT z, x, y FROM vasttile.heat_pyramid_tiles
+                        WHERE pyramid = 'local_big_acts' AND z = 12 ORDER BY x, y LIMIT 4)
+SELECT count(*) = 4 AND bool_and(md5(vasttile.heat_pyramid_tile('citus_big_acts', z, x, y))
+                                 = md5(vasttile.heat_pyramid_tile('local_big_acts', z, x, y))) FROM t;
+SQL
+)"
+[ "$(echo $got)" = "t t t t t" ] || { echo "a pyramid stored in the distributed tile table differs: $got" >&2; exit 1; }
+
 log "README: the \`\`\`sql-citus examples"
 citus_database vasttile_citus_readme
 readme="$(awk '/^```sql-citus/ {on = 1; next} /^```/ {on = 0} on' README.md | citus_psql vasttile_citus_readme -tA -f -)"
