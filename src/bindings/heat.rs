@@ -122,6 +122,11 @@ v1_transition!(
     pg_finfo_vasttile_heat_grid_trans_key,
     HeatGrid,
     |g: &mut HeatGrid, row: &[pg_sys::NullableDatum]| {
+        if let [key, z, x, y] = row {
+            // heat_grid(key, z, x, y), the form heat_tile uses: a count per row at 256 px.
+            g.check_tile(int4(z), int4(x), int4(y), TileSize::Px256)?;
+            return g.add_key_count(int8(key));
+        }
         let w = heat_row(g, &row[1..])?;
         g.add_key(int8(&row[0]), w)
     },

@@ -49,6 +49,25 @@ pub fn fixed_weight(weight: f64) -> i64 {
     (weight * HEAT_SCALE + 0.5) as i64
 }
 
+/// A Morton key in range (its error built out of line: the check runs once per row).
+#[inline(always)]
+fn check_key(key: i64) -> CoreResult<()> {
+    if (0..VCS_SPAN * VCS_SPAN).contains(&key) {
+        Ok(())
+    } else {
+        Err(bad_key(key))
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_key(key: i64) -> CoreError {
+    CoreError::out_of_range(
+        "Morton key",
+        format!("must be between 0 and 2^62 - 1, got {key}"),
+    )
+}
+
 #[inline]
 fn heat_of(fixed: i64) -> f64 {
     fixed as f64 / HEAT_SCALE
@@ -112,6 +131,17 @@ pub struct HeatGrid {
     overflowed: bool,
 }
 
+#[cold]
+#[inline(never)]
+fn bad_weight(weight: f64) -> CoreError {
+    CoreError::out_of_range(
+        "weight",
+        format!("must be a finite number from 0 to {MAX_WEIGHT:e}, got {weight}"),
+    )
+}
+
+#[cold]
+#[inline(never)]
 fn too_much_heat() -> CoreError {
     CoreError::out_of_range(
         "heat",
@@ -191,14 +221,21 @@ impl HeatGrid {
         if (t.z as i32, t.x as i32, t.y as i32, self.size) == (z, x, y, size) {
             Ok(())
         } else {
-            Err(CoreError::out_of_range(
-                "tile",
-                format!(
-                    "must be the same in every row of one heat grid: started as ({}, {}, {}) at {} px, got ({z}, {x}, {y}) at {} px",
-                    t.z, t.x, t.y, self.size.px(), size.px()
-                ),
-            ))
+            Err(self.other_tile(z, x, y, size))
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn other_tile(&self, z: i32, x: i32, y: i32, size: TileSize) -> CoreError {
+        let t = self.tile;
+        CoreError::out_of_range(
+            "tile",
+            format!(
+                "must be the same in every row of one heat grid: started as ({}, {}, {}) at {} px, got ({z}, {x}, {y}) at {} px",
+                t.z, t.x, t.y, self.size.px(), size.px()
+            ),
+        )
     }
 
     /// Right shift from VCS to world pixels of this grid.
@@ -231,10 +268,7 @@ impl HeatGrid {
         if weight.is_finite() && (0.0..=MAX_WEIGHT).contains(&weight) {
             Ok(())
         } else {
-            Err(CoreError::out_of_range(
-                "weight",
-                format!("must be a finite number from 0 to {MAX_WEIGHT:e}, got {weight}"),
-            ))
+            Err(bad_weight(weight))
         }
     }
 
@@ -258,19 +292,26 @@ impl HeatGrid {
     /// Add a point by its Morton key with a weight; points outside the tile are ignored.
     #[inline(always)]
     pub fn add_key(&mut self, key: i64, weight: f64) -> CoreResult<()> {
-        if !(0..VCS_SPAN * VCS_SPAN).contains(&key) {
-            return Err(CoreError::out_of_range(
-                "Morton key",
-                format!("must be between 0 and 2^62 - 1, got {key}"),
-            ));
-        }
+        check_key(key)?;
         Self::check_weight(weight)?;
+        self.add_checked_key(key, fixed_weight(weight))
+    }
+
+    /// Add a point of weight 1 by its Morton key (`add_key(key, 1.0)`, the count per row).
+    #[inline(always)]
+    pub fn add_key_count(&mut self, key: i64) -> CoreResult<()> {
+        check_key(key)?;
+        self.add_checked_key(key, HEAT_SCALE as i64)
+    }
+
+    #[inline(always)]
+    fn add_checked_key(&mut self, key: i64, fixed: i64) -> CoreResult<()> {
         // The pixel key is the tile's Morton code followed by the pixel's Morton index.
         let pixel_key = self.grid.pixel_key(key) as u64;
         let bits = 2 * self.size.bits();
         if pixel_key >> bits == self.tile_code {
             let slot = &mut self.values[(pixel_key & ((1 << bits) - 1)) as usize];
-            Self::add_fixed(slot, fixed_weight(weight))?;
+            Self::add_fixed(slot, fixed)?;
             self.rows += 1;
         }
         Ok(())
