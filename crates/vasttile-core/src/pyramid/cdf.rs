@@ -41,6 +41,23 @@ impl Cdf {
         Cdf::of_sorted(&lit)
     }
 
+    /// The exact CDF of distinct lit (> 0) values in ascending order, each with how many pixels
+    /// hold it (as `of` would find them).
+    pub fn of_counted(counted: impl IntoIterator<Item = (f64, u64)>) -> Cdf {
+        let mut steps = Vec::new();
+        let mut n = 0u64;
+        for (value, at) in counted {
+            debug_assert!(value > 0.0 && steps.last().is_none_or(|s: &Step| s.value < value));
+            steps.push(Step {
+                value,
+                below: n as f64,
+                at: at as f64,
+            });
+            n += at;
+        }
+        Cdf { n: n as f64, steps }
+    }
+
     /// The exact CDF of lit (> 0) values already in ascending order.
     pub fn of_sorted(lit: &[f64]) -> Cdf {
         debug_assert!(lit.windows(2).all(|w| w[0] <= w[1]) && lit.iter().all(|&v| v > 0.0));

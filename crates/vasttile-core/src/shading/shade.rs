@@ -350,6 +350,9 @@ fn map_lit(values: &[f64], f: impl Fn(f64) -> u8) -> Vec<u8> {
 /// level is computed once, walking the CDF's breakpoints in order, and each pixel looks its
 /// value up among the distinct ones.
 fn cdf_levels(values: &[f64], low_heat: f64) -> Vec<u8> {
+    if let Some(levels) = small_count_levels(values, low_heat) {
+        return levels;
+    }
     // Lit values are positive, so their bit patterns sort as the values do.
     let mut lit: Vec<u64> = values
         .iter()
@@ -375,6 +378,39 @@ fn cdf_levels(values: &[f64], low_heat: f64) -> Vec<u8> {
             }
         })
         .collect()
+}
+
+/// Counts up to this many are equalised through a histogram instead of a sort.
+const SMALL_COUNTS: usize = 1 << 16;
+
+/// `cdf_levels` of a tile whose values are all whole numbers up to [`SMALL_COUNTS`] (counts,
+/// the common case): a histogram gives the CDF without sorting, and each pixel's level is read
+/// by its count. None for other tiles.
+fn small_count_levels(values: &[f64], low_heat: f64) -> Option<Vec<u8>> {
+    let mut hist = vec![0u32; SMALL_COUNTS + 1];
+    for &v in values {
+        let c = v as usize;
+        // `as` saturates: a fraction, a value past the table or NaN fails the round trip.
+        if c > SMALL_COUNTS || c as f64 != v {
+            return None;
+        }
+        hist[c] += 1;
+    }
+    let counted = hist
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, &n)| n > 0)
+        .map(|(c, &n)| (c as f64, n as u64));
+    let cdf = Cdf::of_counted(counted).sampled(4096);
+    let mut rank = cdf.ranks_ascending(low_heat);
+    let mut level_of_count = vec![0u8; SMALL_COUNTS + 1];
+    for (c, &n) in hist.iter().enumerate().skip(1) {
+        if n > 0 {
+            level_of_count[c] = level_of(rank(c as f64));
+        }
+    }
+    Some(values.iter().map(|&v| level_of_count[v as usize]).collect())
 }
 
 /// Level 1..=255 of normalised heat t in [0, 1].
@@ -465,13 +501,23 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             seed >> 33
         };
-        for distinct in [3u64, 300, 20_000, 1 << 30] {
+        // Whole counts (the histogram path, up to SMALL_COUNTS) and the rest (sorted).
+        for (distinct, scale) in [
+            (3u64, 1.0),
+            (300, 1.0),
+            (20_000, 1.0),
+            (20_000, 0.37),
+            (1 << 30, 1.0),
+            (1 << 30, 0.37),
+        ] {
             let values: Vec<f64> = (0..256 * 256)
                 .map(|_| match next() % 4 {
                     0 => 0.0,
-                    _ => (next() % distinct + 1) as f64 * if distinct > 1000 { 0.37 } else { 1.0 },
+                    _ => (next() % distinct + 1) as f64 * scale,
                 })
                 .collect();
+            let whole = scale == 1.0 && distinct <= SMALL_COUNTS as u64;
+            assert_eq!(small_count_levels(&values, 0.0).is_some(), whole);
             for low_heat in [0.0, 4.0] {
                 let cdf = Cdf::of(values.iter().copied()).sampled(4096);
                 let searched: Vec<u8> = values
