@@ -39,23 +39,25 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
     // Changes counted on the shards before reading them: a refresh rebuilds when this moved.
     let shard_changes =
         distributed.then(|| crate::bindings::citus::shard_changes("pyramid", &p.name));
+    let mut workers_planned = 0;
     let stats = if distributed || p.parallel_query {
         // Drawn where the rows are, by Citus's workers or PostgreSQL's parallel workers: only
         // a partial grid per shard (or worker) and tile reaches this process.
         let rows = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {} t", p.source))
             .or_spi_error("counting the pyramid's rows")
             .unwrap_or(0) as u64;
-        let (left_out, points, base_tiles) = super::distributed::distributed_counts(p, &mut |g| {
+        let set = super::distributed::distributed_counts(p, !distributed, &mut |g| {
             store_counts(&mut SpiTiles(p), &p.norm, &g)?;
             tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
             Ok(())
         });
+        workers_planned = set.workers_planned;
         let mut s = StreamStats::default();
         s.read.rows = rows;
-        s.read.left_out = left_out;
-        s.read.drawn = rows.saturating_sub(left_out);
-        s.points = points;
-        s.draw.base_tiles = base_tiles;
+        s.read.left_out = set.left_out;
+        s.read.drawn = rows.saturating_sub(set.left_out);
+        s.points = set.points;
+        s.draw.base_tiles = set.base_tiles;
         s
     } else {
         stream_counts(p, "", &rows_sql, Vec::new(), &mut |g, _| {
@@ -79,6 +81,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         "tiles": tiles,
         "base_tiles": tiles_of[p.base_zoom as usize].len(),
         "threads": threads(),
+        "parallel_workers_planned": workers_planned,
         "distributed": distributed,
         "build": if distributed { "distributed" } else { p.options["build"].as_str().unwrap_or("streaming") },
         "shard_changes": shard_changes,

@@ -27,6 +27,7 @@ use serde_json::json;
 pub(crate) use serve::{points_pyramid_for, pyramid_tile};
 use std::collections::HashMap;
 use store::*;
+use vasttile_core::error::CoreError;
 use vasttile_core::geometry::vcs::Tile;
 use vasttile_core::pyramid::build::{seam_stats, SeamTile};
 use vasttile_core::raster::heat::HeatGrid;
@@ -239,8 +240,15 @@ fn heat_pyramid_tile(
 #[pg_extern(stable, strict, parallel_safe, requires = ["pyramid_tables"])]
 fn heat_pyramid_counts(name: &str, z: i32, x: i32, y: i32) -> Option<HeatGridBytes> {
     let tile = Tile::new(z, x, y).or_raise();
-    let (_, _, source, bytes) = serve::stored_tile(name, tile, false);
+    let (base, _, source, bytes) = serve::stored_tile(name, tile, false);
     security::require_full_access(source, &format!("heat pyramid \"{name}\""));
+    if tile.z > base {
+        // Beyond the base zoom nothing is stored: NULL would read as "no heat".
+        crate::bindings::raise(CoreError::out_of_range(
+            "z",
+            format!("must be at most heat pyramid \"{name}\"'s base zoom {base}, got {z}"),
+        ));
+    }
     let grid = HeatGrid::from_stored_bytes(&bytes?).or_raise();
     Some(HeatGridBytes(grid.to_bytes()))
 }

@@ -89,7 +89,7 @@ SELECT pg_temp.differing('acts', 'fresh') AS differing_tiles;
 -- The set-based build, in PostgreSQL's parallel workers, builds the same pyramid.
 SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
-SELECT r->'build' AS build, r->'rows' AS rows, r->'tiles' AS tiles
+SELECT r->'build' AS build, r->'rows' AS rows, r->'tiles' AS tiles, r->'parallel_workers_planned' AS workers
 FROM create_heat_pyramid('fresh_pq', 'acts', '{"geometry": "activities", "base_zoom": 15, "build": "parallel_query"}') r;
 RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
@@ -97,6 +97,8 @@ SELECT pg_temp.differing('fresh_pq', 'fresh') AS differing_tiles, (SELECT count(
 SELECT options->'build' AS build FROM heat_pyramids WHERE name = 'fresh_pq';
 SELECT drop_heat_pyramid('fresh_pq');
 SELECT pg_temp.err($$SELECT create_heat_pyramid('bad_build', 'acts', '{"geometry": "activities", "build": "threads"}')$$);
+-- Counts are stored up to the base zoom only.
+SELECT pg_temp.err($$SELECT heat_pyramid_counts('fresh', 16, 32749, 21794)$$);
 
 -- A build or refresh that fails (here: a statement timeout) leaves the last good pyramid and
 -- the log as they were.
