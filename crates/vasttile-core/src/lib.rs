@@ -23,3 +23,14 @@ pub mod style;
 
 #[cfg(test)]
 mod fuzz;
+
+/// A small deterministic generator for tests (an LCG): `u64`s of 31 bits.
+#[cfg(test)]
+pub(crate) fn test_numbers(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    }
+}

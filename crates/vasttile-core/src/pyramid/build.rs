@@ -813,13 +813,7 @@ mod tests {
 
     #[test]
     fn pyramid_levels_equal_four_searches_per_pixel() {
-        let mut seed = 5u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            seed >> 33
-        };
+        let mut next = crate::test_numbers(5);
         let norm = Normalisation::default();
         // A tile inside the world, one on its northern edge, and zoom 0 (wrapping onto itself).
         for (z, x, y, size) in [
@@ -833,7 +827,7 @@ mod tests {
             for dy in -1i64..=1 {
                 for dx in -1i64..=1 {
                     let (nx, ny) = ((x as i64 + dx).rem_euclid(n as i64) as u32, y as i64 + dy);
-                    if !(0..n as i64).contains(&ny) || next() % 5 == 0 {
+                    if !(0..n as i64).contains(&ny) || next().is_multiple_of(5) {
                         continue; // off the world, or a neighbour without heat
                     }
                     let spread = 1 + next() % 400;
@@ -845,7 +839,7 @@ mod tests {
             let px = size.px() as usize;
             let values: Vec<f64> = (0..px * px)
                 .map(|_| {
-                    if next() % 3 == 0 {
+                    if next().is_multiple_of(3) {
                         (next() % 300) as f64 * 0.5
                     } else {
                         0.0

@@ -266,13 +266,7 @@ mod tests {
 
     #[test]
     fn mixtures_equal_a_search_per_breakpoint() {
-        let mut seed = 11u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            seed >> 33
-        };
+        let mut next = crate::test_numbers(11);
         let parts: Vec<Cdf> = (0..40)
             .map(|i| {
                 let n = (next() % 3000) as usize;

@@ -494,13 +494,7 @@ mod tests {
     #[test]
     fn eq_hist_levels_equal_a_search_per_pixel() {
         // Many distinct values (sampled CDF, interpolated ranks), repeated values, and weights.
-        let mut seed = 7u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            seed >> 33
-        };
+        let mut next = crate::test_numbers(7);
         // Whole counts (the histogram path, up to SMALL_COUNTS) and the rest (sorted).
         for (distinct, scale) in [
             (3u64, 1.0),
