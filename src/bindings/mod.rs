@@ -417,28 +417,7 @@ pub fn with_saved_scan_plan<R>(
     f: impl FnOnce(&pgrx::spi::OwnedPreparedStatement) -> spi::SpiResult<R>,
 ) -> spi::SpiResult<R> {
     with_saved_plan(client, oid, sql, types, |plan| {
-        // `plan_cache_mode = force_custom_plan` for this call only, the way a function's `SET`
-        // clause does it: on an error, the (sub)transaction's abort restores the setting.
-        // SAFETY: plain calls of PostgreSQL's GUC API with static C strings; the nest level is
-        // popped below or by the abort of the current (sub)transaction.
-        let level = unsafe {
-            let level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"plan_cache_mode".as_ptr(),
-                c"force_custom_plan".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-            level
-        };
-        let result = f(plan);
-        // SAFETY: `level` is the nest level opened above, still the innermost one.
-        unsafe { pg_sys::AtEOXact_GUC(true, level) };
-        result
+        security::with_setting(c"plan_cache_mode", c"force_custom_plan", || f(plan))
     })
 }
 

@@ -15,6 +15,7 @@ use super::sql_error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
+use std::ffi::CStr;
 
 /// What a caller may read of a table's stored derivatives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,30 +253,28 @@ fn require_schema_version() {
 }
 
 /// Puts `search_path` back when dropped (an aborted (sub)transaction does as well).
-struct SearchPathGuard(i32);
+struct GucGuard(i32);
 
-impl Drop for SearchPathGuard {
+impl Drop for GucGuard {
     fn drop(&mut self) {
-        // SAFETY: pops the GUC nest level pushed in `with_fixed_search_path`, on the backend's
-        // own thread; a SAVE action is undone whether the level commits or not.
+        // SAFETY: pops the GUC nest level pushed in `with_setting`, on the backend's own
+        // thread; a SAVE action is undone whether the level commits or not.
         unsafe { pg_sys::AtEOXact_GUC(true, self.0) }
     }
 }
 
-/// Run `f` with `search_path` set to `pg_catalog, pg_temp` (temporary objects last, so no
-/// temporary type, function or operator stands in for a built-in one), as PostgreSQL does for a
-/// function with a `SET search_path` clause. Everything that runs as the extension's owner, and
-/// the checks of the caller's rights, run this way: a caller's search path must not choose the
-/// operators and types of vasttile's own queries.
-pub fn with_fixed_search_path<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: pushes a GUC nest level and sets a user-settable parameter in it (an invalid
-    // value is impossible: the text is fixed); the guard pops the level however `f` ends.
+/// Run `f` with the user-settable parameter `name` set to `value`, as PostgreSQL does for a
+/// function with a `SET` clause: the setting is undone however `f` ends (on an error, by the
+/// abort of the current (sub)transaction if not before).
+pub fn with_setting<R>(name: &CStr, value: &CStr, f: impl FnOnce() -> R) -> R {
+    // SAFETY: pushes a GUC nest level and sets a parameter in it (callers pass fixed, valid
+    // text); the guard pops the level however `f` ends.
     let _guard = unsafe {
         let level = pg_sys::NewGUCNestLevel();
-        let guard = SearchPathGuard(level);
+        let guard = GucGuard(level);
         pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SAVE,
@@ -286,6 +285,15 @@ pub fn with_fixed_search_path<R>(f: impl FnOnce() -> R) -> R {
         guard
     };
     f()
+}
+
+/// Run `f` with `search_path` set to `pg_catalog, pg_temp` (temporary objects last, so no
+/// temporary type, function or operator stands in for a built-in one), as PostgreSQL does for a
+/// function with a `SET search_path` clause. Everything that runs as the extension's owner, and
+/// the checks of the caller's rights, run this way: a caller's search path must not choose the
+/// operators and types of vasttile's own queries.
+pub fn with_fixed_search_path<R>(f: impl FnOnce() -> R) -> R {
+    with_setting(c"search_path", c"pg_catalog, pg_temp", f)
 }
 
 fn as_owner<R>(f: impl FnOnce() -> R) -> R {
