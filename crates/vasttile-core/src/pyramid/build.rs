@@ -499,6 +499,10 @@ pub fn path_runs(path: &[(u32, u32)], z: u32) -> CoreResult<Vec<Run<'_>>> {
         .collect())
 }
 
+/// Distinct heat values of a tile up to which `Normalisation::levels` ranks each value once per
+/// neighbouring CDF (9 f64 each: at most 1.2 MB).
+const MEMO_VALUES: usize = 1 << 14;
+
 /// How counts become levels: the neighbourhood CDF's radius (in tiles), its breakpoints, the
 /// low-heat guard (see `Cdf::rank`), and the breakpoints kept per tile summary.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -635,13 +639,18 @@ impl Normalisation {
             .collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let mut ranks = vec![0.0f64; distinct.len() * 9];
-        for (c, cdf) in nine.iter().enumerate() {
-            let mut rank = cdf.ranks_ascending(self.low_heat);
-            for (i, &bits) in distinct.iter().enumerate() {
-                ranks[i * 9 + c] = rank(f64::from_bits(bits));
+        // Past MEMO_VALUES distinct values (weighted heat) the table would outgrow the grid:
+        // each pixel is ranked by searching its four CDFs instead.
+        let memo = (distinct.len() <= MEMO_VALUES).then(|| {
+            let mut ranks = vec![0.0f64; distinct.len() * 9];
+            for (c, cdf) in nine.iter().enumerate() {
+                let mut rank = cdf.ranks_ascending(self.low_heat);
+                for (i, &bits) in distinct.iter().enumerate() {
+                    ranks[i * 9 + c] = rank(f64::from_bits(bits));
+                }
             }
-        }
+            ranks
+        });
         let mut out = vec![0u8; values.len()];
         for (py, row) in values.chunks_exact(side).enumerate() {
             let (sy, wy) = offsets[py];
@@ -656,8 +665,13 @@ impl Normalisation {
                     (1, -1) => &right_up,
                     _ => &left_down,
                 };
-                let of_value = &ranks[distinct.partition_point(|&b| b < h.to_bits()) * 9..][..9];
-                let r = |c: usize| of_value[c];
+                let of_value = memo
+                    .as_ref()
+                    .map(|m| &m[distinct.partition_point(|&b| b < h.to_bits()) * 9..][..9]);
+                let r = |c: usize| match of_value {
+                    Some(ranks) => ranks[c],
+                    None => nine[c].rank(h, self.low_heat),
+                };
                 let t = (1.0 - wx) * (1.0 - wy) * r(q[0][0])
                     + wx * (1.0 - wy) * r(q[0][1])
                     + (1.0 - wx) * wy * r(q[1][0])
@@ -815,11 +829,13 @@ mod tests {
     fn pyramid_levels_equal_four_searches_per_pixel() {
         let mut next = crate::test_numbers(5);
         let norm = Normalisation::default();
-        // A tile inside the world, one on its northern edge, and zoom 0 (wrapping onto itself).
-        for (z, x, y, size) in [
-            (4, 7, 9, TileSize::Px256),
-            (3, 0, 0, TileSize::Px512),
-            (0, 0, 0, TileSize::Px256),
+        // A tile inside the world, one on its northern edge, zoom 0 (wrapping onto itself), and
+        // one with more distinct values than are ranked once each.
+        for (z, x, y, size, spread) in [
+            (4, 7, 9, TileSize::Px256, 300),
+            (3, 0, 0, TileSize::Px512, 300),
+            (0, 0, 0, TileSize::Px256, 300),
+            (5, 20, 11, TileSize::Px512, 1 << 31),
         ] {
             let n = 1u32 << z;
             let tile = Tile::new(z, x, y).unwrap();
@@ -840,12 +856,17 @@ mod tests {
             let values: Vec<f64> = (0..px * px)
                 .map(|_| {
                     if next().is_multiple_of(3) {
-                        (next() % 300) as f64 * 0.5
+                        (next() % spread) as f64 * 0.5
                     } else {
                         0.0
                     }
                 })
                 .collect();
+            let mut distinct: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            // Few distinct values are ranked once each; many are searched pixel by pixel.
+            assert_eq!(distinct.len() > MEMO_VALUES, spread > 300);
             let grid = HeatGrid::from_values(tile, size, 1, values).unwrap();
             assert_eq!(
                 norm.levels(&grid, &cdfs),
