@@ -118,13 +118,14 @@ impl Pyramid {
                 "must be at most 21 for 512-px tiles",
             ));
         }
-        let parallel_query = match text(&mut r, "build", "streaming")?.as_str() {
-            "streaming" => false,
-            "parallel_query" => true,
-            other => {
+        let parallel_query = match r.take("build") {
+            None => false,
+            Some(Value::String(s)) if s == "streaming" => false,
+            Some(Value::String(s)) if s == "parallel_query" => true,
+            Some(other) => {
                 return Err(CoreError::style(
                     "build",
-                    format!("must be \"streaming\" or \"parallel_query\", got \"{other}\""),
+                    format!("must be \"streaming\" or \"parallel_query\", got {other}"),
                 ))
             }
         };

@@ -130,10 +130,9 @@ pub(super) fn distributed_counts(
                 // PostgreSQL runs a query in parallel workers only when it runs to completion
                 // at once (not fetched by a cursor) and writes nothing else meanwhile: the base
                 // tiles go to a temporary table first (as CREATE INDEX writes its output), then
-                // are read back in order while the tiles are stored.
+                // are read back in order while the tiles are stored. The table lives and dies in
+                // the build's transaction.
                 stats.workers_planned = workers_planned(&select, &args());
-                Spi::run("DROP TABLE IF EXISTS pg_temp.vasttile_pyramid_base")
-                    .or_spi_error("dropping the base tiles' table");
                 Spi::run_with_args(
                     &format!("CREATE TEMP TABLE vasttile_pyramid_base AS {select}"),
                     &args(),

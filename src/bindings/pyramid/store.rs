@@ -244,33 +244,17 @@ pub(super) fn with_work_mem<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
     with_settings(&[("work_mem", &format!("{}kB", (bytes / 1024).max(64)))], f)
 }
 
-/// Run `f` with the settings `(name, value)` for the transaction, then set them back.
+/// Run `f` with the settings `(name, value)`, undone however `f` ends (GUC nest levels, as a
+/// function's `SET` clause).
 pub(super) fn with_settings<R>(settings: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
-    let set = |name: &str, value: &str| {
-        Spi::run_with_args(
-            "SELECT pg_catalog.set_config($1, $2, true)",
-            &[name.into(), value.into()],
-        )
-        .or_spi_error("changing a setting");
-    };
-    let old: Vec<String> = settings
-        .iter()
-        .map(|&(name, value)| {
-            let old = Spi::get_one_with_args::<String>(
-                "SELECT pg_catalog.current_setting($1)",
-                &[name.into()],
-            )
-            .or_spi_error("reading a setting")
-            .unwrap_or_default();
-            set(name, value);
-            old
-        })
-        .collect();
-    let r = f();
-    for (&(name, _), old) in settings.iter().zip(&old) {
-        set(name, old);
+    match settings.split_first() {
+        None => f(),
+        Some((&(name, value), rest)) => {
+            let c =
+                |t: &str| std::ffi::CString::new(t).expect("setting names and values have no NUL");
+            crate::bindings::security::with_setting(&c(name), &c(value), || with_settings(rest, f))
+        }
     }
-    r
 }
 
 /// What a stream of rows drew.
