@@ -77,7 +77,9 @@ CREATE TABLE @extschema@.heat_pyramids (
     base_zoom   int4 NOT NULL,
     tile_size   int4 NOT NULL,
     built_at    timestamptz,
-    last_build  jsonb
+    last_build  jsonb,
+    -- Taken from pyramid_version_seq by every build and refresh that changed tiles.
+    version     int8
 );
 COMMENT ON TABLE @extschema@.heat_pyramids IS 'vasttile heat pyramids: tables of points, paths or activities rendered into zoom pyramids';
 -- 0.1.0 did not record who made a pyramid: its table's owner may act on it (as on any
@@ -630,3 +632,92 @@ DROP FUNCTION @extschema@.heat_grid_serial(internal),
     @extschema@.heat_grid_trans(internal, int8, int4, int4, int4, float8, int4),
     @extschema@.heat_paths_trans(internal, int8[], int4, int4, int4),
     @extschema@.heat_paths_trans_sized(internal, int8[], int4, int4, int4, float8, int4);
+
+------------------------------------------------------------------------------------------------
+-- Data versions: a tile server caches a layer's tiles under the layer's version and answers
+-- If-None-Match without drawing, so the version changes in the very transaction that changes
+-- what the layer draws. A table's version counts the statements that changed it (statement
+-- triggers made by the layer and pyramid functions); a pyramid's takes a new number at every
+-- build and refresh that changed tiles. Listeners of the channel vasttile_data hear of both.
+
+CREATE TABLE @extschema@.data_changes (
+    rel     oid NOT NULL,
+    changes int8 NOT NULL
+);
+CREATE INDEX data_changes_rel ON @extschema@.data_changes (rel);
+COMMENT ON TABLE @extschema@.data_changes IS 'vasttile: statements that changed tables with a version trigger, a row per statement until merged (their sum is the table''s version)';
+REVOKE ALL ON @extschema@.data_changes FROM PUBLIC;
+
+CREATE SEQUENCE @extschema@.pyramid_version_seq;
+COMMENT ON SEQUENCE @extschema@.pyramid_version_seq IS 'vasttile: a heat pyramid''s version, taken at every build and refresh that changed tiles';
+REVOKE ALL ON SEQUENCE @extschema@.pyramid_version_seq FROM PUBLIC;
+
+-- Statement trigger on a versioned table. SECURITY DEFINER, so writers need no rights on
+-- data_changes; it only adds one to the table it fires on.
+CREATE FUNCTION @extschema@.data_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    merged int8;
+BEGIN
+    -- One row per statement: concurrent writers never wait on each other here.
+    INSERT INTO @extschema@.data_changes (rel, changes) VALUES (TG_RELID, 1);
+    -- Now and then the table's rows become one, their sum unchanged (the rows deleted are added
+    -- back in this transaction). One merger per table at a time, none waiting: no row is
+    -- deleted twice and no lock cycle forms.
+    IF pg_catalog.random() < 1.0 / 128
+       AND pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('vasttile data version ' || TG_RELID::text)) THEN
+        WITH gone AS (DELETE FROM @extschema@.data_changes WHERE rel = TG_RELID RETURNING changes)
+        SELECT sum(changes) INTO merged FROM gone;
+        INSERT INTO @extschema@.data_changes (rel, changes) VALUES (TG_RELID, merged);
+    END IF;
+    PERFORM pg_catalog.pg_notify('vasttile_data', '');
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION @extschema@."table_version"(
+	"tbl" regclass
+) RETURNS bigint
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'table_version_wrapper';
+
+CREATE FUNCTION @extschema@."heat_pyramid_version"(
+	"name" TEXT
+) RETURNS bigint
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'heat_pyramid_version_wrapper';
+
+CREATE FUNCTION @extschema@."layer_version"(
+	"name" TEXT,
+	"schema" TEXT DEFAULT 'public'
+) RETURNS bigint
+STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'layer_version_wrapper';
+
+-- Tables of existing pyramids get their version trigger, as create_heat_pyramid now gives it
+-- (tiles past the base zoom are drawn from them). Layers made by 0.1.0 do not name their table
+-- in their comment: they stay unversioned until made again.
+DO $$
+DECLARE
+    t regclass;
+    distributed boolean;
+BEGIN
+    FOR t IN
+        SELECT DISTINCT p.source FROM @extschema@.heat_pyramids p
+        JOIN pg_catalog.pg_class c ON c.oid = p.source
+        WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+    LOOP
+        -- Not on distributed tables (their changes happen on the workers).
+        distributed := false;
+        IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+            EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
+                INTO distributed USING t;
+        END IF;
+        CONTINUE WHEN distributed;
+        EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER vasttile_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.data_changed()', t);
+    END LOOP;
+END $$;

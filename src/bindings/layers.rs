@@ -19,10 +19,12 @@ use vasttile_core::shading::shade::HeatStyle;
 /// The comment's `vasttile.kind` of each layer function, and what `legend` takes.
 const KINDS: [&str; 5] = ["heat", "heat_pyramid", "access", "choropleth", "dots"];
 
-/// The SQL of a layer's style with the request's query parameters laid over it.
+/// The SQL of a layer's style with the request's query parameters laid over it. The parameter
+/// `v` is not style: clients put the layer's version there (`?v=...`), so that caches keyed by
+/// URL, Martin's among them, never serve a tile of an older version.
 fn merged_style(style: &Value) -> String {
     format!(
-        "{}::jsonb || coalesce(query_params::jsonb, '{{}}')",
+        "{}::jsonb || (coalesce(query_params::jsonb, '{{}}') - 'v')",
         spi::quote_literal(style.to_string())
     )
 }
@@ -58,6 +60,13 @@ pub fn publish_layer_function(
             )
         });
     }
+    // Tile servers read the layers' versions again (a replaced layer draws other tiles).
+    Spi::run("SELECT pg_catalog.pg_notify('vasttile_data', '')").unwrap_or_else(|e| {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("notifying tile servers: {e}"),
+        )
+    });
 }
 
 /// Publish a layer drawing `tile_function(tbl, z, x, y, style, key_column)` over a table: the
@@ -84,9 +93,10 @@ fn publish_table_layer(
     let comment = json!({
         "content_type": "image/png",
         "description": format!("vasttile {what} layer over {table}"),
-        "vasttile": {"kind": kind, "style": style},
+        "vasttile": {"kind": kind, "style": style, "table": table},
     });
     publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
+    super::versions::track_table(tbl.oid());
     function
 }
 
@@ -198,9 +208,10 @@ fn create_heat_layer(
     let comment = serde_json::json!({
         "content_type": "image/png",
         "description": format!("vasttile heat layer over {}", quoted_relation_name(&tbl)),
-        "vasttile": {"kind": "heat", "style": style.0},
+        "vasttile": {"kind": "heat", "style": style.0, "table": quoted_relation_name(&tbl)},
     });
     publish_layer_function(&function, &body, "STABLE PARALLEL SAFE", comment);
+    super::versions::track_table(tbl.oid());
     function
 }
 

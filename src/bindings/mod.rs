@@ -12,6 +12,7 @@ pub mod points;
 pub mod pyramid;
 pub mod security;
 pub mod vcs;
+pub mod versions;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;

@@ -8,7 +8,10 @@
 //! - `GET /map/`: a MapLibre page over every layer.
 //!
 //! Tiles carry a strong ETag (If-None-Match -> 304), a configurable Cache-Control and CORS
-//! headers. At most `--concurrency` tiles are drawn at once (requests beyond wait), each under
+//! headers. Tiles of layers with a version (`vasttile.layer_version`) are kept in a bounded
+//! in-memory cache under that version, and their ETag is made of it: a 304 or a cached tile
+//! costs no database work, and a change is never served stale once the database has told the
+//! server of it (`versions`). At most `--concurrency` tiles are drawn at once (requests beyond wait), each under
 //! `--statement-timeout-ms`. Bad z/x/y or parameters are 4xx with a short fixed message (at most
 //! naming the bad parameter, capped and without control characters: a request is never echoed);
 //! URLs over 4 KB are 414 and control characters or invalid UTF-8 in the path or query 400, before
@@ -16,6 +19,7 @@
 //! text (400 for invalid parameter values, 504 on the statement timeout, 500 otherwise).
 
 mod catalog;
+mod versions;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -24,6 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use bytes::Bytes;
 use catalog::{layers_from_rows, Layer, DISCOVERY_SQL};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::{json, Map, Value};
@@ -42,6 +47,7 @@ struct Config {
     cache_control: String,
     concurrency: usize,
     statement_timeout_ms: u64,
+    cache_mb: u64,
 }
 
 impl Config {
@@ -54,6 +60,7 @@ impl Config {
             cache_control: "public, max-age=60".into(),
             concurrency: 8,
             statement_timeout_ms: 10_000,
+            cache_mb: 64,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -73,6 +80,11 @@ impl Config {
                         .parse()
                         .unwrap_or_else(|_| usage("--concurrency takes a number"))
                 }
+                "--cache-mb" => {
+                    c.cache_mb = value
+                        .parse()
+                        .unwrap_or_else(|_| usage("--cache-mb takes a number"))
+                }
                 "--statement-timeout-ms" => {
                     c.statement_timeout_ms = value
                         .parse()
@@ -90,7 +102,7 @@ fn usage(why: &str) -> ! {
     eprintln!(
         "vasttile-tileserver: {why}\n\
          options: --listen ADDR  --database 'host=... port=... user=... dbname=...'  --web DIR  --maplibre DIR\n\
-         \x20        --cache-control VALUE  --concurrency N  --statement-timeout-ms N"
+         \x20        --cache-control VALUE  --concurrency N  --statement-timeout-ms N  --cache-mb N"
     );
     std::process::exit(2)
 }
@@ -101,6 +113,8 @@ struct AppState {
     tiles: Semaphore,
     cache_control: HeaderValue,
     statement_timeout_ms: u64,
+    versions: Arc<versions::Versions>,
+    cache: Option<versions::TileCache>,
 }
 
 type Shared = Arc<AppState>;
@@ -114,6 +128,7 @@ async fn main() {
         .unwrap_or_else(|e| usage(&format!("--database: {e}")));
     pg.application_name("vasttile-tileserver");
     pg.options(format!("-c statement_timeout={}", cfg.statement_timeout_ms));
+    let listener_pg = pg.clone();
     let manager = Manager::from_config(
         pg,
         tokio_postgres::NoTls,
@@ -136,11 +151,25 @@ async fn main() {
         cache_control: HeaderValue::from_str(&cfg.cache_control)
             .unwrap_or_else(|_| usage("--cache-control is not a header value")),
         statement_timeout_ms: cfg.statement_timeout_ms,
+        versions: Arc::default(),
+        cache: versions::tile_cache(cfg.cache_mb),
     });
     if let Err(e) = refresh_layers(&state).await {
         eprintln!("vasttile-tileserver: cannot list layers: {e}");
         std::process::exit(1);
     }
+    let watched = state.clone();
+    tokio::spawn(versions::listen(
+        state.versions.clone(),
+        listener_pg,
+        move || {
+            let layers = watched.layers.read().expect("not poisoned").clone();
+            layers
+                .values()
+                .map(|l| (l.schema.clone(), l.function.clone(), l.id.clone()))
+                .collect()
+        },
+    ));
     let app = app(state.clone(), &cfg);
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -288,7 +317,12 @@ async fn refresh_layers(state: &AppState) -> Result<(), String> {
         .into_iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    *state.layers.write().expect("not poisoned") = Arc::new(layers_from_rows(rows));
+    let found = layers_from_rows(rows);
+    let mut layers = state.layers.write().expect("not poisoned");
+    if !layers.keys().eq(found.keys()) {
+        state.versions.reread();
+    }
+    *layers = Arc::new(found);
     Ok(())
 }
 
@@ -489,13 +523,23 @@ fn bad_parameter<'q>(message: &str, query: &'q HashMap<String, String>) -> Optio
         .map(String::as_str)
 }
 
-fn png_response(state: &AppState, png: Vec<u8>, headers: &HeaderMap) -> Response {
-    let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&png));
-    let mut response = if headers
+/// Whether the request's If-None-Match names `etag`.
+fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+}
+
+/// A tile, or 304 when the client has it: `etag` is the version's, or None to hash the bytes.
+fn png_response(
+    state: &AppState,
+    png: Bytes,
+    etag: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    let etag = etag.unwrap_or_else(|| format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&png)));
+    let mut response = if none_match(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, "image/png")], Body::from(png)).into_response()
@@ -533,6 +577,20 @@ async fn tile(
         }
         params.insert("size".into(), json!(512));
     }
+    // A versioned layer: answered without the database when the client or the cache has it.
+    let key = state
+        .versions
+        .of(&layer.id)
+        .map(|v| versions::TileKey::new(&layer.id, v, (z, x, y, retina), &query));
+    let etag = key.as_ref().map(versions::TileKey::etag);
+    if let (Some(key), Some(etag)) = (&key, &etag) {
+        if none_match(&headers, etag) {
+            return png_response(&state, Bytes::new(), Some(etag.clone()), &headers);
+        }
+        if let Some(png) = state.cache.as_ref().and_then(|c| c.get(key)) {
+            return png_response(&state, png, Some(etag.clone()), &headers);
+        }
+    }
     let Ok(_permit) = state.tiles.acquire().await else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
@@ -555,13 +613,18 @@ async fn tile(
         Ok(row) => {
             let png: Option<Vec<u8>> = row.get(0);
             let png = match png {
-                Some(p) => p,
+                Some(p) => Bytes::from(p),
                 None => match empty_png(&client, retina).await {
-                    Ok(p) => p,
+                    Ok(p) => Bytes::from(p),
                     Err(e) => return db_error(&e, &query, state.statement_timeout_ms),
                 },
             };
-            png_response(&state, png, &headers)
+            // Drawn at this version or a newer one (whose notification is on its way): either
+            // way not older than the key says.
+            if let (Some(cache), Some(key)) = (&state.cache, key) {
+                cache.insert(key, png.clone());
+            }
+            png_response(&state, png, etag, &headers)
         }
         Err(e) => db_error(&e, &query, state.statement_timeout_ms),
     }
@@ -630,7 +693,12 @@ async fn legend(
         )
         .await;
     match result {
-        Ok(row) => png_response(&state, row.get(0), &headers),
+        Ok(row) => png_response(
+            &state,
+            Bytes::from(row.get::<_, Vec<u8>>(0)),
+            None,
+            &headers,
+        ),
         Err(e) => db_error(&e, &query, state.statement_timeout_ms),
     }
 }
@@ -684,6 +752,8 @@ mod tests {
             tiles: Semaphore::new(1),
             cache_control: HeaderValue::from_static("no-cache"),
             statement_timeout_ms: 1000,
+            versions: Arc::default(),
+            cache: None,
         });
         let cfg = Config {
             listen: String::new(),
@@ -693,6 +763,7 @@ mod tests {
             cache_control: String::new(),
             concurrency: 1,
             statement_timeout_ms: 1000,
+            cache_mb: 0,
         };
         app(state, &cfg)
     }

@@ -95,7 +95,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
             "total": started.elapsed().as_secs_f64(),
         },
     });
-    record_build(p, &report);
+    record_build(p, &report, true);
     report
 }
 
@@ -180,6 +180,6 @@ pub(super) fn refresh(p: &Pyramid) -> Value {
         "tiles_renormalised": renormalised,
         "seconds": {"total": started.elapsed().as_secs_f64()},
     });
-    record_build(p, &report);
+    record_build(p, &report, stats.read.rows > 0);
     report
 }

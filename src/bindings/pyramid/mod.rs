@@ -128,6 +128,8 @@ fn create_heat_pyramid(
         })
         .or_spi_error("create_heat_pyramid");
     }
+    // Tiles past the base zoom are drawn from the table: its changes change the version.
+    super::versions::track_table(oid);
     if p.geometry != Geometry::Points {
         let index = truncate_identifier(format!("{table_name}_{}_vasttile_box", p.column));
         Spi::run(&format!(
@@ -213,6 +215,7 @@ fn drop_heat_pyramid(name: &str) -> bool {
     if let Some(source) = source {
         security::drop_triggers("vasttile.heat_pyramid_log_rows()", name, source);
     }
+    notify_versions();
     true
 }
 
@@ -341,4 +344,31 @@ fn heat_grid_parent(grid: HeatGridBytes) -> HeatGridBytes {
 pub(crate) fn layer_facts(name: &str) -> (String, u32) {
     let p = Pyramid::load(name);
     (p.source, p.base_zoom)
+}
+
+/// What the version of pyramid `name` is made of: its table and the number its last build or
+/// refresh took (None before the first); raises 42704 when there is no such pyramid.
+pub(crate) fn version_facts(name: &str) -> (pgrx::pg_sys::Oid, Option<i64>) {
+    let p = Pyramid::load(name);
+    let version = security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<i64>(
+            "SELECT version FROM vasttile.heat_pyramids WHERE name = $1",
+            &[name.into()],
+        )
+    })
+    .or_spi_error("reading the pyramid's version");
+    (p.source_oid, version)
+}
+
+/// The versions of the built pyramids over table `rel`, in name order.
+pub(crate) fn built_versions(rel: pgrx::pg_sys::Oid) -> Vec<i64> {
+    security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<Vec<i64>>(
+            "SELECT coalesce(array_agg(version ORDER BY name), '{}') FROM vasttile.heat_pyramids \
+             WHERE source = $1 AND version IS NOT NULL",
+            &[rel.into()],
+        )
+    })
+    .or_spi_error("reading the pyramids' versions")
+    .unwrap_or_default()
 }

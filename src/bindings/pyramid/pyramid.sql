@@ -10,7 +10,9 @@ CREATE TABLE heat_pyramids (
     base_zoom   int4 NOT NULL,
     tile_size   int4 NOT NULL,
     built_at    timestamptz,
-    last_build  jsonb
+    last_build  jsonb,
+    -- Taken from pyramid_version_seq by every build and refresh that changed tiles.
+    version     int8
 );
 COMMENT ON TABLE heat_pyramids IS 'vasttile heat pyramids: tables of points, paths or activities rendered into zoom pyramids';
 

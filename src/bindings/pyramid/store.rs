@@ -218,14 +218,29 @@ pub(super) fn lock(name: &str) {
     }
 }
 
-pub(super) fn record_build(p: &Pyramid, report: &Value) {
+pub(super) fn record_build(p: &Pyramid, report: &Value, tiles_changed: bool) {
+    // A new version only when tiles changed: a refresh with nothing to do keeps every cached tile.
     security::as_catalog_owner(|| {
         Spi::run_with_args(
-            "UPDATE vasttile.heat_pyramids SET built_at = now(), last_build = $2 WHERE name = $1",
-            &[p.name.as_str().into(), pgrx::JsonB(report.clone()).into()],
+            "UPDATE vasttile.heat_pyramids SET built_at = now(), last_build = $2, \
+             version = CASE WHEN $3 THEN nextval('vasttile.pyramid_version_seq') ELSE version END \
+             WHERE name = $1",
+            &[
+                p.name.as_str().into(),
+                pgrx::JsonB(report.clone()).into(),
+                tiles_changed.into(),
+            ],
         )
     })
     .or_spi_error("recording the build");
+    if tiles_changed {
+        notify_versions();
+    }
+}
+
+/// Tell tile servers listening on `vasttile_data` that versions changed (at commit).
+pub(super) fn notify_versions() {
+    Spi::run("SELECT pg_catalog.pg_notify('vasttile_data', '')").or_spi_error("notifying");
 }
 
 /// The memory budget of a build or refresh: `maintenance_work_mem`, as for `CREATE INDEX`.

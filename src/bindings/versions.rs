@@ -1,0 +1,177 @@
+//! SQL family: data versions. A tile server caches a layer's tiles under the layer's version and
+//! answers `If-None-Match` without drawing: the version changes in the transaction that changes
+//! what the layer draws (versions.sql). Versions are opaque numbers; NULL means "not versioned,
+//! draw every time".
+
+use super::security::{self, Access};
+use super::{check_name, sql_error, OrSpiError, Relation};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi;
+use serde_json::Value;
+
+pgrx::extension_sql_file!("versions.sql", name = "version_tables");
+
+/// The name of the statement trigger that counts a table's changes.
+const TRIGGER: &str = "vasttile_version";
+
+/// Mix numbers into one opaque version (splitmix64 steps): equal inputs, equal versions.
+fn mix(parts: &[i64]) -> i64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for &p in parts {
+        h ^= p as u64;
+        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+    }
+    h as i64
+}
+
+/// Put the version trigger on table `rel` when the caller owns it; returns whether the table is
+/// versioned. Tables of other owners, temporary and distributed tables (whose changes happen on
+/// the workers) stay unversioned: their layers are drawn every time.
+pub fn track_table(rel: pg_sys::Oid) -> bool {
+    let (owner, lasting) = security::with_fixed_search_path(|| {
+        Spi::get_two_with_args::<bool, bool>(
+            "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE'), c.relpersistence <> 't' \
+             FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind IN ('r', 'p')",
+            &[rel.into()],
+        )
+    })
+    .or_spi_error("reading the table");
+    if owner != Some(true) || lasting != Some(true) || super::citus::is_distributed(rel) {
+        return tracked(rel);
+    }
+    security::with_fixed_search_path(|| {
+        // Schema-qualified, as the fixed search path prints it.
+        let table = security::relation_name(rel);
+        Spi::run(&format!(
+            "CREATE OR REPLACE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
+             FOR EACH STATEMENT EXECUTE FUNCTION vasttile.data_changed()"
+        ))
+    })
+    .or_spi_error("creating the version trigger");
+    true
+}
+
+/// Whether table `rel` has an enabled version trigger on every kind of change.
+fn tracked(rel: pg_sys::Oid) -> bool {
+    // tgtype: statement level (bit 0 clear), after, and insert | delete | update | truncate.
+    security::with_fixed_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g \
+                            WHERE g.tgrelid = $1 AND g.tgfoid = 'vasttile.data_changed()'::pg_catalog.regprocedure \
+                              AND g.tgenabled IN ('O', 'A') AND g.tgtype & 1 = 0 AND g.tgtype & 2 = 0 \
+                              AND g.tgtype & 60 = 60)",
+            &[rel.into()],
+        )
+    })
+    .or_spi_error("reading the table's triggers")
+    .unwrap_or(false)
+}
+
+/// The version of table `rel` for a caller with SELECT on it (42501 otherwise); None when the
+/// table has no version trigger.
+pub fn table_version_of(rel: pg_sys::Oid) -> Option<i64> {
+    if security::source_access(rel) == Access::Denied {
+        security::require_full_access(rel, "the table's version");
+    }
+    if !tracked(rel) {
+        return None;
+    }
+    let changes = security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<i64>(
+            "SELECT coalesce(sum(changes), 0)::int8 FROM vasttile.data_changes WHERE rel = $1",
+            &[rel.into()],
+        )
+    })
+    .or_spi_error("reading the table's version")
+    .unwrap_or(0);
+    Some(mix(&[rel.to_u32() as i64, changes]))
+}
+
+/// The version of table `tbl`: a number that changes whenever a statement changes its rows
+/// (INSERT, UPDATE, DELETE, TRUNCATE), NULL when the table is not versioned (layers and
+/// pyramids version the tables their creator owns).
+#[pg_extern(stable, strict, parallel_safe, requires = ["version_tables"])]
+fn table_version(tbl: Relation) -> Option<i64> {
+    table_version_of(tbl.oid())
+}
+
+/// The version of heat pyramid `name`: changes with every build or refresh that changed its
+/// tiles and with every change to its table (tiles past the base zoom are drawn from it).
+#[pg_extern(stable, strict, parallel_safe, requires = ["version_tables", "pyramid_tables"])]
+fn heat_pyramid_version(name: &str) -> Option<i64> {
+    pyramid_version(name)
+}
+
+fn pyramid_version(name: &str) -> Option<i64> {
+    let (source, built) = super::pyramid::version_facts(name);
+    security::require_full_access(source, &format!("heat pyramid \"{name}\""));
+    let table = table_version_of(source)?;
+    Some(mix(&[table, built.unwrap_or(-1)]))
+}
+
+/// The version of layer `schema.name` (a function made by a `create_*_layer` function): the
+/// version of the table or pyramid it draws, NULL for layers that are drawn every time
+/// (choropleths, whose values come from any query; tables not versioned; layers made before
+/// versions, whose comment does not name their table).
+#[pg_extern(stable, parallel_safe, requires = ["version_tables", "pyramid_tables"])]
+fn layer_version(name: Option<&str>, schema: default!(Option<&str>, "'public'")) -> Option<i64> {
+    let name = check_name(super::required(name, "name"), "name");
+    let schema = check_name(super::required(schema, "schema"), "schema");
+    let function = format!(
+        "{}(integer, integer, integer, json)",
+        spi::quote_qualified_identifier(schema, name)
+    );
+    // The function's comment says what it draws; its body is part of the version (a layer
+    // made again with another style draws other tiles).
+    let found = security::with_fixed_search_path(|| {
+        Spi::get_two_with_args::<String, i64>(
+            "SELECT coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), ''), \
+                    pg_catalog.hashtextextended(p.prosrc, 0) \
+             FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure($1)",
+            &[function.as_str().into()],
+        )
+    });
+    let (comment, body) = match found {
+        Ok((Some(c), Some(b))) => (c, b),
+        Err(spi::SpiError::InvalidPosition) | Ok(_) => sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
+            format!("layer {function} does not exist"),
+        ),
+        Err(e) => sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("reading layer {function}: {e}"),
+        ),
+    };
+    let meta: Value = serde_json::from_str(&comment).unwrap_or(Value::Null);
+    let data = data_version(&meta["vasttile"])?;
+    Some(mix(&[data, body]))
+}
+
+/// The version of what a layer's comment (`vasttile` part) says it draws.
+fn data_version(vt: &Value) -> Option<i64> {
+    match vt["kind"].as_str() {
+        Some("heat_pyramid") => pyramid_version(vt["pyramid"].as_str()?),
+        Some("heat" | "dots" | "access") => {
+            let table = vt["table"].as_str()?;
+            let rel = security::with_fixed_search_path(|| {
+                Spi::get_one_with_args::<pg_sys::Oid>(
+                    "SELECT pg_catalog.to_regclass($1)::oid",
+                    &[table.into()],
+                )
+            })
+            .or_spi_error("reading the layer's table")?;
+            let version = table_version_of(rel)?;
+            if vt["kind"] != "heat" {
+                return Some(version);
+            }
+            // heat_tile serves the zooms of a points pyramid over the table from it.
+            let pyramids = super::pyramid::built_versions(rel);
+            Some(mix(&[&[version][..], &pyramids].concat()))
+        }
+        _ => None,
+    }
+}
