@@ -12,6 +12,10 @@ CREATE INDEX data_changes_rel ON data_changes (rel);
 COMMENT ON TABLE data_changes IS 'vasttile: statements that changed tables with a version trigger, a row per statement until merged (their sum is the table''s version)';
 REVOKE ALL ON data_changes FROM PUBLIC;
 
+-- Every 64th statement over all versioned tables merges its table's rows.
+CREATE SEQUENCE data_changes_seq;
+REVOKE ALL ON SEQUENCE data_changes_seq FROM PUBLIC;
+
 CREATE SEQUENCE pyramid_version_seq;
 COMMENT ON SEQUENCE pyramid_version_seq IS 'vasttile: a heat pyramid''s version, taken at every build and refresh that changed tiles';
 REVOKE ALL ON SEQUENCE pyramid_version_seq FROM PUBLIC;
@@ -29,7 +33,7 @@ BEGIN
     -- Now and then the table's rows become one, their sum unchanged (the rows deleted are added
     -- back in this transaction). One merger per table at a time, none waiting: no row is
     -- deleted twice and no lock cycle forms.
-    IF pg_catalog.random() < 1.0 / 128
+    IF pg_catalog.nextval('@extschema@.data_changes_seq') % 64 = 0
        AND pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('vasttile data version ' || TG_RELID::text)) THEN
         WITH gone AS (DELETE FROM @extschema@.data_changes WHERE rel = TG_RELID RETURNING changes)
         SELECT sum(changes) INTO merged FROM gone;

@@ -185,6 +185,7 @@ SELECT length(vasttile.create_pyramid_layer('x$STYLE layer', 'x$STYLE t_col', '{
 SELECT public."x$STYLE layer"(5, 7, 12) IS NOT NULL AS odd_layer_tile;
 SELECT (vasttile.create_heat_pyramid(repeat('x', 63), 'at_col', '{"geometry": "paths", "column": " ON v(i);CREATE TABLE pwned(i int);--", "base_zoom": 5}')->>'rows')::int AS name_63_bytes;
 SELECT sec_try(format($q$SELECT vasttile.create_heat_pyramid(%L, 'at_col')$q$, repeat('x', 64))) AS name_64_bytes;
+-- Two pyramids' four triggers each, and the version trigger, which stays when they go.
 SELECT count(*) AS at_col_triggers FROM pg_trigger WHERE tgrelid = 'at_col'::regclass AND NOT tgisinternal;
 SELECT vasttile.drop_heat_pyramid(repeat('x', 63)) AND vasttile.drop_heat_pyramid('x$STYLE t_col') AS dropped;
 SELECT count(*) AS at_col_triggers_left FROM pg_trigger WHERE tgrelid = 'at_col'::regclass AND NOT tgisinternal;

@@ -3,10 +3,12 @@
 //! server's resident memory (from /proc) at the start, its peak and at the end.
 //!
 //! The list (`--tiles FILE`) holds one `group path` per line, e.g.
-//! `pyramid /activities_heat/14/8187/5448.png`. Exit status 1 when any request failed.
+//! `pyramid /activities_heat/14/8187/5448.png`. Groups named `revalidate...` send the ETag last
+//! seen for their path as If-None-Match, as a browser revalidating its cache does: a 304 counts
+//! as success there. Exit status 1 when any request failed.
 
 use rand::seq::IndexedRandom;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,7 @@ async fn main() {
     assert!(!tiles.is_empty(), "the tile list is empty");
     let tiles = Arc::new(tiles);
     let groups: Arc<Mutex<BTreeMap<String, Group>>> = Arc::default();
+    let etags: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(60))
@@ -79,16 +82,40 @@ async fn main() {
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, tiles, groups, base) =
-                (client.clone(), tiles.clone(), groups.clone(), base.clone());
+            let (client, tiles, groups, base, etags) = (
+                client.clone(),
+                tiles.clone(),
+                groups.clone(),
+                base.clone(),
+                etags.clone(),
+            );
             tokio::spawn(async move {
                 while Instant::now() < deadline {
                     let (group, path) = tiles.choose(&mut rand::rng()).expect("not empty").clone();
+                    let revalidate = group.starts_with("revalidate");
+                    let known = if revalidate {
+                        etags.lock().expect("not poisoned").get(&path).cloned()
+                    } else {
+                        None
+                    };
+                    let mut request = client.get(format!("{base}{path}"));
+                    if let Some(etag) = &known {
+                        request = request.header("if-none-match", etag);
+                    }
                     let t0 = Instant::now();
-                    let result = client.get(format!("{base}{path}")).send().await;
+                    let result = request.send().await;
                     let (status, ok) = match result {
+                        Ok(r) if r.status().as_u16() == 304 && known.is_some() => (304, true),
                         Ok(r) => {
                             let status = r.status().as_u16();
+                            if let Some(etag) =
+                                r.headers().get("etag").and_then(|v| v.to_str().ok())
+                            {
+                                etags
+                                    .lock()
+                                    .expect("not poisoned")
+                                    .insert(path.clone(), etag.to_string());
+                            }
                             let png = r
                                 .headers()
                                 .get("content-type")
