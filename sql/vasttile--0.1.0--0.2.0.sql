@@ -712,7 +712,7 @@ BEGIN
     FOR t IN
         SELECT DISTINCT p.source FROM @extschema@.heat_pyramids p
         JOIN pg_catalog.pg_class c ON c.oid = p.source
-        WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+        WHERE c.relkind = 'r' AND c.relpersistence <> 't'
     LOOP
         -- Not on distributed tables (their changes happen on the workers).
         distributed := false;

@@ -29,18 +29,22 @@ fn mix(parts: &[i64]) -> i64 {
 }
 
 /// Put the version trigger on table `rel` when the caller owns it; returns whether the table is
-/// versioned. Tables of other owners, temporary and distributed tables (whose changes happen on
-/// the workers) stay unversioned: their layers are drawn every time.
+/// versioned. Tables of other owners, temporary, partitioned and distributed tables (whose changes
+/// happen on the workers), views and foreign tables stay unversioned: their layers are drawn
+/// every time.
 pub fn track_table(rel: pg_sys::Oid) -> bool {
-    let (owner, lasting) = security::with_fixed_search_path(|| {
-        Spi::get_two_with_args::<bool, bool>(
-            "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE'), c.relpersistence <> 't' \
-             FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind IN ('r', 'p')",
+    // Plain tables only: views, materialized views and foreign tables change without triggers,
+    // and a statement on a partition does not fire its parent's statement triggers.
+    let trackable = security::with_fixed_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') AND c.relpersistence <> 't' \
+                    AND c.relkind = 'r' \
+             FROM pg_catalog.pg_class c WHERE c.oid = $1",
             &[rel.into()],
         )
     })
     .or_spi_error("reading the table");
-    if owner != Some(true) || lasting != Some(true) || super::citus::is_distributed(rel) {
+    if trackable != Some(true) || super::citus::is_distributed(rel) {
         return tracked(rel);
     }
     security::with_fixed_search_path(|| {

@@ -6,6 +6,9 @@
 SET client_min_messages = warning;
 SET search_path = public, vasttile;
 
+-- Every pyramid has a version (the update put the version trigger on their tables).
+CREATE TEMP TABLE up_versions AS SELECT name, heat_pyramid_version(name) AS v FROM heat_pyramids;
+SELECT name, v IS NOT NULL AS versioned FROM up_versions ORDER BY 1;
 -- Writes go through the (renamed) triggers into the log; refreshes apply them.
 INSERT INTO up_acts SELECT id + 10000, kind, is_virtual, is_private, path, times FROM synthetic_activities(40, 21, -0.12, 51.49, 2000);
 DELETE FROM up_acts WHERE id % 9 = 0;
@@ -20,6 +23,7 @@ SELECT r->'rows' AS rows, r->'tiles_changed' AS tiles_changed FROM heat_pyramid_
 SELECT r->'rows' AS rows, r->'tiles_changed' AS tiles_changed FROM heat_pyramid_refresh('up_paths') r;
 SELECT r->'rows' AS rows, r->'tiles_changed' AS tiles_changed FROM heat_pyramid_refresh('up_moved') r;
 SELECT count(*) AS log_rows_left FROM heat_pyramid_log;
+SELECT name, heat_pyramid_version(name) <> v AS version_changed FROM up_versions ORDER BY 1;
 -- A change to the polygons empties the layer's cache; the next tiles are drawn afresh.
 UPDATE up_regions SET polygon = (SELECT polygon FROM up_regions WHERE id = 55) WHERE id = 1;
 SELECT count(*) AS cached_after_change FROM skeleton_cache WHERE layer = 'up_regions';
