@@ -171,6 +171,11 @@ pub fn relation_name(rel: pg_sys::Oid) -> String {
         .unwrap_or_else(|| format!("with OID {}", rel.to_u32()))
 }
 
+/// A relation's schema-qualified, quoted name (whatever the search path).
+pub fn qualified_name(rel: pg_sys::Oid) -> String {
+    with_fixed_search_path(|| relation_name(rel))
+}
+
 /// The role that owns the extension (and so its tables).
 fn extension_owner() -> pg_sys::Oid {
     let owner = Spi::get_one::<pg_sys::Oid>(

@@ -87,18 +87,22 @@ def run_pyramid(coord, nodes, name, dist, local, options):
              if "worker_partial_agg" in c]
     rows, shipped = shipped_by(nodes, tasks)
     tiles, same = compare_pyramids(coord, "citus_" + dist, "local_" + dist)
-    # The same change in both tables, then a refresh of each (twice for the distributed one: the
-    # second finds nothing to do).
+    # The same change in both tables, then a refresh of each, incremental, taking the same rows
+    # (twice for the distributed one: the second finds nothing to do).
     psql(coord, CHANGE.format(t=dist, col=col) + "\n" + CHANGE.format(t=local, col=col) + "\n")
-    refresh = psql(coord + ["-At"], SETTINGS + f"""
-SELECT vasttile.heat_pyramid_refresh('citus_{dist}')->>'refresh';
-SELECT vasttile.heat_pyramid_refresh('local_{dist}')->>'refresh';
-SELECT vasttile.heat_pyramid_refresh('citus_{dist}')->>'refresh';
+    # A refresh rolled back first: the rows it took from the nodes are left to the next one.
+    psql(coord, SETTINGS + f"BEGIN;\nSELECT vasttile.heat_pyramid_refresh('citus_{dist}');\nROLLBACK;\n")
+    lines = psql(coord + ["-At"], SETTINGS + f"""
+SELECT (r->>'refresh') || ' ' || (r->>'rows') || '|' || (r->'seconds'->>'total') FROM vasttile.heat_pyramid_refresh('citus_{dist}') r;
+SELECT (r->>'refresh') || ' ' || (r->>'rows') || '|' || (r->'seconds'->>'total') FROM vasttile.heat_pyramid_refresh('local_{dist}') r;
+SELECT (r->>'refresh') || ' ' || (r->>'rows') || '|' || (r->'seconds'->>'total') FROM vasttile.heat_pyramid_refresh('citus_{dist}') r;
 """).stdout.strip().splitlines()
+    refresh = [line.split("|")[0] for line in lines]
+    refresh_s = [float(line.split("|")[1]) for line in lines]
     tiles2, same2 = compare_pyramids(coord, "citus_" + dist, "local_" + dist)
     return {"name": name, "tiles": tiles, "same": same, "tiles2": tiles2, "same2": same2,
             "tasks": rows, "shipped": shipped, "dist_s": dist_s, "local_s": local_s,
-            "refresh": refresh}
+            "refresh": refresh, "refresh_s": refresh_s}
 
 
 def psql(args, script, check=True):
@@ -186,8 +190,10 @@ def main():
             continue
         print(f"{name:28} {r['tiles']:>6} {r['same']:>6} {r['same2']:>6}/{r['tiles2']:<6} {r['tasks']:>14}"
               f" {r['shipped']:>13,} {r['local_s']:>10.2f} {r['dist_s']:>8.2f}  {' / '.join(r['refresh'])}")
+        print(f"{'':28} refresh after the change: one node {r['refresh_s'][1]:.2f} s, Citus {r['refresh_s'][0]:.2f} s")
         if r["same"] != r["tiles"] or r["same2"] != r["tiles2"] or r["tiles"] == 0 or r["tasks"] == 0 \
-                or r["refresh"][-1] != "unchanged":
+                or r["refresh"][0] != r["refresh"][1] or r["refresh"][2] != "incremental 0" \
+                or not r["refresh"][0].startswith("incremental "):
             failed.append(name)
     if failed:
         print("failed: " + ", ".join(failed))

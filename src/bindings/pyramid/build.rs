@@ -36,9 +36,9 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         src = p.source
     );
     let distributed = crate::bindings::citus::is_distributed(p.source_oid);
-    // Changes counted on the shards before reading them: a refresh rebuilds when this moved.
-    let shard_changes =
-        distributed.then(|| crate::bindings::citus::shard_changes("pyramid", &p.name));
+    // The changes logged on the nodes so far are in what this build reads: claimed, they are
+    // dropped once it commits (the table is locked against writers since).
+    let shard_claim = distributed.then(|| super::shards::claim_for_build(p));
     let mut workers_planned = 0;
     let stats = if distributed || p.parallel_query {
         // Drawn where the rows are, by Citus's workers or PostgreSQL's parallel workers: only
@@ -84,7 +84,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         "parallel_workers_planned": workers_planned,
         "distributed": distributed,
         "build": if distributed { "distributed" } else { p.options["build"].as_str().unwrap_or("streaming") },
-        "shard_changes": shard_changes,
+        "shard_claim": shard_claim,
         "memory_budget_bytes": memory_budget(),
         "line_pixels": drawn.pixels,
         "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
@@ -117,22 +117,15 @@ pub(super) fn refresh(p: &Pyramid) -> Value {
         report["refresh"] = json!("full rebuild");
         return report;
     }
+    // On Citus the rows changed on the nodes holding the shards: taken into this node's log.
+    let mut shard_claim = None;
     if crate::bindings::citus::is_distributed(p.source_oid) {
-        // The rows changed on the workers, out of this node's log: rebuild when their shards
-        // counted changes since the build.
-        let at_build = security::as_catalog_owner(|| {
-            Spi::get_one_with_args::<i64>(
-                "SELECT (last_build ->> 'shard_changes')::int8 FROM vasttile.heat_pyramids WHERE name = $1",
-                &[p.name.as_str().into()],
-            )
-        })
-        .or_spi_error("reading the pyramid");
-        if at_build == Some(crate::bindings::citus::shard_changes("pyramid", &p.name)) {
-            return json!({"refresh": "unchanged", "seconds": {"total": started.elapsed().as_secs_f64()}});
+        shard_claim = super::shards::take_changes(p);
+        if shard_claim.is_none() {
+            let mut report = build_all(p);
+            report["refresh"] = json!("full rebuild of a distributed table");
+            return report;
         }
-        let mut report = build_all(p);
-        report["refresh"] = json!("full rebuild of a distributed table");
-        return report;
     }
     let mut changed: Vec<HashSet<(u32, u32)>> = vec![HashSet::new(); p.base_zoom as usize + 1];
     let mut base_tiles = HashSet::new();
@@ -178,6 +171,7 @@ pub(super) fn refresh(p: &Pyramid) -> Value {
         "base_tiles": base_tiles.len(),
         "tiles_changed": changed.iter().map(|c| c.len()).sum::<usize>(),
         "tiles_renormalised": renormalised,
+        "shard_claim": shard_claim,
         "seconds": {"total": started.elapsed().as_secs_f64()},
     });
     record_build(p, &report, stats.read.rows > 0);

@@ -13,6 +13,7 @@ mod build;
 mod definition;
 mod distributed;
 mod serve;
+mod shards;
 mod store;
 
 use crate::bindings::security::{self};
@@ -106,6 +107,9 @@ fn create_heat_pyramid(
     .or_spi_error("create_heat_pyramid");
     p = Pyramid::load(name);
     if let Some(old) = old_source {
+        if old != oid && super::citus::is_distributed(old) {
+            shards::forget_everywhere(name, &security::qualified_name(old));
+        }
         security::drop_triggers("vasttile.heat_pyramid_log_rows()", name, old);
     }
     for (event, tables) in [
@@ -213,6 +217,9 @@ fn drop_heat_pyramid(name: &str) -> bool {
     })
     .or_spi_error("drop_heat_pyramid");
     if let Some(source) = source {
+        if super::citus::is_distributed(source) {
+            shards::forget_everywhere(name, &security::qualified_name(source));
+        }
         security::drop_triggers("vasttile.heat_pyramid_log_rows()", name, source);
     }
     notify_versions();

@@ -52,10 +52,39 @@ CREATE TABLE heat_pyramid_log (
 CREATE INDEX ON heat_pyramid_log (pyramid);
 COMMENT ON TABLE heat_pyramid_log IS 'vasttile: rows added (+1) and removed (-1) since a pyramid was last refreshed; 0: rebuild';
 
+-- On Citus nodes: the definitions of pyramids over distributed tables, left there by the
+-- coordinator's builds, and the rows their shards' triggers logged, for the coordinator's
+-- refreshes to take. A row is claimed by the refresh that took it and deleted by the next one,
+-- once the claim was committed on the coordinator (its transaction is not the node's).
+CREATE TABLE shard_pyramids (
+    name    text PRIMARY KEY,
+    source  regclass NOT NULL,
+    options jsonb NOT NULL
+);
+COMMENT ON TABLE shard_pyramids IS 'vasttile: on Citus nodes, the definitions of heat pyramids over distributed tables, for their shards'' triggers';
+CREATE TABLE shard_pyramid_log (
+    pyramid    text NOT NULL,
+    shard      name NOT NULL,
+    sign       int2 NOT NULL,
+    id         int8,
+    path       int8[],
+    times      float8[],
+    kind       text,
+    is_virtual boolean,
+    is_private boolean,
+    weight     float8,
+    claim      int8
+);
+CREATE INDEX ON shard_pyramid_log (pyramid);
+COMMENT ON TABLE shard_pyramid_log IS 'vasttile: on Citus nodes, rows changed in shards of a distributed pyramid''s table, until the coordinator''s refresh has taken them';
+-- The coordinator's claims.
+CREATE SEQUENCE shard_claim_seq;
+
 -- Every role may call the extension's functions (as it may PostGIS's); its tables say who
 -- reads what.
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
-REVOKE ALL ON heat_pyramids, heat_pyramid_tiles, heat_pyramid_log FROM PUBLIC;
+REVOKE ALL ON heat_pyramids, heat_pyramid_tiles, heat_pyramid_log, shard_pyramids, shard_pyramid_log FROM PUBLIC;
+REVOKE ALL ON SEQUENCE shard_claim_seq FROM PUBLIC;
 -- The definitions, not the build reports (their counts describe the table's rows).
 GRANT SELECT (name, source, owner, options, base_zoom, tile_size, built_at) ON heat_pyramids TO PUBLIC;
 
@@ -124,17 +153,28 @@ SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     def record;
     list text;
+    shard_of oid;
 BEGIN
-    -- On a shard of a distributed table (a Citus worker), count the change for the coordinator:
-    -- its refresh rebuilds the pyramid when the count moved.
+    -- On a shard of a distributed table (a Citus node): the change is counted, and where the
+    -- coordinator's build left the pyramid's definition, the rows are logged on this node for
+    -- the coordinator's refresh to take (shard_pyramid_take).
     IF @extschema@.shard_change('pyramid', TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME) THEN
-        RETURN NULL;
-    END IF;
-    SELECT p.source, p.options INTO def FROM @extschema@.heat_pyramids p WHERE p.name = TG_ARGV[0];
-    -- A trigger left behind by a dropped pyramid does nothing; one naming another table's
-    -- pyramid is refused (it would forge that pyramid's log).
-    IF NOT FOUND THEN
-        RETURN NULL;
+        EXECUTE 'SELECT s.logicalrelid FROM pg_catalog.pg_dist_shard s
+                 JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname || ''_'' || s.shardid = $2'
+            INTO shard_of USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
+        SELECT s.source, s.options INTO def FROM @extschema@.shard_pyramids s WHERE s.name = TG_ARGV[0];
+        IF NOT FOUND OR def.source::oid IS DISTINCT FROM shard_of THEN
+            RETURN NULL;
+        END IF;
+    ELSE
+        SELECT p.source, p.options INTO def FROM @extschema@.heat_pyramids p WHERE p.name = TG_ARGV[0];
+        -- A trigger left behind by a dropped pyramid does nothing; one naming another table's
+        -- pyramid is refused (it would forge that pyramid's log).
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
     END IF;
     -- Only the triggers create_heat_pyramid makes: AFTER ... FOR EACH STATEMENT, with the
     -- transition tables named as this function reads them (without them, `old_rows` would be
@@ -147,12 +187,14 @@ BEGIN
         RAISE EXCEPTION 'trigger % on % is not a trigger vasttile made for heat pyramid "%"', TG_NAME, TG_RELID::regclass, TG_ARGV[0]
             USING ERRCODE = '42501';
     END IF;
-    IF def.source::oid <> TG_RELID THEN
+    IF shard_of IS NULL AND def.source::oid <> TG_RELID THEN
         RAISE EXCEPTION 'trigger % on % does not belong to a heat pyramid over that table', TG_NAME, TG_RELID::regclass
             USING ERRCODE = '42501';
     END IF;
     IF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO @extschema@.heat_pyramid_log (pyramid, sign) VALUES (TG_ARGV[0], 0);
+        IF shard_of IS NULL THEN
+            INSERT INTO @extschema@.heat_pyramid_log (pyramid, sign) VALUES (TG_ARGV[0], 0);
+        END IF;
         RETURN NULL;
     END IF;
     -- Every column named must exist: a missing one would let `t.name` call a function name(t)
@@ -172,6 +214,19 @@ BEGIN
             USING ERRCODE = '42804', HINT = 'Pyramids read columns of built-in types (int8, int8[], float8[], text, boolean, numbers).';
     END IF;
     list := @extschema@.heat_pyramid_select_list(def.options);
+    IF shard_of IS NOT NULL THEN
+        IF TG_OP IN ('DELETE', 'UPDATE') THEN
+            EXECUTE format('INSERT INTO @extschema@.shard_pyramid_log (pyramid, shard, sign, id, path, times, kind, is_virtual, is_private, weight) '
+                           'SELECT $1, $2, -1, %s FROM old_rows t', list)
+                USING TG_ARGV[0], TG_TABLE_NAME;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            EXECUTE format('INSERT INTO @extschema@.shard_pyramid_log (pyramid, shard, sign, id, path, times, kind, is_virtual, is_private, weight) '
+                           'SELECT $1, $2, 1, %s FROM new_rows t', list)
+                USING TG_ARGV[0], TG_TABLE_NAME;
+        END IF;
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         EXECUTE format('INSERT INTO @extschema@.heat_pyramid_log SELECT $1, -1, %s FROM old_rows t', list)
             USING TG_ARGV[0];

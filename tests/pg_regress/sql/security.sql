@@ -357,6 +357,29 @@ DROP AGGREGATE public.sec_kept(int8, int4, int4, int4), public.sec_moving(vastti
 DROP FUNCTION public.sec_keep(vasttile.heat_state, vasttile.heat_state), public.sec_minv(vasttile.heat_state, vasttile.heatgrid);
 DROP TABLE sec_many;
 
+-- The Citus node functions (anyone may call them: the coordinator calls them with its caller's
+-- rights): only a table's owner defines, takes or forgets a pyramid over it, and a definition
+-- over one table is not replaced through another.
+SET ROLE vt_owner;
+SELECT vasttile.shard_pyramid_define('sec_node', 'sec_pts', '{"base_zoom": 8}');
+RESET ROLE;
+SET ROLE vt_other;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_define('sec_node', 'sec_other', '{"base_zoom": 8}')$$) AS hijack_definition;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_define('sec_x', 'sec_pts', '{}')$$) AS define_on_others_table;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_take('sec_node', 'sec_pts', 0, 1, 10, 10)$$) AS take_others_rows;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_forget('sec_node', 'sec_pts')$$) AS forget_others;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_forget('sec_node', 'sec_other')$$) AS forget_through_own_table;
+SELECT sec_try($$SELECT count(*) FROM vasttile.shard_pyramids$$) AS read_definitions;
+SELECT sec_try($$INSERT INTO vasttile.shard_pyramid_log (pyramid, shard, sign) VALUES ('sec_node', 'sec_pts_1', 1)$$) AS forge_log;
+RESET ROLE;
+SELECT name, source FROM vasttile.shard_pyramids ORDER BY 1;
+SET ROLE vt_owner;
+SELECT vasttile.shard_pyramid_take('sec_node', 'sec_pts', 0, 1, 10, 10) AS taken_without_shards;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_define('sec_node', 'sec_pts', '{"base_zoom": 99}')$$) AS bad_options;
+SELECT vasttile.shard_pyramid_forget('sec_node', 'sec_pts');
+RESET ROLE;
+SELECT count(*) AS definitions_left FROM vasttile.shard_pyramids;
+
 -- Clean up.
 SELECT vasttile.drop_heat_pyramid(n) FROM unnest(ARRAY['sec_pts', 'sec_rls']) n;
 SELECT vasttile.drop_skeleton_layer(n) FROM unnest(ARRAY['sec_polys', 'sec_polys_mine']) n;

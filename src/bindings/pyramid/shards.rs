@@ -1,0 +1,282 @@
+//! Refreshing a pyramid over a distributed (Citus) table as on one node: the changed rows are
+//! logged where they change, on the nodes holding the shards (`shard_pyramid_log`, by the
+//! pyramid's triggers, with the definition each build leaves on every node), and a refresh on
+//! the coordinator takes them into its own log, then applies them as deltas.
+//!
+//! The nodes answer outside the coordinator's transaction, so taking is two-phase: a refresh
+//! claims the rows it takes with a new number and records that number in its build report; the
+//! next refresh deletes the rows of the recorded (committed) claim and claims everything else
+//! again. A refresh that fails leaves its rows to the next one.
+
+use super::definition::*;
+use crate::bindings::security;
+use crate::bindings::{sql_error, Jsonb, OrRaise, OrSpiError, Relation};
+use pgrx::prelude::*;
+
+/// Most rows and points a node hands over in one refresh; past either, the pyramid is rebuilt
+/// (cheaper than shipping the changes, and the text stays bounded).
+const MAX_ROWS: i64 = 100_000;
+const MAX_POINTS: i64 = 2_000_000;
+
+/// Node side: keep the definition of pyramid `name` over distributed table `source` for its
+/// shards' triggers (the caller must own the table, as for create_heat_pyramid).
+#[pg_extern(volatile, strict, parallel_unsafe, requires = ["pyramid_tables"])]
+fn shard_pyramid_define(name: &str, source: Relation, options: Jsonb) {
+    security::check_name(name);
+    security::require_table_owner(source.oid(), "log its changes for a heat pyramid");
+    let oid = source.oid();
+    // Options as create_heat_pyramid checks them (the trigger builds its select list of them).
+    Pyramid::from_options(
+        name,
+        &crate::bindings::quoted_relation_name(&source),
+        &options.0,
+    )
+    .or_raise();
+    drop(source);
+    // A definition over another table is replaced only by its table's owner (else anyone could
+    // stop another pyramid's changes from being logged).
+    if let Some(other) = defined_over(name).filter(|o| *o != oid) {
+        security::require_table_owner(other, "replace a heat pyramid over it");
+    }
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO vasttile.shard_pyramids (name, source, options) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET source = excluded.source, options = excluded.options",
+            &[name.into(), oid.into(), pgrx::JsonB(options.0).into()],
+        )
+    })
+    .or_spi_error("shard_pyramid_define");
+}
+
+/// The names of the shards of distributed table `rel` (none without Citus).
+fn shards_of(rel: pgrx::pg_sys::Oid) -> Vec<String> {
+    let citus = Spi::get_one::<bool>(
+        "SELECT pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL",
+    )
+    .or_spi_error("checking for Citus")
+    .unwrap_or(false);
+    if !citus {
+        return Vec::new();
+    }
+    Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(array_agg(c.relname || '_' || s.shardid), '{}') \
+         FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid \
+         WHERE s.logicalrelid = $1",
+        &[rel.into()],
+    )
+    .or_spi_error("listing the table's shards")
+    .unwrap_or_default()
+}
+
+/// The table a node's definition of pyramid `name` is over.
+fn defined_over(name: &str) -> Option<pgrx::pg_sys::Oid> {
+    security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
+            "SELECT (SELECT source::oid FROM vasttile.shard_pyramids WHERE name = $1)",
+            &[name.into()],
+        )
+    })
+    .or_spi_error("reading the node's pyramids")
+}
+
+/// Node side: forget pyramid `name` over `source` (its definition and logged rows); a
+/// definition over another table stays.
+#[pg_extern(volatile, strict, parallel_unsafe, requires = ["pyramid_tables"])]
+fn shard_pyramid_forget(name: &str, source: Relation) {
+    security::require_table_owner(source.oid(), "drop a heat pyramid");
+    if defined_over(name).is_some_and(|o| o != source.oid()) {
+        return;
+    }
+    let shards = shards_of(source.oid());
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM vasttile.shard_pyramid_log WHERE pyramid = $1 AND shard = ANY ($2::name[])",
+            &[name.into(), shards.into()],
+        )?;
+        Spi::run_with_args(
+            "DELETE FROM vasttile.shard_pyramids WHERE name = $1",
+            &[name.into()],
+        )
+    })
+    .or_spi_error("shard_pyramid_forget");
+}
+
+/// Node side: delete the rows of claim `applied` (committed on the coordinator; 0: none yet),
+/// claim every other row logged for pyramid `name` in shards of `source` with `claim`, and
+/// return them as a JSON array; `'rebuild'` when they are more than `max_rows` rows or
+/// `max_points` points (or `max_rows` is 0: the caller rebuilds and only wants them claimed).
+#[pg_extern(volatile, strict, parallel_unsafe, requires = ["pyramid_tables"])]
+fn shard_pyramid_take(
+    name: &str,
+    source: Relation,
+    applied: i64,
+    claim: i64,
+    max_rows: i64,
+    max_points: i64,
+) -> String {
+    security::require_table_owner(source.oid(), "refresh a heat pyramid");
+    let oid = source.oid();
+    drop(source);
+    let shards = shards_of(oid);
+    security::as_catalog_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM vasttile.shard_pyramid_log \
+             WHERE pyramid = $1 AND claim = $2 AND shard = ANY ($3::name[])",
+            &[name.into(), applied.into(), shards.clone().into()],
+        )?;
+        let (rows, points) = Spi::get_two_with_args::<i64, i64>(
+            "SELECT count(*), coalesce(sum(pg_catalog.cardinality(path)), 0)::int8 \
+             FROM vasttile.shard_pyramid_log WHERE pyramid = $1 AND shard = ANY ($2::name[])",
+            &[name.into(), shards.clone().into()],
+        )?;
+        let too_many =
+            max_rows <= 0 || rows.unwrap_or(0) > max_rows || points.unwrap_or(0) > max_points;
+        if too_many {
+            Spi::run_with_args(
+                "UPDATE vasttile.shard_pyramid_log SET claim = $3 \
+                 WHERE pyramid = $1 AND shard = ANY ($2::name[])",
+                &[name.into(), shards.into(), claim.into()],
+            )?;
+            return Ok("rebuild".to_string());
+        }
+        Spi::get_one_with_args::<String>(
+            "WITH t AS (UPDATE vasttile.shard_pyramid_log SET claim = $3 \
+                        WHERE pyramid = $1 AND shard = ANY ($2::name[]) \
+                        RETURNING sign, id, path, times, kind, is_virtual, is_private, weight) \
+             SELECT coalesce(json_agg(t), '[]')::text FROM t",
+            &[name.into(), shards.into(), claim.into()],
+        )
+        .map(|t| t.unwrap_or_else(|| "[]".into()))
+    })
+    .or_spi_error("shard_pyramid_take")
+}
+
+/// Run `SELECT vasttile.<call>` on every node of the cluster as the caller (the nodes check the
+/// caller's rights); each node's answer, or an error naming `what` when one did not answer.
+fn on_every_node(what: &str, call: &str, args: Vec<String>) -> Vec<String> {
+    let rows = Spi::connect(|client| {
+        let placeholders: Vec<String> = (1..=args.len()).map(|i| format!("${i}::text")).collect();
+        // Every argument quoted by format('%L'): the command holds no other input.
+        let sql = format!(
+            "SELECT success, result FROM pg_catalog.run_command_on_all_nodes(pg_catalog.format(\
+               'SELECT vasttile.{call}({}) AS r', {}))",
+            vec!["%L"; args.len()].join(", "),
+            placeholders.join(", ")
+        );
+        let datums: Vec<pgrx::datum::DatumWithOid<'_>> =
+            args.iter().map(|a| a.as_str().into()).collect();
+        let mut out = Vec::new();
+        for row in client.select(&sql, None, &datums)? {
+            out.push((row.get::<bool>(1)?, row.get::<String>(2)?));
+        }
+        Ok::<_, pgrx::spi::SpiError>(out)
+    })
+    .or_spi_error(what);
+    rows.into_iter()
+        .map(|(ok, result)| match ok {
+            Some(true) => result.unwrap_or_default(),
+            _ => sql_error(
+                PgSqlErrorCode::ERRCODE_CONNECTION_EXCEPTION,
+                format!(
+                    "{what}: a Citus node failed: {}",
+                    result
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                ),
+            ),
+        })
+        .collect()
+}
+
+/// The claim the last build or refresh recorded (committed), if any.
+fn applied_claim(p: &Pyramid) -> Option<i64> {
+    security::as_catalog_owner(|| {
+        Spi::get_one_with_args::<i64>(
+            "SELECT (last_build ->> 'shard_claim')::int8 FROM vasttile.heat_pyramids WHERE name = $1",
+            &[p.name.as_str().into()],
+        )
+    })
+    .or_spi_error("reading the pyramid")
+}
+
+fn next_claim() -> i64 {
+    security::as_catalog_owner(|| Spi::get_one::<i64>("SELECT nextval('vasttile.shard_claim_seq')"))
+        .or_spi_error("claiming changes")
+        .unwrap_or(0)
+}
+
+/// Coordinator, building: leave the definition on every node and claim (and so drop, once this
+/// build commits) every change logged so far, which the build reads from the table. The table
+/// is locked against writers first. Returns the claim for the build report.
+pub(super) fn claim_for_build(p: &Pyramid) -> i64 {
+    on_every_node(
+        "leaving the pyramid's definition on the nodes",
+        "shard_pyramid_define",
+        vec![p.name.clone(), p.source.clone(), p.options.to_string()],
+    );
+    let claim = next_claim();
+    take(p, claim, 0);
+    claim
+}
+
+/// Coordinator, refreshing: take the changes logged on the nodes into this node's log. Returns
+/// the claim, or None when the pyramid must be rebuilt (never built with logs on the nodes, or
+/// more changes than a refresh ships).
+pub(super) fn take_changes(p: &Pyramid) -> Option<i64> {
+    applied_claim(p)?;
+    let claim = next_claim();
+    take(p, claim, MAX_ROWS).then_some(claim)
+}
+
+/// Claim the nodes' rows; insert them into this node's log unless a node answered 'rebuild'
+/// (false then).
+fn take(p: &Pyramid, claim: i64, max_rows: i64) -> bool {
+    let answers = on_every_node(
+        "taking the changes logged on the nodes",
+        "shard_pyramid_take",
+        vec![
+            p.name.clone(),
+            p.source.clone(),
+            applied_claim(p).unwrap_or(0).to_string(),
+            claim.to_string(),
+            max_rows.to_string(),
+            MAX_POINTS.to_string(),
+        ],
+    );
+    if answers.iter().any(|a| a == "rebuild") {
+        return false;
+    }
+    for rows in answers {
+        // Node answers are parsed as JSON into typed columns; signs other than +-1 are dropped.
+        security::as_catalog_owner(|| {
+            Spi::run_with_args(
+                "INSERT INTO vasttile.heat_pyramid_log \
+                   (pyramid, sign, id, path, times, kind, is_virtual, is_private, weight) \
+                 SELECT $1, r.sign, r.id, r.path, r.times, r.kind, r.is_virtual, r.is_private, r.weight \
+                 FROM pg_catalog.json_populate_recordset(NULL::vasttile.shard_pyramid_log, $2::json) r \
+                 WHERE r.sign IN (-1, 1)",
+                &[p.name.as_str().into(), rows.into()],
+            )
+        })
+        .or_spi_error("logging the nodes' changes");
+    }
+    true
+}
+
+/// Coordinator, dropping or moving a pyramid off distributed table `source` (a qualified name):
+/// forget it on every node. A node that does not answer keeps a definition that only logs rows
+/// nobody takes: a warning, not an error.
+pub(super) fn forget_everywhere(name: &str, source: &str) {
+    let sql = "SELECT count(*) FILTER (WHERE NOT success) FROM pg_catalog.run_command_on_all_nodes(\
+               pg_catalog.format('SELECT vasttile.shard_pyramid_forget(%L, %L)', $1::text, $2::text))";
+    let failed = Spi::get_one_with_args::<i64>(sql, &[name.into(), source.into()])
+        .or_spi_error("forgetting the pyramid on the nodes")
+        .unwrap_or(0);
+    if failed > 0 {
+        pgrx::warning!(
+            "heat pyramid \"{name}\": {failed} Citus node(s) did not forget it; their shards' triggers log rows until it is made again there"
+        );
+    }
+}
