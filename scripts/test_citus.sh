@@ -48,6 +48,28 @@ SQL
 )"
 [ "$(echo $same)" = "t t t t" ] || { echo "a distributed skeleton layer served a stale tile: $same" >&2; exit 1; }
 
+log "a table named like a shard, where that shard is not, logs nothing"
+# On the coordinator (which holds no shard of big_acts), a table named as one of its shards with
+# the pyramid's trigger: writes to it must not reach the pyramid's log. (Citus refuses changes to
+# a table named like a shard unless a setting anyone may set is on.)
+got="$(citus_psql "$DB" -tA <<'SQL'
+SET citus.enable_manual_changes_to_shards = on;
+SELECT format('CREATE TABLE public.%I (LIKE big_acts)', 'big_acts_' || min(shardid))
+FROM pg_dist_shard WHERE logicalrelid = 'big_acts'::regclass \gexec
+SELECT format('CREATE TRIGGER forged AFTER INSERT ON public.%I REFERENCING NEW TABLE AS new_rows
+               FOR EACH STATEMENT EXECUTE FUNCTION vasttile.heat_pyramid_log_rows(%L)',
+              'big_acts_' || min(shardid), 'citus_big_acts')
+FROM pg_dist_shard WHERE logicalrelid = 'big_acts'::regclass \gexec
+SELECT format('INSERT INTO public.%I SELECT * FROM big_acts_local LIMIT 5', 'big_acts_' || min(shardid))
+FROM pg_dist_shard WHERE logicalrelid = 'big_acts'::regclass \gexec
+SELECT count(*) = 0 FROM vasttile.shard_pyramid_log WHERE pyramid = 'citus_big_acts';
+SELECT (r ->> 'rows')::int = 0 FROM vasttile.heat_pyramid_refresh('citus_big_acts') r;
+SELECT format('DROP TABLE public.%I', 'big_acts_' || min(shardid))
+FROM pg_dist_shard WHERE logicalrelid = 'big_acts'::regclass \gexec
+SQL
+)"
+[ "$(echo $got)" = "t t" ] || { echo "a forged shard reached the pyramid's log: $got" >&2; exit 1; }
+
 log "pyramid tiles in a table distributed by tile"
 # The extension's tile table distributed by column x: each tile lives on one worker, written and
 # read by router queries. A rebuild over the distributed activities must equal the one-node

@@ -177,13 +177,20 @@ BEGIN
     -- coordinator's build left the pyramid's definition, the rows are logged on this node for
     -- the coordinator's refresh to take (shard_pyramid_take).
     IF @extschema@.shard_change('pyramid', TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME) THEN
+        -- A shard only if this node holds it and the table's owner owns it: a table merely
+        -- named like a shard logs nothing.
         EXECUTE 'SELECT s.logicalrelid FROM pg_catalog.pg_dist_shard s
                  JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relname || ''_'' || s.shardid = $2'
-            INTO shard_of USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
-        SELECT s.source, s.options INTO def FROM @extschema@.shard_pyramids s WHERE s.name = TG_ARGV[0];
-        IF NOT FOUND OR def.source::oid IS DISTINCT FROM shard_of THEN
+                 WHERE n.nspname = $1 AND c.relname || ''_'' || s.shardid = $2
+                   AND c.relowner = (SELECT r.relowner FROM pg_catalog.pg_class r WHERE r.oid = $3)
+                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_placement p
+                               WHERE p.shardid = s.shardid
+                                 AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g))'
+            INTO shard_of USING TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID;
+        SELECT s.source, s.options INTO def FROM @extschema@.shard_pyramids s
+        WHERE s.name = TG_ARGV[0] AND s.source::oid = shard_of;
+        IF shard_of IS NULL OR NOT FOUND THEN
             RETURN NULL;
         END IF;
     ELSE
@@ -674,7 +681,7 @@ CREATE INDEX data_changes_rel ON @extschema@.data_changes (rel);
 COMMENT ON TABLE @extschema@.data_changes IS 'vasttile: statements that changed tables with a version trigger, a row per statement until merged (their sum is the table''s version)';
 REVOKE ALL ON @extschema@.data_changes FROM PUBLIC;
 
--- Every 64th statement over all versioned tables merges its table's rows.
+-- Numbers statements over all versioned tables: one in 64 of each table's merges its rows.
 CREATE SEQUENCE @extschema@.data_changes_seq;
 REVOKE ALL ON SEQUENCE @extschema@.data_changes_seq FROM PUBLIC;
 
@@ -692,10 +699,12 @@ DECLARE
 BEGIN
     -- One row per statement: concurrent writers never wait on each other here.
     INSERT INTO @extschema@.data_changes (rel, changes) VALUES (TG_RELID, 1);
-    -- Now and then the table's rows become one, their sum unchanged (the rows deleted are added
-    -- back in this transaction). One merger per table at a time, none waiting: no row is
-    -- deleted twice and no lock cycle forms.
-    IF pg_catalog.nextval('@extschema@.data_changes_seq') % 64 = 0
+    -- Now and then (one statement in 64 per table, whatever the other tables do) the table's
+    -- rows become one, their sum unchanged (the rows deleted are added back in this
+    -- transaction). One merger per table at a time, none waiting: no row is deleted twice and no
+    -- lock cycle forms. Only under READ COMMITTED, where a merge never fails a writer.
+    IF pg_catalog.hashint8extended(pg_catalog.nextval('@extschema@.data_changes_seq'), TG_RELID::int8) & 63 = 0
+       AND pg_catalog.current_setting('transaction_isolation') = 'read committed'
        AND pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('vasttile data version ' || TG_RELID::text)) THEN
         WITH gone AS (DELETE FROM @extschema@.data_changes WHERE rel = TG_RELID RETURNING changes)
         SELECT sum(changes) INTO merged FROM gone;
@@ -758,9 +767,11 @@ END $$;
 -- refreshes to take. A row is claimed by the refresh that took it and deleted by the next one,
 -- once the claim was committed on the coordinator (its transaction is not the node's).
 CREATE TABLE @extschema@.shard_pyramids (
-    name    text PRIMARY KEY,
+    name    text NOT NULL,
     source  regclass NOT NULL,
-    options jsonb NOT NULL
+    options jsonb NOT NULL,
+    -- By name and table: a definition over another table never stands in the way of this one.
+    PRIMARY KEY (name, source)
 );
 COMMENT ON TABLE @extschema@.shard_pyramids IS 'vasttile: on Citus nodes, the definitions of heat pyramids over distributed tables, for their shards'' triggers';
 CREATE TABLE @extschema@.shard_pyramid_log (
@@ -786,7 +797,7 @@ REVOKE ALL ON SEQUENCE @extschema@.shard_claim_seq FROM PUBLIC;
 -- On Citus nodes, for the coordinator's builds and refreshes (each checks the caller owns the table).
 CREATE FUNCTION @extschema@."shard_pyramid_define"(
 	"name" TEXT,
-	"source" regclass,
+	"source" TEXT,
 	"options" jsonb
 ) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -795,7 +806,7 @@ AS 'MODULE_PATHNAME', 'shard_pyramid_define_wrapper';
 
 CREATE FUNCTION @extschema@."shard_pyramid_forget"(
 	"name" TEXT,
-	"source" regclass
+	"source" TEXT
 ) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
@@ -803,11 +814,12 @@ AS 'MODULE_PATHNAME', 'shard_pyramid_forget_wrapper';
 
 CREATE FUNCTION @extschema@."shard_pyramid_take"(
 	"name" TEXT,
-	"source" regclass,
+	"source" TEXT,
+	"options" jsonb,
 	"applied" bigint,
 	"claim" bigint,
 	"max_rows" bigint,
-	"max_points" bigint
+	"max_bytes" bigint
 ) RETURNS TEXT
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c

@@ -34,18 +34,19 @@ fn mix(parts: &[i64]) -> i64 {
 /// every time.
 pub fn track_table(rel: pg_sys::Oid) -> bool {
     // Plain tables only: views, materialized views and foreign tables change without triggers,
-    // and a statement on a partition does not fire its parent's statement triggers.
+    // and a statement on a partition or child does not fire its parent's statement triggers.
     let trackable = security::with_fixed_search_path(|| {
         Spi::get_one_with_args::<bool>(
             "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') AND c.relpersistence <> 't' \
-                    AND c.relkind = 'r' \
+                    AND c.relkind = 'r' AND NOT c.relispartition \
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid) \
              FROM pg_catalog.pg_class c WHERE c.oid = $1",
             &[rel.into()],
         )
     })
     .or_spi_error("reading the table");
     if trackable != Some(true) || super::citus::is_distributed(rel) {
-        return tracked(rel);
+        return tracked(rel).is_some();
     }
     security::with_fixed_search_path(|| {
         // Schema-qualified, as the fixed search path prints it.
@@ -59,20 +60,36 @@ pub fn track_table(rel: pg_sys::Oid) -> bool {
     true
 }
 
-/// Whether table `rel` has an enabled version trigger on every kind of change.
-fn tracked(rel: pg_sys::Oid) -> bool {
+/// When table `rel` has an enabled version trigger on every kind of change and is still a
+/// table whose every write fires it (a plain table, neither a partition nor a parent of
+/// inheritance children, whose own writes do not fire it, nor distributed since): the
+/// transaction ids that last wrote its catalog row and its trigger's, so that DDL on the table
+/// and a trigger disabled and enabled again (writes meanwhile were not counted) give new
+/// versions.
+fn tracked(rel: pg_sys::Oid) -> Option<i64> {
     // tgtype: statement level (bit 0 clear), after, and insert | delete | update | truncate.
-    security::with_fixed_search_path(|| {
-        Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g \
-                            WHERE g.tgrelid = $1 AND g.tgfoid = 'vasttile.data_changed()'::pg_catalog.regprocedure \
-                              AND g.tgenabled IN ('O', 'A') AND g.tgtype & 1 = 0 AND g.tgtype & 2 = 0 \
-                              AND g.tgtype & 60 = 60)",
+    let epoch = security::with_fixed_search_path(|| {
+        Spi::get_one_with_args::<i64>(
+            "SELECT (c.xmin::text::int8 << 32) # g.xmin::text::int8 \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_trigger g ON g.tgrelid = c.oid \
+             WHERE c.oid = $1 AND c.relkind = 'r' AND NOT c.relispartition \
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid) \
+               AND g.tgfoid = 'vasttile.data_changed()'::pg_catalog.regprocedure \
+               AND g.tgenabled IN ('O', 'A') AND g.tgtype & 1 = 0 AND g.tgtype & 2 = 0 \
+               AND g.tgtype & 60 = 60 \
+             LIMIT 1",
             &[rel.into()],
         )
-    })
-    .or_spi_error("reading the table's triggers")
-    .unwrap_or(false)
+    });
+    let epoch = match epoch {
+        Ok(e) => e,
+        Err(pgrx::spi::SpiError::InvalidPosition) => None,
+        Err(e) => sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("reading the table's triggers: {e}"),
+        ),
+    }?;
+    (!super::citus::is_distributed(rel)).then_some(epoch)
 }
 
 /// The version of table `rel` for a caller with SELECT on it (42501 otherwise); None when the
@@ -81,9 +98,7 @@ pub fn table_version_of(rel: pg_sys::Oid) -> Option<i64> {
     if security::source_access(rel) == Access::Denied {
         security::require_full_access(rel, "the table's version");
     }
-    if !tracked(rel) {
-        return None;
-    }
+    let epoch = tracked(rel)?;
     let changes = security::as_catalog_owner(|| {
         Spi::get_one_with_args::<i64>(
             "SELECT coalesce(sum(changes), 0)::int8 FROM vasttile.data_changes WHERE rel = $1",
@@ -92,7 +107,7 @@ pub fn table_version_of(rel: pg_sys::Oid) -> Option<i64> {
     })
     .or_spi_error("reading the table's version")
     .unwrap_or(0);
-    Some(mix(&[rel.to_u32() as i64, changes]))
+    Some(mix(&[rel.to_u32() as i64, epoch, changes]))
 }
 
 /// The version of table `tbl`: a number that changes whenever a statement changes its rows

@@ -319,8 +319,20 @@ async fn refresh_layers(state: &AppState) -> Result<(), String> {
         .collect();
     let found = layers_from_rows(rows);
     let mut layers = state.layers.write().expect("not poisoned");
+    let same = |a: &Layer, b: &Layer| a.schema == b.schema && a.function == b.function;
     if !layers.keys().eq(found.keys()) {
-        state.versions.reread();
+        // A layer id that now names another function: its versions and tiles are not that
+        // function's. (New layers only need their versions read.)
+        if layers
+            .iter()
+            .any(|(id, l)| found.get(id).is_some_and(|f| !same(l, f)))
+        {
+            state.versions.changed();
+        } else {
+            state.versions.reread();
+        }
+    } else if layers.iter().any(|(id, l)| !same(l, &found[id])) {
+        state.versions.changed();
     }
     *layers = Arc::new(found);
     Ok(())

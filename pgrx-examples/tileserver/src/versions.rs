@@ -79,7 +79,8 @@ pub struct ByteWeighter;
 
 impl quick_cache::Weighter<TileKey, Bytes> for ByteWeighter {
     fn weight(&self, key: &TileKey, png: &Bytes) -> u64 {
-        (png.len() + key.layer.len() + 64) as u64
+        let query: usize = key.query.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+        (png.len() + key.layer.len() + query + 96) as u64
     }
 }
 
@@ -156,12 +157,26 @@ pub async fn listen(
     }
 }
 
+/// How long a reading of the versions may take, and how often they are read without a
+/// notification: a connection that died without a word is found out within these.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const REREAD_EVERY: Duration = Duration::from_secs(10);
+
 async fn listen_once(
     versions: &Arc<Versions>,
     pg: &tokio_postgres::Config,
     layers: &impl Fn() -> Vec<(String, String, String)>,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = pg.connect(tokio_postgres::NoTls).await?;
+) -> Result<(), String> {
+    // TCP keepalives find a peer gone silent within seconds (a socket file needs none).
+    let mut pg = pg.clone();
+    pg.keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3);
+    let (client, mut connection) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
     let heard = versions.clone();
     let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -179,25 +194,34 @@ async fn listen_once(
         let _ = closed_tx.send(());
     });
     // Listening before the first reading: no change falls between the two.
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|e| e.to_string())?;
     let statement = client
         .prepare("SELECT vasttile.layer_version($1, $2)")
         .await
         .ok();
     loop {
         let generation = versions.generation();
-        let mut read = HashMap::new();
-        if let Some(statement) = &statement {
-            for (schema, function, id) in layers() {
-                // A layer whose version cannot be read (no vasttile layer, no rights) is drawn
-                // every time.
-                if let Ok(row) = client.query_one(statement, &[&function, &schema]).await {
-                    if let Some(v) = row.get::<_, Option<i64>>(0) {
-                        read.insert(id, v);
+        let reading = async {
+            let mut read = HashMap::new();
+            if let Some(statement) = &statement {
+                for (schema, function, id) in layers() {
+                    // A layer whose version cannot be read (no vasttile layer, no rights) is
+                    // drawn every time.
+                    if let Ok(row) = client.query_one(statement, &[&function, &schema]).await {
+                        if let Some(v) = row.get::<_, Option<i64>>(0) {
+                            read.insert(id, v);
+                        }
                     }
                 }
             }
-        }
+            read
+        };
+        let read = tokio::time::timeout(READ_TIMEOUT, reading)
+            .await
+            .map_err(|_| "reading the versions timed out".to_string())?;
         if client.is_closed() {
             return Ok(());
         }
@@ -207,8 +231,8 @@ async fn listen_once(
         tokio::select! {
             _ = versions.wake.notified() => {}
             _ = &mut closed => return Ok(()),
-            // Layers discovered meanwhile get their versions within a minute at the latest.
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            // New layers get their versions, and a dead connection is found out, meanwhile.
+            _ = tokio::time::sleep(REREAD_EVERY) => {}
         }
     }
 }

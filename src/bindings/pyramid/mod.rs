@@ -85,7 +85,8 @@ fn create_heat_pyramid(
             "INSERT INTO vasttile.heat_pyramids (name, source, owner, options, base_zoom, tile_size) \
              VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET source = excluded.source, options = excluded.options, \
-             base_zoom = excluded.base_zoom, tile_size = excluded.tile_size, built_at = NULL, last_build = NULL",
+             base_zoom = excluded.base_zoom, tile_size = excluded.tile_size, built_at = NULL, last_build = NULL, \
+             version = nextval('vasttile.pyramid_version_seq')",
             &[
                 name.into(),
                 oid.into(),
@@ -105,6 +106,8 @@ fn create_heat_pyramid(
         Ok::<_, spi::SpiError>(())
     })
     .or_spi_error("create_heat_pyramid");
+    // Its tiles are gone (until a build): tile servers must not serve their copies.
+    notify_versions();
     p = Pyramid::load(name);
     if let Some(old) = old_source {
         if old != oid && super::citus::is_distributed(old) {
@@ -371,8 +374,8 @@ pub(crate) fn version_facts(name: &str) -> (pgrx::pg_sys::Oid, Option<i64>) {
 pub(crate) fn built_versions(rel: pgrx::pg_sys::Oid) -> Vec<i64> {
     security::as_catalog_owner(|| {
         Spi::get_one_with_args::<Vec<i64>>(
-            "SELECT coalesce(array_agg(version ORDER BY name), '{}') FROM vasttile.heat_pyramids \
-             WHERE source = $1 AND version IS NOT NULL",
+            "SELECT coalesce(array_agg(coalesce(version, 0) ORDER BY name), '{}') FROM vasttile.heat_pyramids \
+             WHERE source = $1 AND built_at IS NOT NULL",
             &[rel.into()],
         )
     })

@@ -57,9 +57,11 @@ COMMENT ON TABLE heat_pyramid_log IS 'vasttile: rows added (+1) and removed (-1)
 -- refreshes to take. A row is claimed by the refresh that took it and deleted by the next one,
 -- once the claim was committed on the coordinator (its transaction is not the node's).
 CREATE TABLE shard_pyramids (
-    name    text PRIMARY KEY,
+    name    text NOT NULL,
     source  regclass NOT NULL,
-    options jsonb NOT NULL
+    options jsonb NOT NULL,
+    -- By name and table: a definition over another table never stands in the way of this one.
+    PRIMARY KEY (name, source)
 );
 COMMENT ON TABLE shard_pyramids IS 'vasttile: on Citus nodes, the definitions of heat pyramids over distributed tables, for their shards'' triggers';
 CREATE TABLE shard_pyramid_log (
@@ -159,13 +161,20 @@ BEGIN
     -- coordinator's build left the pyramid's definition, the rows are logged on this node for
     -- the coordinator's refresh to take (shard_pyramid_take).
     IF @extschema@.shard_change('pyramid', TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME) THEN
+        -- A shard only if this node holds it and the table's owner owns it: a table merely
+        -- named like a shard logs nothing.
         EXECUTE 'SELECT s.logicalrelid FROM pg_catalog.pg_dist_shard s
                  JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relname || ''_'' || s.shardid = $2'
-            INTO shard_of USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
-        SELECT s.source, s.options INTO def FROM @extschema@.shard_pyramids s WHERE s.name = TG_ARGV[0];
-        IF NOT FOUND OR def.source::oid IS DISTINCT FROM shard_of THEN
+                 WHERE n.nspname = $1 AND c.relname || ''_'' || s.shardid = $2
+                   AND c.relowner = (SELECT r.relowner FROM pg_catalog.pg_class r WHERE r.oid = $3)
+                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_placement p
+                               WHERE p.shardid = s.shardid
+                                 AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g))'
+            INTO shard_of USING TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID;
+        SELECT s.source, s.options INTO def FROM @extschema@.shard_pyramids s
+        WHERE s.name = TG_ARGV[0] AND s.source::oid = shard_of;
+        IF shard_of IS NULL OR NOT FOUND THEN
             RETURN NULL;
         END IF;
     ELSE

@@ -10,38 +10,49 @@
 
 use super::definition::*;
 use crate::bindings::security;
-use crate::bindings::{sql_error, Jsonb, OrRaise, OrSpiError, Relation};
+use crate::bindings::{sql_error, Jsonb, OrRaise, OrSpiError};
+use pgrx::pg_sys::Oid;
 use pgrx::prelude::*;
 
-/// Most rows and points a node hands over in one refresh; past either, the pyramid is rebuilt
-/// (cheaper than shipping the changes, and the text stays bounded).
+/// Most rows a node hands over in one refresh, and most bytes of their text from all nodes
+/// together; past either, the pyramid is rebuilt (cheaper than shipping the changes, and the
+/// coordinator's memory stays bounded).
 const MAX_ROWS: i64 = 100_000;
-const MAX_POINTS: i64 = 2_000_000;
+const MAX_BYTES: i64 = 64 << 20;
+
+/// The table `source` (a name) the caller owns, found without locking it (the coordinator's
+/// transaction may hold it): 42P01 when there is none, 42501 when the caller does not own it.
+fn owned_table(source: &str, action: &str) -> Oid {
+    // The caller's own name for the table, resolved as the caller would (the coordinator
+    // passes it schema-qualified).
+    let oid =
+        Spi::get_one_with_args::<Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[source.into()]);
+    let oid = match oid {
+        Ok(Some(o)) => o,
+        _ => sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!(
+                "source: relation \"{}\" does not exist",
+                source.escape_default()
+            ),
+        ),
+    };
+    security::require_table_owner(oid, action);
+    oid
+}
 
 /// Node side: keep the definition of pyramid `name` over distributed table `source` for its
 /// shards' triggers (the caller must own the table, as for create_heat_pyramid).
 #[pg_extern(volatile, strict, parallel_unsafe, requires = ["pyramid_tables"])]
-fn shard_pyramid_define(name: &str, source: Relation, options: Jsonb) {
+fn shard_pyramid_define(name: &str, source: &str, options: Jsonb) {
     security::check_name(name);
-    security::require_table_owner(source.oid(), "log its changes for a heat pyramid");
-    let oid = source.oid();
+    let oid = owned_table(source, "log its changes for a heat pyramid");
     // Options as create_heat_pyramid checks them (the trigger builds its select list of them).
-    Pyramid::from_options(
-        name,
-        &crate::bindings::quoted_relation_name(&source),
-        &options.0,
-    )
-    .or_raise();
-    drop(source);
-    // A definition over another table is replaced only by its table's owner (else anyone could
-    // stop another pyramid's changes from being logged).
-    if let Some(other) = defined_over(name).filter(|o| *o != oid) {
-        security::require_table_owner(other, "replace a heat pyramid over it");
-    }
+    Pyramid::from_options(name, &security::qualified_name(oid), &options.0).or_raise();
     security::as_catalog_owner(|| {
         Spi::run_with_args(
             "INSERT INTO vasttile.shard_pyramids (name, source, options) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET source = excluded.source, options = excluded.options",
+             ON CONFLICT (name, source) DO UPDATE SET options = excluded.options",
             &[name.into(), oid.into(), pgrx::JsonB(options.0).into()],
         )
     })
@@ -49,7 +60,7 @@ fn shard_pyramid_define(name: &str, source: Relation, options: Jsonb) {
 }
 
 /// The names of the shards of distributed table `rel` (none without Citus).
-fn shards_of(rel: pgrx::pg_sys::Oid) -> Vec<String> {
+fn shards_of(rel: Oid) -> Vec<String> {
     let citus = Spi::get_one::<bool>(
         "SELECT pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL",
     )
@@ -68,34 +79,20 @@ fn shards_of(rel: pgrx::pg_sys::Oid) -> Vec<String> {
     .unwrap_or_default()
 }
 
-/// The table a node's definition of pyramid `name` is over.
-fn defined_over(name: &str) -> Option<pgrx::pg_sys::Oid> {
-    security::as_catalog_owner(|| {
-        Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
-            "SELECT (SELECT source::oid FROM vasttile.shard_pyramids WHERE name = $1)",
-            &[name.into()],
-        )
-    })
-    .or_spi_error("reading the node's pyramids")
-}
-
-/// Node side: forget pyramid `name` over `source` (its definition and logged rows); a
-/// definition over another table stays.
+/// Node side: forget pyramid `name` over `source` (its definition and the rows logged in the
+/// table's shards).
 #[pg_extern(volatile, strict, parallel_unsafe, requires = ["pyramid_tables"])]
-fn shard_pyramid_forget(name: &str, source: Relation) {
-    security::require_table_owner(source.oid(), "drop a heat pyramid");
-    if defined_over(name).is_some_and(|o| o != source.oid()) {
-        return;
-    }
-    let shards = shards_of(source.oid());
+fn shard_pyramid_forget(name: &str, source: &str) {
+    let oid = owned_table(source, "drop a heat pyramid");
+    let shards = shards_of(oid);
     security::as_catalog_owner(|| {
         Spi::run_with_args(
             "DELETE FROM vasttile.shard_pyramid_log WHERE pyramid = $1 AND shard = ANY ($2::name[])",
             &[name.into(), shards.into()],
         )?;
         Spi::run_with_args(
-            "DELETE FROM vasttile.shard_pyramids WHERE name = $1",
-            &[name.into()],
+            "DELETE FROM vasttile.shard_pyramids WHERE name = $1 AND source = $2",
+            &[name.into(), oid.into()],
         )
     })
     .or_spi_error("shard_pyramid_forget");
@@ -103,39 +100,64 @@ fn shard_pyramid_forget(name: &str, source: Relation) {
 
 /// Node side: delete the rows of claim `applied` (committed on the coordinator; 0: none yet),
 /// claim every other row logged for pyramid `name` in shards of `source` with `claim`, and
-/// return them as a JSON array; `'rebuild'` when they are more than `max_rows` rows or
-/// `max_points` points (or `max_rows` is 0: the caller rebuilds and only wants them claimed).
+/// return them as a JSON array. `'rebuild'` (the rows claimed all the same) when this node's
+/// definition is missing or not `options` (a build or drop rolled back after it reached the
+/// nodes), when rows of shards that are gone remain (a split or move), or past `max_rows` rows
+/// or `max_bytes` of text (`max_rows` 0: the caller rebuilds and only wants them claimed).
 #[pg_extern(volatile, strict, parallel_unsafe, requires = ["pyramid_tables"])]
 fn shard_pyramid_take(
     name: &str,
-    source: Relation,
+    source: &str,
+    options: Jsonb,
     applied: i64,
     claim: i64,
     max_rows: i64,
-    max_points: i64,
+    max_bytes: i64,
 ) -> String {
-    security::require_table_owner(source.oid(), "refresh a heat pyramid");
-    let oid = source.oid();
-    drop(source);
+    let oid = owned_table(source, "refresh a heat pyramid");
     let shards = shards_of(oid);
     security::as_catalog_owner(|| {
+        let args = |extra: Vec<pgrx::datum::DatumWithOid<'static>>| {
+            let mut a: Vec<pgrx::datum::DatumWithOid<'static>> =
+                vec![name.to_string().into(), shards.clone().into()];
+            a.extend(extra);
+            a
+        };
         Spi::run_with_args(
             "DELETE FROM vasttile.shard_pyramid_log \
-             WHERE pyramid = $1 AND claim = $2 AND shard = ANY ($3::name[])",
-            &[name.into(), applied.into(), shards.clone().into()],
+             WHERE pyramid = $1 AND shard = ANY ($2::name[]) AND claim = $3",
+            &args(vec![applied.into()]),
         )?;
-        let (rows, points) = Spi::get_two_with_args::<i64, i64>(
-            "SELECT count(*), coalesce(sum(pg_catalog.cardinality(path)), 0)::int8 \
+        let same_definition = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM vasttile.shard_pyramids \
+                            WHERE name = $1 AND source = $2 AND options = $3)",
+            &[name.into(), oid.into(), pgrx::JsonB(options.0.clone()).into()],
+        )?
+        .unwrap_or(false);
+        // Rows of shards the table no longer has, when no other table's pyramid shares the name.
+        let orphans = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM vasttile.shard_pyramid_log \
+                            WHERE pyramid = $1 AND NOT (shard = ANY ($2::name[]))) \
+                AND NOT EXISTS (SELECT 1 FROM vasttile.shard_pyramids WHERE name = $1 AND source <> $3)",
+            &args(vec![oid.into()]),
+        )?
+        .unwrap_or(false);
+        let (rows, bytes) = Spi::get_two_with_args::<i64, i64>(
+            "SELECT count(*), coalesce(sum(64 + octet_length(path::text) + coalesce(octet_length(times::text), 0) \
+                                          + coalesce(octet_length(kind), 0)), 0)::int8 \
              FROM vasttile.shard_pyramid_log WHERE pyramid = $1 AND shard = ANY ($2::name[])",
-            &[name.into(), shards.clone().into()],
+            &args(vec![]),
         )?;
-        let too_many =
-            max_rows <= 0 || rows.unwrap_or(0) > max_rows || points.unwrap_or(0) > max_points;
-        if too_many {
+        let rebuild = !same_definition
+            || orphans
+            || max_rows <= 0
+            || rows.unwrap_or(0) > max_rows
+            || bytes.unwrap_or(0) > max_bytes;
+        if rebuild {
             Spi::run_with_args(
                 "UPDATE vasttile.shard_pyramid_log SET claim = $3 \
-                 WHERE pyramid = $1 AND shard = ANY ($2::name[])",
-                &[name.into(), shards.into(), claim.into()],
+                 WHERE pyramid = $1 AND (shard = ANY ($2::name[]) OR $4)",
+                &args(vec![claim.into(), orphans.into()]),
             )?;
             return Ok("rebuild".to_string());
         }
@@ -144,7 +166,7 @@ fn shard_pyramid_take(
                         WHERE pyramid = $1 AND shard = ANY ($2::name[]) \
                         RETURNING sign, id, path, times, kind, is_virtual, is_private, weight) \
              SELECT coalesce(json_agg(t), '[]')::text FROM t",
-            &[name.into(), shards.into(), claim.into()],
+            &args(vec![claim.into()]),
         )
         .map(|t| t.unwrap_or_else(|| "[]".into()))
     })
@@ -201,6 +223,16 @@ fn applied_claim(p: &Pyramid) -> Option<i64> {
     .or_spi_error("reading the pyramid")
 }
 
+/// The nodes `run_command_on_all_nodes` reaches (the coordinator among them).
+fn nodes() -> i64 {
+    Spi::get_one::<i64>(
+        "SELECT count(*) + 1 FROM pg_catalog.pg_dist_node WHERE isactive AND noderole = 'primary'",
+    )
+    .or_spi_error("counting the Citus nodes")
+    .unwrap_or(1)
+    .max(1)
+}
+
 fn next_claim() -> i64 {
     security::as_catalog_owner(|| Spi::get_one::<i64>("SELECT nextval('vasttile.shard_claim_seq')"))
         .or_spi_error("claiming changes")
@@ -239,10 +271,11 @@ fn take(p: &Pyramid, claim: i64, max_rows: i64) -> bool {
         vec![
             p.name.clone(),
             p.source.clone(),
+            p.options.to_string(),
             applied_claim(p).unwrap_or(0).to_string(),
             claim.to_string(),
             max_rows.to_string(),
-            MAX_POINTS.to_string(),
+            (MAX_BYTES / nodes()).to_string(),
         ],
     );
     if answers.iter().any(|a| a == "rebuild") {

@@ -358,23 +358,26 @@ DROP FUNCTION public.sec_keep(vasttile.heat_state, vasttile.heat_state), public.
 DROP TABLE sec_many;
 
 -- The Citus node functions (anyone may call them: the coordinator calls them with its caller's
--- rights): only a table's owner defines, takes or forgets a pyramid over it, and a definition
--- over one table is not replaced through another.
+-- rights): only a table's owner defines, takes or forgets a pyramid over it; definitions are
+-- kept by name and table, so one over another table never touches this one.
 SET ROLE vt_owner;
 SELECT vasttile.shard_pyramid_define('sec_node', 'sec_pts', '{"base_zoom": 8}');
 RESET ROLE;
 SET ROLE vt_other;
-SELECT sec_try($$SELECT vasttile.shard_pyramid_define('sec_node', 'sec_other', '{"base_zoom": 8}')$$) AS hijack_definition;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_define('sec_node', 'sec_other', '{"base_zoom": 8}')$$) AS same_name_own_table;
 SELECT sec_try($$SELECT vasttile.shard_pyramid_define('sec_x', 'sec_pts', '{}')$$) AS define_on_others_table;
-SELECT sec_try($$SELECT vasttile.shard_pyramid_take('sec_node', 'sec_pts', 0, 1, 10, 10)$$) AS take_others_rows;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_take('sec_node', 'sec_pts', '{"base_zoom": 8}', 0, 1, 10, 100000)$$) AS take_others_rows;
 SELECT sec_try($$SELECT vasttile.shard_pyramid_forget('sec_node', 'sec_pts')$$) AS forget_others;
-SELECT sec_try($$SELECT vasttile.shard_pyramid_forget('sec_node', 'sec_other')$$) AS forget_through_own_table;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_forget('sec_node', 'sec_other')$$) AS forget_own;
 SELECT sec_try($$SELECT count(*) FROM vasttile.shard_pyramids$$) AS read_definitions;
 SELECT sec_try($$INSERT INTO vasttile.shard_pyramid_log (pyramid, shard, sign) VALUES ('sec_node', 'sec_pts_1', 1)$$) AS forge_log;
+SELECT sec_try($$SELECT vasttile.shard_pyramid_define('sec_node', 'no_such_table', '{}')$$) AS unknown_table;
 RESET ROLE;
-SELECT name, source FROM vasttile.shard_pyramids ORDER BY 1;
+SELECT name, source FROM vasttile.shard_pyramids ORDER BY 1, 2;
 SET ROLE vt_owner;
-SELECT vasttile.shard_pyramid_take('sec_node', 'sec_pts', 0, 1, 10, 10) AS taken_without_shards;
+-- No Citus here: no shards, no rows; other options than this node's definition: rebuild.
+SELECT vasttile.shard_pyramid_take('sec_node', 'sec_pts', '{"base_zoom": 8}', 0, 1, 10, 100000) AS taken_without_shards;
+SELECT vasttile.shard_pyramid_take('sec_node', 'sec_pts', '{"base_zoom": 9}', 0, 2, 10, 100000) AS other_options;
 SELECT sec_try($$SELECT vasttile.shard_pyramid_define('sec_node', 'sec_pts', '{"base_zoom": 99}')$$) AS bad_options;
 SELECT vasttile.shard_pyramid_forget('sec_node', 'sec_pts');
 RESET ROLE;
