@@ -57,7 +57,7 @@ build() {  # build DB: seconds of one build, as the client sees it
   t0="$(date +%s.%N)"
   psql_db "$1" -q -o /dev/null -c "SELECT vasttile.create_heat_pyramid('acts', 'acts', '{\"base_zoom\": 16}')"
   t1="$(date +%s.%N)"
-  echo "$t1 - $t0" | bc
+  awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }'
 }
 declare -A times
 for i in $(seq 1 "$BUILDS"); do
@@ -89,7 +89,7 @@ printf '\npyramid of %s activities, base z16, %s builds each, back to back\n' "$
 printf '  %-10s %12s %14s\n' release "build s" "tiles bytes"
 printf '  %-10s %12.2f %14s\n' "$OLD_VERSION" "$old_s" "$old_b"
 printf '  %-10s %12.2f %14s\n' current "$new_s" "$new_b"
-printf '  build: %.2fx faster; on disk: %.3f of %s\n' "$(echo "$old_s / $new_s" | bc -l)" \
-  "$(echo "$new_b / $old_b" | bc -l)" "$OLD_VERSION"
+printf '  build: %.2fx faster; on disk: %.3f of %s\n' "$(awk -v a="$old_s" -v b="$new_s" 'BEGIN { print a / b }')" \
+  "$(awk -v a="$new_b" -v b="$old_b" 'BEGIN { print a / b }')" "$OLD_VERSION"
 printf '  tiles served: %s, differing from %s: %s\n' "$count" "$OLD_VERSION" "$differ"
 psql_db postgres -q -c "DROP DATABASE $old" -c "DROP DATABASE $new"

@@ -3,6 +3,8 @@
 #   benches/points.sql  point tiles from the ZIP codes, z0..z10, beside count(*) and SQL DISTINCT
 #   benches/heat.py     heat and accessibility beside count(*), datashader, PostGIS and Numba
 #   benches/pyramid.py  heat pyramid of 100k activities: build, line pixels/s beside datashader, tile p50/p99
+#   benches/pyramid_releases.sh  the same pyramid built by release 0.1.0 and by this checkout, back
+#                       to back: build time, bytes on disk, every tile served compared
 #   scripts/test_citus.sh    every tile kind and pyramid on Citus (coordinator + 2 workers) beside
 #                       one node: times, rows and bytes reaching the coordinator (when Citus is in)
 #   benches/build_memory.py  pyramid builds of 10M world points (z12) and 1M activities (z16): peak
@@ -30,6 +32,7 @@ psql_db vasttile_demo -f benches/points.sql
 ensure_database vasttile_bench
 PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/heat.py
 PGHOST="$SOCKET_DIR" PGPORT="$PG_PORT" "$VENV/bin/python" benches/pyramid.py
+"$REPO/benches/pyramid_releases.sh"
 if [ -x "$REPO/../shared/citus/build.sh" ]; then
   "$REPO/../shared/citus/build.sh"
 fi
