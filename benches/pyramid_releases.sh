@@ -45,29 +45,39 @@ loaded="$(psql_db "$old" -tAc "SELECT vasttile.vcs_key(1, 1)" \
 
 log "$N synthetic activities in both databases"
 for db in "$old" "$new"; do
-  psql_db "$db" -q -c "CREATE TABLE acts AS SELECT * FROM vasttile.synthetic_activities($N)" \
-    -c "ALTER TABLE acts ADD PRIMARY KEY (id)" -c "ANALYZE acts"
+  psql_db "$db" -q -c "SET client_min_messages = warning" -c "CREATE TABLE acts AS SELECT * FROM vasttile.synthetic_activities($N)" \
+    -c "ALTER TABLE acts ADD PRIMARY KEY (id)" -c "VACUUM ANALYZE acts"
 done
 # The same rows in both (the generator is the same code in both releases).
 same="$(for db in "$old" "$new"; do psql_db "$db" -tAc "SELECT md5(string_agg(md5(path::text), '' ORDER BY id)) FROM acts"; done | sort -u | wc -l)"
 [ "$same" = 1 ] || { echo "the two releases generated different activities" >&2; exit 1; }
 
-build() {  # build DB: seconds of one build, as the client sees it
+build() {  # build DB NAME [OPTIONS]: seconds of one build, as the client sees it
   local t0 t1
   t0="$(date +%s.%N)"
-  psql_db "$1" -q -o /dev/null -c "SELECT vasttile.create_heat_pyramid('acts', 'acts', '{\"base_zoom\": 16}')"
+  psql_db "$1" -q -o /dev/null -c "SELECT vasttile.create_heat_pyramid('$2', 'acts', '{\"geometry\": \"activities\", \"base_zoom\": 16${3:-}}')" \
+    || { echo FAILED; return; }
   t1="$(date +%s.%N)"
   awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }'
 }
 declare -A times
 for i in $(seq 1 "$BUILDS"); do
   for db in "$old" "$new"; do
-    times[$db]+="$(build "$db") "
+    times[$db]+="$(build "$db" acts) "
   done
+  # This checkout's set-based build in PostgreSQL's parallel workers.
+  times[parallel]+="$(build "$new" acts_parallel ', "build": "parallel_query"') "
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+if grep -q FAILED <<<"${times[*]}"; then echo "a build failed" >&2; exit 1; fi
+for db in "$old" "$new"; do
+  [ "$(psql_db "$db" -tAc "SELECT count(*) FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'acts'")" -gt 0 ] \
+    || { echo "the pyramid in $db has no tiles: a build failed" >&2; exit 1; }
+done
 old_s="$(echo "${times[$old]}" | median)"
 new_s="$(echo "${times[$new]}" | median)"
+par_s="$(echo "${times[parallel]}" | median)"
+psql_db "$new" -q -c "SELECT vasttile.drop_heat_pyramid('acts_parallel')" >/dev/null
 size() {
   psql_db "$1" -q -c "VACUUM FULL vasttile.heat_pyramid_tiles" >/dev/null
   psql_db "$1" -tAc "SELECT pg_total_relation_size('vasttile.heat_pyramid_tiles')"
@@ -89,7 +99,9 @@ printf '\npyramid of %s activities, base z16, %s builds each, back to back\n' "$
 printf '  %-10s %12s %14s\n' release "build s" "tiles bytes"
 printf '  %-10s %12.2f %14s\n' "$OLD_VERSION" "$old_s" "$old_b"
 printf '  %-10s %12.2f %14s\n' current "$new_s" "$new_b"
-printf '  build: %.2fx faster; on disk: %.3f of %s\n' "$(awk -v a="$old_s" -v b="$new_s" 'BEGIN { print a / b }')" \
+printf '  %-10s %12.2f %14s\n' "  parallel" "$par_s" "(build: parallel_query)"
+printf '  build: %.2fx faster (%.2fx with parallel_query); on disk: %.3f of %s\n' \
+  "$(awk -v a="$old_s" -v b="$new_s" 'BEGIN { print a / b }')" "$(awk -v a="$old_s" -v b="$par_s" 'BEGIN { print a / b }')" \
   "$(awk -v a="$new_b" -v b="$old_b" 'BEGIN { print a / b }')" "$OLD_VERSION"
 printf '  tiles served: %s, differing from %s: %s\n' "$count" "$OLD_VERSION" "$differ"
 psql_db postgres -q -c "DROP DATABASE $old" -c "DROP DATABASE $new"
