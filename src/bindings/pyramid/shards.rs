@@ -47,16 +47,37 @@ fn owned_table(source: &str, action: &str) -> Oid {
 fn shard_pyramid_define(name: &str, source: &str, options: Jsonb) {
     security::check_name(name);
     let oid = owned_table(source, "log its changes for a heat pyramid");
-    // Options as create_heat_pyramid checks them (the trigger builds its select list of them).
-    Pyramid::from_options(name, &security::qualified_name(oid), &options.0).or_raise();
+    // Options as create_heat_pyramid leaves them: an object, read by the pyramid's columns of
+    // this table (the trigger builds its select list of them, and a bad one would fail writes).
+    if !options.0.is_object() {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "options must be a JSON object",
+        );
+    }
+    let options = normalised(name, oid, &options.0);
+    // The select list the trigger will build must build.
+    Spi::get_one_with_args::<String>(
+        "SELECT vasttile.heat_pyramid_select_list($1)",
+        &[pgrx::JsonB(options.clone()).into()],
+    )
+    .or_spi_error("options");
     security::as_catalog_owner(|| {
         Spi::run_with_args(
             "INSERT INTO vasttile.shard_pyramids (name, source, options) VALUES ($1, $2, $3) \
              ON CONFLICT (name, source) DO UPDATE SET options = excluded.options",
-            &[name.into(), oid.into(), pgrx::JsonB(options.0).into()],
+            &[name.into(), oid.into(), pgrx::JsonB(options).into()],
         )
     })
     .or_spi_error("shard_pyramid_define");
+}
+
+/// `options` as create_heat_pyramid completes and checks them, over table `oid`.
+fn normalised(name: &str, oid: Oid, options: &serde_json::Value) -> serde_json::Value {
+    let qualified = security::qualified_name(oid);
+    let p = Pyramid::from_options(name, &qualified, options).or_raise();
+    super::store::check_columns(oid, &p.options, &qualified);
+    p.options
 }
 
 /// The names of the shards of distributed table `rel` (none without Citus).
@@ -115,6 +136,7 @@ fn shard_pyramid_take(
     max_bytes: i64,
 ) -> String {
     let oid = owned_table(source, "refresh a heat pyramid");
+    let options = normalised(name, oid, &options.0);
     let shards = shards_of(oid);
     security::as_catalog_owner(|| {
         let args = |extra: Vec<pgrx::datum::DatumWithOid<'static>>| {
@@ -131,7 +153,7 @@ fn shard_pyramid_take(
         let same_definition = Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT 1 FROM vasttile.shard_pyramids \
                             WHERE name = $1 AND source = $2 AND options = $3)",
-            &[name.into(), oid.into(), pgrx::JsonB(options.0.clone()).into()],
+            &[name.into(), oid.into(), pgrx::JsonB(options.clone()).into()],
         )?
         .unwrap_or(false);
         // Rows of shards the table no longer has, when no other table's pyramid shares the name.
