@@ -26,10 +26,13 @@ edges = {m: set() for m in modules}
 for m, files in modules.items():
     for f in files:
         text = open(f).read()
-        top_level = os.path.dirname(f) == BINDINGS
+        # `super::x::` names a sibling binding from a top-level file or a folder's mod.rs;
+        # `super::super::x::` from the other files of a folder.
+        top_level = os.path.dirname(f) == BINDINGS or os.path.basename(f) == "mod.rs"
         refs = set(re.findall(r"crate::bindings::([a-z_]+)::", text))
+        refs |= set(re.findall(r"super::super::([a-z_]+)::", text))
         if top_level:
-            refs |= set(re.findall(r"super::([a-z_]+)::", text))
+            refs |= set(re.findall(r"(?<!super::)super::([a-z_]+)::", text))
         edges[m] |= {r for r in refs if r in modules and r != m}
 
 

@@ -6,7 +6,11 @@
 //! one function that writes it and one expression that lays the request over the layer's style;
 //! `legend` draws the colours a layer's style paints.
 
-use super::{check_name, quoted_relation_name, required, sql_error, OrRaise, Relation, StyleJsonb};
+use super::{
+    check_name, quoted_relation_name, required, security, sql_error, OrRaise, OrSpiError, Relation,
+    StyleJsonb,
+};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi;
 use serde_json::{json, Value};
@@ -61,12 +65,7 @@ pub fn publish_layer_function(
         });
     }
     // Tile servers read the layers' versions again (a replaced layer draws other tiles).
-    Spi::run("SELECT pg_catalog.pg_notify('vasttile_data', '')").unwrap_or_else(|e| {
-        sql_error(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("notifying tile servers: {e}"),
-        )
-    });
+    super::versions::notify();
 }
 
 /// Publish a layer drawing `tile_function(tbl, z, x, y, style, key_column)` over a table: the
@@ -284,4 +283,67 @@ fn create_choropleth_layer(
     });
     publish_layer_function(&function, &body, "VOLATILE", comment);
     function
+}
+
+/// The version of layer `schema.name` (a function made by a `create_*_layer` function): the
+/// version of the table or pyramid it draws, NULL for layers that are drawn every time
+/// (choropleths, whose values come from any query; tables not versioned; layers made before
+/// versions, whose comment does not name their table).
+#[pg_extern(stable, parallel_safe, requires = ["version_tables", "pyramid_tables"])]
+fn layer_version(name: Option<&str>, schema: default!(Option<&str>, "'public'")) -> Option<i64> {
+    let name = check_name(super::required(name, "name"), "name");
+    let schema = check_name(super::required(schema, "schema"), "schema");
+    let function = format!(
+        "{}(integer, integer, integer, json)",
+        spi::quote_qualified_identifier(schema, name)
+    );
+    // The function's comment says what it draws; its body is part of the version (a layer
+    // made again with another style draws other tiles).
+    let found = security::with_fixed_search_path(|| {
+        Spi::get_two_with_args::<String, i64>(
+            "SELECT coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), ''), \
+                    pg_catalog.hashtextextended(p.prosrc, 0) \
+             FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure($1)",
+            &[function.as_str().into()],
+        )
+    });
+    let (comment, body) = match found {
+        Ok((Some(c), Some(b))) => (c, b),
+        Err(spi::SpiError::InvalidPosition) | Ok(_) => sql_error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
+            format!("layer {function} does not exist"),
+        ),
+        Err(e) => sql_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("reading layer {function}: {e}"),
+        ),
+    };
+    let meta: Value = serde_json::from_str(&comment).unwrap_or(Value::Null);
+    let data = data_version(&meta["vasttile"])?;
+    Some(super::versions::mix(&[data, body]))
+}
+
+/// The version of what a layer's comment (`vasttile` part) says it draws.
+fn data_version(vt: &Value) -> Option<i64> {
+    match vt["kind"].as_str() {
+        Some("heat_pyramid") => super::pyramid::pyramid_version(vt["pyramid"].as_str()?),
+        Some("heat" | "dots" | "access") => {
+            let table = vt["table"].as_str()?;
+            let rel = security::with_fixed_search_path(|| {
+                Spi::get_one_with_args::<pg_sys::Oid>(
+                    "SELECT pg_catalog.to_regclass($1)::oid",
+                    &[table.into()],
+                )
+            })
+            .or_spi_error("reading the layer's table")?;
+            let version = super::versions::table_version_of(rel)?;
+            if vt["kind"] != "heat" {
+                return Some(version);
+            }
+            // heat_tile serves the zooms of a points pyramid over the table from it.
+            let pyramids = super::pyramid::built_versions(rel);
+            Some(super::versions::mix(&[&[version][..], &pyramids].concat()))
+        }
+        _ => None,
+    }
 }

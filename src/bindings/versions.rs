@@ -4,19 +4,22 @@
 //! draw every time".
 
 use super::security::{self, Access};
-use super::{check_name, sql_error, OrSpiError, Relation};
+use super::{sql_error, OrSpiError, Relation};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi;
-use serde_json::Value;
 
 pgrx::extension_sql_file!("versions.sql", name = "version_tables");
 
 /// The name of the statement trigger that counts a table's changes.
 const TRIGGER: &str = "vasttile_version";
 
+/// Tell tile servers listening on `vasttile_data` that versions changed (at commit).
+pub fn notify() {
+    Spi::run("SELECT pg_catalog.pg_notify('vasttile_data', '')").or_spi_error("notifying");
+}
+
 /// Mix numbers into one opaque version (splitmix64 steps): equal inputs, equal versions.
-fn mix(parts: &[i64]) -> i64 {
+pub fn mix(parts: &[i64]) -> i64 {
     let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
     for &p in parts {
         h ^= p as u64;
@@ -48,9 +51,8 @@ pub fn track_table(rel: pg_sys::Oid) -> bool {
     if trackable != Some(true) || super::citus::is_distributed(rel) {
         return tracked(rel).is_some();
     }
+    let table = security::qualified_name(rel);
     security::with_fixed_search_path(|| {
-        // Schema-qualified, as the fixed search path prints it.
-        let table = security::relation_name(rel);
         Spi::run(&format!(
             "CREATE OR REPLACE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
              FOR EACH STATEMENT EXECUTE FUNCTION vasttile.data_changed()"
@@ -116,81 +118,4 @@ pub fn table_version_of(rel: pg_sys::Oid) -> Option<i64> {
 #[pg_extern(stable, strict, parallel_safe, requires = ["version_tables"])]
 fn table_version(tbl: Relation) -> Option<i64> {
     table_version_of(tbl.oid())
-}
-
-/// The version of heat pyramid `name`: changes with every build or refresh that changed its
-/// tiles and with every change to its table (tiles past the base zoom are drawn from it).
-#[pg_extern(stable, strict, parallel_safe, requires = ["version_tables", "pyramid_tables"])]
-fn heat_pyramid_version(name: &str) -> Option<i64> {
-    pyramid_version(name)
-}
-
-fn pyramid_version(name: &str) -> Option<i64> {
-    let (source, built) = super::pyramid::version_facts(name);
-    security::require_full_access(source, &format!("heat pyramid \"{name}\""));
-    let table = table_version_of(source)?;
-    Some(mix(&[table, built.unwrap_or(-1)]))
-}
-
-/// The version of layer `schema.name` (a function made by a `create_*_layer` function): the
-/// version of the table or pyramid it draws, NULL for layers that are drawn every time
-/// (choropleths, whose values come from any query; tables not versioned; layers made before
-/// versions, whose comment does not name their table).
-#[pg_extern(stable, parallel_safe, requires = ["version_tables", "pyramid_tables"])]
-fn layer_version(name: Option<&str>, schema: default!(Option<&str>, "'public'")) -> Option<i64> {
-    let name = check_name(super::required(name, "name"), "name");
-    let schema = check_name(super::required(schema, "schema"), "schema");
-    let function = format!(
-        "{}(integer, integer, integer, json)",
-        spi::quote_qualified_identifier(schema, name)
-    );
-    // The function's comment says what it draws; its body is part of the version (a layer
-    // made again with another style draws other tiles).
-    let found = security::with_fixed_search_path(|| {
-        Spi::get_two_with_args::<String, i64>(
-            "SELECT coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), ''), \
-                    pg_catalog.hashtextextended(p.prosrc, 0) \
-             FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure($1)",
-            &[function.as_str().into()],
-        )
-    });
-    let (comment, body) = match found {
-        Ok((Some(c), Some(b))) => (c, b),
-        Err(spi::SpiError::InvalidPosition) | Ok(_) => sql_error(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
-            format!("layer {function} does not exist"),
-        ),
-        Err(e) => sql_error(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("reading layer {function}: {e}"),
-        ),
-    };
-    let meta: Value = serde_json::from_str(&comment).unwrap_or(Value::Null);
-    let data = data_version(&meta["vasttile"])?;
-    Some(mix(&[data, body]))
-}
-
-/// The version of what a layer's comment (`vasttile` part) says it draws.
-fn data_version(vt: &Value) -> Option<i64> {
-    match vt["kind"].as_str() {
-        Some("heat_pyramid") => pyramid_version(vt["pyramid"].as_str()?),
-        Some("heat" | "dots" | "access") => {
-            let table = vt["table"].as_str()?;
-            let rel = security::with_fixed_search_path(|| {
-                Spi::get_one_with_args::<pg_sys::Oid>(
-                    "SELECT pg_catalog.to_regclass($1)::oid",
-                    &[table.into()],
-                )
-            })
-            .or_spi_error("reading the layer's table")?;
-            let version = table_version_of(rel)?;
-            if vt["kind"] != "heat" {
-                return Some(version);
-            }
-            // heat_tile serves the zooms of a points pyramid over the table from it.
-            let pyramids = super::pyramid::built_versions(rel);
-            Some(mix(&[&[version][..], &pyramids].concat()))
-        }
-        _ => None,
-    }
 }

@@ -107,7 +107,7 @@ fn create_heat_pyramid(
     })
     .or_spi_error("create_heat_pyramid");
     // Its tiles are gone (until a build): tile servers must not serve their copies.
-    notify_versions();
+    super::versions::notify();
     p = Pyramid::load(name);
     if let Some(old) = old_source {
         if old != oid && super::citus::is_distributed(old) {
@@ -225,7 +225,7 @@ fn drop_heat_pyramid(name: &str) -> bool {
         }
         security::drop_triggers("vasttile.heat_pyramid_log_rows()", name, source);
     }
-    notify_versions();
+    super::versions::notify();
     true
 }
 
@@ -381,4 +381,18 @@ pub(crate) fn built_versions(rel: pgrx::pg_sys::Oid) -> Vec<i64> {
     })
     .or_spi_error("reading the pyramids' versions")
     .unwrap_or_default()
+}
+
+/// The version of heat pyramid `name`: changes with every build or refresh that changed its
+/// tiles and with every change to its table (tiles past the base zoom are drawn from it).
+#[pg_extern(stable, strict, parallel_safe, requires = ["version_tables", "pyramid_tables"])]
+fn heat_pyramid_version(name: &str) -> Option<i64> {
+    pyramid_version(name)
+}
+
+pub(crate) fn pyramid_version(name: &str) -> Option<i64> {
+    let (source, built) = version_facts(name);
+    security::require_full_access(source, &format!("heat pyramid \"{name}\""));
+    let table = super::versions::table_version_of(source)?;
+    Some(super::versions::mix(&[table, built.unwrap_or(-1)]))
 }

@@ -271,7 +271,7 @@ pub(super) fn claim_for_build(p: &Pyramid) -> i64 {
         vec![p.name.clone(), p.source.clone(), p.options.to_string()],
     );
     let claim = next_claim();
-    take(p, claim, 0);
+    take(p, applied_claim(p), claim, 0);
     claim
 }
 
@@ -279,14 +279,14 @@ pub(super) fn claim_for_build(p: &Pyramid) -> i64 {
 /// the claim, or None when the pyramid must be rebuilt (never built with logs on the nodes, or
 /// more changes than a refresh ships).
 pub(super) fn take_changes(p: &Pyramid) -> Option<i64> {
-    applied_claim(p)?;
+    let applied = applied_claim(p)?;
     let claim = next_claim();
-    take(p, claim, MAX_ROWS).then_some(claim)
+    take(p, Some(applied), claim, MAX_ROWS).then_some(claim)
 }
 
-/// Claim the nodes' rows; insert them into this node's log unless a node answered 'rebuild'
-/// (false then).
-fn take(p: &Pyramid, claim: i64, max_rows: i64) -> bool {
+/// Claim the nodes' rows (dropping those of the committed claim `applied`); insert them into
+/// this node's log unless a node answered 'rebuild' (false then).
+fn take(p: &Pyramid, applied: Option<i64>, claim: i64, max_rows: i64) -> bool {
     let answers = on_every_node(
         "taking the changes logged on the nodes",
         "shard_pyramid_take",
@@ -294,7 +294,7 @@ fn take(p: &Pyramid, claim: i64, max_rows: i64) -> bool {
             p.name.clone(),
             p.source.clone(),
             p.options.to_string(),
-            applied_claim(p).unwrap_or(0).to_string(),
+            applied.unwrap_or(0).to_string(),
             claim.to_string(),
             max_rows.to_string(),
             (MAX_BYTES / nodes()).to_string(),

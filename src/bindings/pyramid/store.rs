@@ -234,13 +234,8 @@ pub(super) fn record_build(p: &Pyramid, report: &Value, tiles_changed: bool) {
     })
     .or_spi_error("recording the build");
     if tiles_changed {
-        notify_versions();
+        crate::bindings::versions::notify();
     }
-}
-
-/// Tell tile servers listening on `vasttile_data` that versions changed (at commit).
-pub(super) fn notify_versions() {
-    Spi::run("SELECT pg_catalog.pg_notify('vasttile_data', '')").or_spi_error("notifying");
 }
 
 /// The memory budget of a build or refresh: `maintenance_work_mem`, as for `CREATE INDEX`.
