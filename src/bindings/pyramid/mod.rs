@@ -303,6 +303,8 @@ fn heat_pyramid_seams(
                     row.get::<Bytes>(3)?.map(|b| b.0),
                     row.get::<Bytes>(4)?,
                 ) {
+                    let side = p.size.px() as usize;
+                    let levels = serve::levels_of(&levels, Some(&counts.0), side);
                     let heat = HeatGrid::from_stored_bytes(&counts.0).or_raise().values();
                     tiles.insert((x as u32, y as u32), SeamTile { levels, heat });
                 }

@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 use pgrx::spi;
 use vasttile_core::encoding::png::Effort;
 use vasttile_core::geometry::vcs::{Tile, TileSize};
+use vasttile_core::pyramid::levels::StoredLevels;
 use vasttile_core::raster::heat::HeatGrid;
 use vasttile_core::shading::shade::{encode_levels, shade, HeatStyle, Normalize};
 
@@ -62,23 +63,18 @@ pub(crate) fn points_pyramid_for(
 }
 
 /// One stored tile of a pyramid: the pyramid's base zoom, tile size and table, and the tile's
-/// levels (`stored`) or counts, when it has any heat. Read as the extension's owner: the caller
-/// checks access to the table before using the bytes.
+/// levels (`stored`: one byte per pixel, made from the stored form) or counts, when it has any
+/// heat. Read as the extension's owner: the caller checks access to the table before using the
+/// bytes.
 pub(super) fn stored_tile(
     name: &str,
     tile: Tile,
     stored: bool,
 ) -> (u32, u32, pgrx::pg_sys::Oid, Option<Vec<u8>>) {
-    let column = if stored {
-        "t.levels"
-    } else {
-        "t.counts::bytea"
-    };
-    let sql = format!(
-        "SELECT p.base_zoom, p.tile_size, p.source::oid, {column} FROM vasttile.heat_pyramids p \
-         LEFT JOIN vasttile.heat_pyramid_tiles t ON t.pyramid = p.name AND t.z = $2 AND t.x = $3 AND t.y = $4 \
-         WHERE p.name = $1"
-    );
+    let sql = "SELECT p.base_zoom, p.tile_size, p.source::oid, t.counts::bytea, t.levels \
+               FROM vasttile.heat_pyramids p \
+               LEFT JOIN vasttile.heat_pyramid_tiles t ON t.pyramid = p.name AND t.z = $2 AND t.x = $3 AND t.y = $4 \
+               WHERE p.name = $1";
     let row = security::as_catalog_owner(|| {
         Spi::connect(|client| {
             use pgrx::PgBuiltInOids as T;
@@ -86,18 +82,25 @@ pub(super) fn stored_tile(
             crate::bindings::with_saved_plan(
                 client,
                 pgrx::pg_sys::Oid::INVALID,
-                sql,
+                sql.to_string(),
                 &types,
                 |plan| {
                     let rows = client.select(plan, Some(1), &tile_args(name, tile))?;
                     let Some(row) = rows.into_iter().next() else {
                         return Ok(None);
                     };
+                    // Levels are only read (detoasted) when asked for.
+                    let levels = if stored {
+                        row.get::<Bytes>(5)?.map(|b| b.0)
+                    } else {
+                        None
+                    };
                     Ok(Some((
                         row.get::<i32>(1)?,
                         row.get::<i32>(2)?,
                         row.get::<pgrx::pg_sys::Oid>(3)?,
                         row.get::<Bytes>(4)?.map(|b| b.0),
+                        levels,
                     )))
                 },
             )
@@ -105,13 +108,41 @@ pub(super) fn stored_tile(
     })
     .or_spi_error("heat_pyramid_tile");
     match row {
-        Some((Some(base), Some(side), Some(source), bytes)) => {
+        Some((Some(base), Some(side), Some(source), counts, levels)) => {
+            let bytes = if stored {
+                levels.map(|l| levels_of(&l, counts.as_deref(), side as usize))
+            } else {
+                counts
+            };
             (base as u32, side as u32, source, bytes)
         }
         _ => sql_error(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("heat pyramid \"{name}\" does not exist"),
         ),
+    }
+}
+
+/// A tile's levels, one byte per pixel, from its stored levels and (for a rank table) counts.
+pub(super) fn levels_of(levels: &[u8], counts: Option<&[u8]>, side: usize) -> Vec<u8> {
+    match StoredLevels::from_bytes(levels, side).or_raise() {
+        StoredLevels::Plain(l) if l.len() == side * side => l,
+        stored => {
+            let Some(counts) = counts else {
+                sql_error(
+                    PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                    "a stored tile of a heat pyramid has levels without counts: rebuild it",
+                );
+            };
+            let grid = HeatGrid::from_stored_bytes(counts).or_raise();
+            if grid.side() as usize != side {
+                sql_error(
+                    PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                    "a stored tile of a heat pyramid has the wrong size: rebuild it",
+                );
+            }
+            stored.levels(&grid).or_raise()
+        }
     }
 }
 

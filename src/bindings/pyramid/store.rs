@@ -14,6 +14,7 @@ use vasttile_core::error::CoreResult;
 use vasttile_core::geometry::vcs::{vcs_from_key, Tile};
 use vasttile_core::pyramid::build::{PathSet, StreamBuild};
 use vasttile_core::pyramid::cdf::Cdf;
+use vasttile_core::pyramid::levels::StoredLevels;
 use vasttile_core::pyramid::store::TileStore;
 use vasttile_core::raster::heat::HeatGrid;
 
@@ -112,7 +113,7 @@ impl TileStore for SpiTiles<'_> {
             Spi::run_with_args(
                 "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
-                &[a, b, c, d, g.to_compact_bytes().into(), summary.to_bytes().into()],
+                &[a, b, c, d, g.to_stored_bytes().into(), summary.to_bytes().into()],
             )
         })
         .or_spi_error("writing pyramid counts");
@@ -186,12 +187,12 @@ impl TileStore for SpiTiles<'_> {
         Ok(out)
     }
 
-    fn write_levels(&mut self, t: Tile, levels: &[u8]) -> CoreResult<()> {
+    fn write_levels(&mut self, t: Tile, levels: &StoredLevels) -> CoreResult<()> {
         security::as_catalog_owner(|| {
             let [a, b, c, d] = tile_args(&self.0.name, t);
             Spi::run_with_args(
                 "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
-                &[a, b, c, d, levels.into()],
+                &[a, b, c, d, levels.to_bytes().into()],
             )
         })
         .or_spi_error("writing pyramid levels");

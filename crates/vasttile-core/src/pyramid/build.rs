@@ -13,6 +13,7 @@ use crate::geometry::vcs::{
 };
 use crate::parallel;
 use crate::pyramid::cdf::Cdf;
+use crate::pyramid::levels::{levels_from_table, StoredLevels};
 use crate::raster::heat::HeatGrid;
 use crate::raster::lines::{add_path, draw_segments, HALF_WORLD};
 use crate::shading::shade::level_of;
@@ -593,15 +594,13 @@ impl Normalisation {
         out
     }
 
-    /// One byte per pixel (row-major; 0 = no heat): each pixel's heat ranked by the CDFs of
-    /// the four tiles whose centres are nearest, weighted bilinearly by distance to them.
-    pub fn levels(&self, grid: &HeatGrid, cdfs: &HashMap<(u32, u32), Cdf>) -> Vec<u8> {
-        let t = grid.tile;
+    /// The nine CDFs a pixel of tile `t` may read: its own and its neighbours', row by row
+    /// from the north-west; off the world's edge (or without heat) a neighbour is the tile's own.
+    fn nine<'a>(&self, t: Tile, cdfs: &'a HashMap<(u32, u32), Cdf>) -> [&'a Cdf; 9] {
         let n = 1i64 << t.z;
-        let side = grid.side() as usize;
-        let own = cdfs.get(&(t.x, t.y));
-        let empty = Cdf::default();
-        let cdf = |dx: i64, dy: i64| -> &Cdf {
+        let own = cdfs.get(&(t.x, t.y)).unwrap_or(&EMPTY_CDF);
+        std::array::from_fn(|i| {
+            let (dx, dy) = (i as i64 % 3 - 1, i as i64 / 3 - 1);
             let ny = t.y as i64 + dy;
             let key = ((t.x as i64 + dx).rem_euclid(n) as u32, ny as u32);
             let found = if (0..n).contains(&ny) {
@@ -609,78 +608,114 @@ impl Normalisation {
             } else {
                 None
             };
-            found.or(own).unwrap_or(&empty)
-        };
-        // Per column (and row): the neighbour side and its weight, from the pixel centre's offset
-        // to the tile centre in tile widths.
-        let offsets: Vec<(i64, f64)> = (0..side)
-            .map(|i| {
-                let u = (i as f64 + 0.5) / side as f64 - 0.5;
-                (if u < 0.0 { -1 } else { 1 }, u.abs())
-            })
-            .collect();
-        // The nine CDFs a pixel may read (this tile's and its neighbours', row by row from the
-        // north-west), each ranked once at every distinct lit value, walking it in order.
-        let nine: Vec<&Cdf> = (-1..=1)
-            .flat_map(|dy| (-1..=1).map(move |dx| (dx, dy)))
-            .map(|(dx, dy)| cdf(dx, dy))
-            .collect();
-        let at = |dx: usize, dy: usize| dy * 3 + dx;
-        let quads = [[at(1, 1), at(2, 1)], [at(1, 2), at(2, 2)]];
-        let left_up = [[at(1, 1), at(0, 1)], [at(1, 0), at(0, 0)]];
-        let right_up = [[at(1, 1), at(2, 1)], [at(1, 0), at(2, 0)]];
-        let left_down = [[at(1, 1), at(0, 1)], [at(1, 2), at(0, 2)]];
-        let values = grid.values();
-        // Lit values are positive: their bit patterns sort as the values do.
-        let mut distinct: Vec<u64> = values
-            .iter()
-            .filter(|&&h| h > 0.0)
-            .map(|h| h.to_bits())
-            .collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        // Past MEMO_VALUES distinct values (weighted heat) the table would outgrow the grid:
-        // each pixel is ranked by searching its four CDFs instead.
-        let memo = (distinct.len() <= MEMO_VALUES).then(|| {
-            let mut ranks = vec![0.0f64; distinct.len() * 9];
-            for (c, cdf) in nine.iter().enumerate() {
-                let mut rank = cdf.ranks_ascending(self.low_heat);
-                for (i, &bits) in distinct.iter().enumerate() {
-                    ranks[i * 9 + c] = rank(f64::from_bits(bits));
-                }
-            }
-            ranks
-        });
-        let mut out = vec![0u8; values.len()];
-        for (py, row) in values.chunks_exact(side).enumerate() {
-            let (sy, wy) = offsets[py];
-            for (px, &h) in row.iter().enumerate() {
-                if h <= 0.0 {
-                    continue;
-                }
-                let (sx, wx) = offsets[px];
-                let q = match (sx, sy) {
-                    (1, 1) => &quads,
-                    (-1, -1) => &left_up,
-                    (1, -1) => &right_up,
-                    _ => &left_down,
-                };
-                let of_value = memo
-                    .as_ref()
-                    .map(|m| &m[distinct.partition_point(|&b| b < h.to_bits()) * 9..][..9]);
-                let r = |c: usize| match of_value {
-                    Some(ranks) => ranks[c],
-                    None => nine[c].rank(h, self.low_heat),
-                };
-                let t = (1.0 - wx) * (1.0 - wy) * r(q[0][0])
-                    + wx * (1.0 - wy) * r(q[0][1])
-                    + (1.0 - wx) * wy * r(q[1][0])
-                    + wx * wy * r(q[1][1]);
-                out[py * side + px] = level_of(t);
+            found.unwrap_or(own)
+        })
+    }
+
+    /// The rank table of `values` (distinct lit heat as f64 bits, ascending): nine ranks per
+    /// value, one per CDF of [`Normalisation::nine`], each CDF walked once in order.
+    fn rank_table(&self, values: &[u64], nine: &[&Cdf; 9]) -> Vec<f64> {
+        let mut ranks = vec![0.0f64; values.len() * 9];
+        for (c, cdf) in nine.iter().enumerate() {
+            let mut rank = cdf.ranks_ascending(self.low_heat);
+            for (i, &bits) in values.iter().enumerate() {
+                ranks[i * 9 + c] = rank(f64::from_bits(bits));
             }
         }
-        out
+        ranks
     }
+
+    /// The stored form of tile `t`'s levels given its distinct lit values: the rank table
+    /// that [`StoredLevels::levels`] turns into the bytes [`Normalisation::levels`] makes.
+    pub fn stored_levels(
+        &self,
+        t: Tile,
+        values: Vec<u64>,
+        cdfs: &HashMap<(u32, u32), Cdf>,
+    ) -> StoredLevels {
+        let ranks = self.rank_table(&values, &self.nine(t, cdfs));
+        StoredLevels::Ranks { values, ranks }
+    }
+
+    /// One byte per pixel (row-major; 0 = no heat): each pixel's heat ranked by the CDFs of
+    /// the four tiles whose centres are nearest, weighted bilinearly by distance to them.
+    pub fn levels(&self, grid: &HeatGrid, cdfs: &HashMap<(u32, u32), Cdf>) -> Vec<u8> {
+        let nine = self.nine(grid.tile, cdfs);
+        let side = grid.side() as usize;
+        let heat = grid.values();
+        let values = distinct_lit(&heat);
+        // Past MEMO_VALUES distinct values (weighted heat) the table would outgrow the grid:
+        // each pixel is ranked by searching its four CDFs instead.
+        if values.len() <= MEMO_VALUES {
+            let ranks = self.rank_table(&values, &nine);
+            return levels_from_table(&heat, side, &values, &ranks)
+                .expect("the table holds every value of the grid it was made from");
+        }
+        bilinear_levels(&heat, side, |_, h, c| nine[c].rank(h, self.low_heat))
+    }
+}
+
+/// A CDF of no pixels: the neighbour of a tile without heat.
+static EMPTY_CDF: Cdf = Cdf::empty();
+
+/// The distinct lit (> 0) values of `heat` as f64 bits, ascending (lit values are positive:
+/// their bit patterns sort as the values do).
+pub fn distinct_lit(heat: &[f64]) -> Vec<u64> {
+    let mut values: Vec<u64> = heat
+        .iter()
+        .filter(|&&h| h > 0.0)
+        .map(|h| h.to_bits())
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    values
+}
+
+/// Levels of `heat` (row-major, `side` wide): each lit pixel's ranks under the CDFs of the
+/// four tiles whose centres are nearest, weighted bilinearly by distance to them.
+/// `rank(pixel, heat, c)` ranks a pixel under CDF `c` of [`Normalisation::nine`].
+pub(crate) fn bilinear_levels(
+    heat: &[f64],
+    side: usize,
+    rank: impl Fn(usize, f64, usize) -> f64,
+) -> Vec<u8> {
+    // Per column (and row): the neighbour side and its weight, from the pixel centre's offset
+    // to the tile centre in tile widths.
+    let offsets: Vec<(i64, f64)> = (0..side)
+        .map(|i| {
+            let u = (i as f64 + 0.5) / side as f64 - 0.5;
+            (if u < 0.0 { -1 } else { 1 }, u.abs())
+        })
+        .collect();
+    let at = |dx: usize, dy: usize| dy * 3 + dx;
+    let quads = [[at(1, 1), at(2, 1)], [at(1, 2), at(2, 2)]];
+    let left_up = [[at(1, 1), at(0, 1)], [at(1, 0), at(0, 0)]];
+    let right_up = [[at(1, 1), at(2, 1)], [at(1, 0), at(2, 0)]];
+    let left_down = [[at(1, 1), at(0, 1)], [at(1, 2), at(0, 2)]];
+    let mut out = vec![0u8; heat.len()];
+    for (py, row) in heat.chunks_exact(side).enumerate() {
+        let (sy, wy) = offsets[py];
+        for (px, &h) in row.iter().enumerate() {
+            if h <= 0.0 {
+                continue;
+            }
+            let (sx, wx) = offsets[px];
+            let q = match (sx, sy) {
+                (1, 1) => &quads,
+                (-1, -1) => &left_up,
+                (1, -1) => &right_up,
+                _ => &left_down,
+            };
+            let i = py * side + px;
+            let r = |c: usize| rank(i, h, c);
+            let t = (1.0 - wx) * (1.0 - wy) * r(q[0][0])
+                + wx * (1.0 - wy) * r(q[0][1])
+                + (1.0 - wx) * wy * r(q[1][0])
+                + wx * wy * r(q[1][1]);
+            out[i] = level_of(t);
+        }
+    }
+    out
 }
 
 /// The seam measure over a set of tiles of one zoom: mean absolute level difference of

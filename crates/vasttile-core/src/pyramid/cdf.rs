@@ -78,6 +78,27 @@ impl Cdf {
         }
     }
 
+    /// A CDF of no pixels.
+    pub const fn empty() -> Cdf {
+        Cdf {
+            n: 0.0,
+            steps: Vec::new(),
+        }
+    }
+
+    /// The values (as f64 bits, ascending) when every one is kept (not sampled down): then they
+    /// are all the distinct lit values of what the CDF describes.
+    pub fn exact_values(&self) -> Option<Vec<u64>> {
+        let mut next = 0.0;
+        for s in &self.steps {
+            if s.below != next {
+                return None;
+            }
+            next = s.below + s.at;
+        }
+        (next == self.n).then(|| self.steps.iter().map(|s| s.value.to_bits()).collect())
+    }
+
     /// Lit pixels described.
     pub fn lit(&self) -> f64 {
         self.n

@@ -2,4 +2,5 @@
 //! neighbouring tiles that keeps them seamless ([`build`], [`cdf`]).
 pub mod build;
 pub mod cdf;
+pub mod levels;
 pub mod store;

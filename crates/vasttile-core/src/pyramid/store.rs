@@ -11,6 +11,7 @@ use crate::geometry::vcs::{Tile, TileSize};
 use crate::parallel;
 use crate::pyramid::build::Normalisation;
 use crate::pyramid::cdf::Cdf;
+use crate::pyramid::levels::StoredLevels;
 use crate::raster::heat::HeatGrid;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -32,8 +33,8 @@ pub trait TileStore {
     ) -> CoreResult<HashMap<(u32, u32), Cdf>>;
     /// The (x, y) of every stored tile of zoom `z`.
     fn tiles_at(&mut self, z: u32) -> CoreResult<Vec<(u32, u32)>>;
-    /// Store the levels (one byte per pixel) of tile `t`.
-    fn write_levels(&mut self, t: Tile, levels: &[u8]) -> CoreResult<()>;
+    /// Store the levels of tile `t`.
+    fn write_levels(&mut self, t: Tile, levels: &StoredLevels) -> CoreResult<()>;
     /// Called between units of work, on the calling thread: a store inside a database raises a
     /// pending cancel here.
     fn check_interrupts(&mut self) {}
@@ -103,8 +104,10 @@ pub fn tiles_to_renormalise<S: TileStore + ?Sized>(
 
 /// Recompute and store the levels of `targets` (tiles of zoom `z`), 1,024 at a time in order
 /// of row, each group with the summaries of its rows and of the rows within the
-/// neighbourhood's reach (radius + 1). Levels are computed on `threads` threads from plain
-/// data; the store is only called from this thread.
+/// neighbourhood's reach (radius + 1). A tile whose summary keeps every distinct value stores
+/// its rank table, made from the summary alone; the others read their counts and store their
+/// levels. Both are computed on `threads` threads from plain data; the store is only called
+/// from this thread.
 pub fn normalise<S: TileStore + ?Sized>(
     store: &mut S,
     norm: &Normalisation,
@@ -112,6 +115,11 @@ pub fn normalise<S: TileStore + ?Sized>(
     targets: &mut [(u32, u32)],
     threads: usize,
 ) -> CoreResult<()> {
+    /// What a tile's levels are made from.
+    enum Source {
+        Values(Tile, Vec<u64>),
+        Counts(HeatGrid),
+    }
     targets.sort_unstable_by_key(|&(x, y)| (y, x));
     let reach = norm.radius + 1;
     for part in targets.chunks(1024) {
@@ -120,19 +128,40 @@ pub fn normalise<S: TileStore + ?Sized>(
         let summaries = store.summaries_in_rows(z, y0.saturating_sub(reach), y1 + reach)?;
         let cdfs =
             norm.neighbourhood_cdfs(z, &Normalisation::cdf_tiles(z, part), &summaries, threads);
-        for chunk in part.chunks(threads.max(1) * 2) {
+        // Batches of up to 64 tiles, of which at most two per thread read their counts: a few
+        // grids in memory at once.
+        let mut rest = part;
+        while !rest.is_empty() {
             store.check_interrupts();
-            let mut grids = Vec::with_capacity(chunk.len());
-            for &(x, y) in chunk {
-                if let Some(g) = store.read_counts(Tile { z, x, y })? {
-                    grids.push(g);
+            let mut sources = Vec::new();
+            let mut grids = 0;
+            while let Some((&(x, y), tail)) = rest.split_first() {
+                if sources.len() == 64 || grids == threads.max(1) * 2 {
+                    break;
+                }
+                rest = tail;
+                let t = Tile { z, x, y };
+                match summaries.get(&(x, y)).and_then(Cdf::exact_values) {
+                    Some(values) => sources.push(Source::Values(t, values)),
+                    None => {
+                        if let Some(g) = store.read_counts(t)? {
+                            sources.push(Source::Counts(g));
+                            grids += 1;
+                        }
+                    }
                 }
             }
-            let levels: Vec<Vec<u8>> = parallel::run(threads, || {
-                grids.par_iter().map(|g| norm.levels(g, &cdfs)).collect()
+            let levels: Vec<(Tile, StoredLevels)> = parallel::run(threads, || {
+                sources
+                    .into_par_iter()
+                    .map(|s| match s {
+                        Source::Values(t, v) => (t, norm.stored_levels(t, v, &cdfs)),
+                        Source::Counts(g) => (g.tile, StoredLevels::Plain(norm.levels(&g, &cdfs))),
+                    })
+                    .collect()
             });
-            for (g, l) in grids.iter().zip(levels) {
-                store.write_levels(g.tile, &l)?;
+            for (t, l) in &levels {
+                store.write_levels(*t, l)?;
             }
         }
     }
@@ -148,7 +177,7 @@ mod tests {
     #[derive(Default)]
     struct MapStore {
         counts: HashMap<Tile, (HeatGrid, Cdf)>,
-        levels: HashMap<Tile, Vec<u8>>,
+        levels: HashMap<Tile, StoredLevels>,
     }
 
     impl TileStore for MapStore {
@@ -187,8 +216,8 @@ mod tests {
                 .map(|t| (t.x, t.y))
                 .collect())
         }
-        fn write_levels(&mut self, t: Tile, levels: &[u8]) -> CoreResult<()> {
-            self.levels.insert(t, levels.to_vec());
+        fn write_levels(&mut self, t: Tile, levels: &StoredLevels) -> CoreResult<()> {
+            self.levels.insert(t, levels.clone());
             Ok(())
         }
     }
@@ -279,5 +308,40 @@ mod tests {
             assert_eq!(my_summary.to_bytes(), s.to_bytes(), "summary of {t:?}");
             assert_eq!(store.levels.get(t), fresh.levels.get(t), "levels of {t:?}");
         }
+    }
+
+    /// Stored levels, rank tables or plain, give the bytes `Normalisation::levels` computes
+    /// from the counts; tiles with more distinct values than a summary keeps store plain ones.
+    #[test]
+    fn stored_levels_are_the_levels_of_the_counts() {
+        let norm = Normalisation {
+            radius: 2,
+            summary_steps: 8,
+            ..Normalisation::default()
+        };
+        let mut store = built(&scatter(3, 30000), &norm);
+        let (mut tables, mut plain) = (0, 0);
+        for z in 0..=6 {
+            let tiles = store.tiles_at(z).unwrap();
+            let summaries = store.summaries_in_rows(z, 0, (1 << z) - 1).unwrap();
+            let cdfs =
+                norm.neighbourhood_cdfs(z, &Normalisation::cdf_tiles(z, &tiles), &summaries, 2);
+            for (x, y) in tiles {
+                let t = Tile { z, x, y };
+                let grid = store.read_counts(t).unwrap().unwrap();
+                let stored = &store.levels[&t];
+                match stored {
+                    StoredLevels::Ranks { .. } => tables += 1,
+                    StoredLevels::Plain(_) => plain += 1,
+                }
+                let back = StoredLevels::from_bytes(&stored.to_bytes(), 256).unwrap();
+                assert_eq!(
+                    back.levels(&grid).unwrap(),
+                    norm.levels(&grid, &cdfs),
+                    "{t:?}"
+                );
+            }
+        }
+        assert!(tables > 0 && plain > 0, "{tables} tables, {plain} plain");
     }
 }
