@@ -53,17 +53,12 @@ GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 -- hundreds of thousands of tiles in one transaction; drop_heat_pyramid deletes them itself).
 ALTER TABLE @extschema@.heat_pyramid_tiles DROP CONSTRAINT heat_pyramid_tiles_pyramid_fkey;
 ALTER TABLE @extschema@.heat_pyramid_log DROP CONSTRAINT heat_pyramid_log_pyramid_fkey;
--- Counts are stored compact (runs of varints; tiles of 0.1.0 stay readable), and lz4 where the
--- server was built with it: pglz compression took half of a build's time.
+-- Counts are stored compact (runs of varints, then zstd; tiles of 0.1.0 stay readable).
 ALTER TABLE @extschema@.heat_pyramid_tiles ALTER COLUMN counts TYPE bytea;
 COMMENT ON TABLE @extschema@.heat_pyramid_tiles IS 'vasttile: per tile of a heat pyramid, raw counts (runs of varints, zstd), a CDF summary, and levels (a rank table per distinct count, or one byte per pixel; zstd)';
--- Counts and levels come compressed by the extension: TOAST stores them as they are.
-ALTER TABLE @extschema@.heat_pyramid_tiles ALTER counts SET STORAGE EXTERNAL, ALTER levels SET STORAGE EXTERNAL;
-DO $$
-BEGIN
-    ALTER TABLE @extschema@.heat_pyramid_tiles ALTER summary SET COMPRESSION lz4;
-EXCEPTION WHEN feature_not_supported THEN NULL;
-END $$;
+-- Counts, summaries and levels come compressed by the extension: TOAST stores them as they are.
+ALTER TABLE @extschema@.heat_pyramid_tiles ALTER counts SET STORAGE EXTERNAL,
+    ALTER summary SET STORAGE EXTERNAL, ALTER levels SET STORAGE EXTERNAL;
 
 -- The definitions move to a new table (a column added to the old one would land last; the
 -- schema must equal a fresh install's). The old table leaves the extension first, so that

@@ -7,6 +7,7 @@ use crate::encoding::png::{self, Effort, RgbaImage};
 use crate::geometry::polygon::{paths_from_geojson, paths_from_topojson, MultiPolygon};
 use crate::geometry::vcs::{Tile, TileSize};
 use crate::pyramid::cdf::Cdf;
+use crate::pyramid::levels::StoredLevels;
 use crate::raster::access::AccessState;
 use crate::raster::dots::{DotTileState, PixelSet};
 use crate::raster::heat::HeatGrid;
@@ -99,6 +100,14 @@ fn decode_all(bytes: &[u8]) -> Result<(), TestCaseError> {
         ),
         ("Skeleton", Box::new(|| drop(Skeleton::from_bytes(bytes)))),
         ("Cdf", Box::new(|| drop(Cdf::from_bytes(bytes)))),
+        (
+            "HeatGrid stored",
+            Box::new(|| drop(HeatGrid::from_stored_bytes(bytes))),
+        ),
+        (
+            "StoredLevels",
+            Box::new(|| drop(StoredLevels::from_bytes(bytes, 256))),
+        ),
         ("PixelSet", Box::new(|| drop(PixelSet::from_bytes(bytes)))),
         (
             "DotTileState",
@@ -173,6 +182,15 @@ fn valid_encodings() -> Vec<Vec<u8>> {
     sk.fill(7, &mp);
     out.push(sk.to_bytes());
     out.push(Cdf::of((0..500).map(|i| (i % 37) as f64)).to_bytes());
+    out.push(dense.to_stored_bytes());
+    out.push(
+        StoredLevels::Ranks {
+            values: (1..=6).map(|v| (v as f64).to_bits()).collect(),
+            ranks: (0..54).map(|i| i as f64 / 54.0).collect(),
+        }
+        .to_bytes(),
+    );
+    out.push(StoredLevels::Plain((0..65536).map(|i| (i % 251) as u8).collect()).to_bytes());
     let style = serde_json::json!({"radius": 2});
     let mut dots = DotTileState::new(4, 4, 6, &style).expect("dots");
     for i in 0..20 {

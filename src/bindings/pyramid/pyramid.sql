@@ -30,14 +30,9 @@ CREATE TABLE heat_pyramid_tiles (
     PRIMARY KEY (pyramid, z, x, y)
 );
 COMMENT ON TABLE heat_pyramid_tiles IS 'vasttile: per tile of a heat pyramid, raw counts (runs of varints, zstd), a CDF summary, and levels (a rank table per distinct count, or one byte per pixel; zstd)';
--- Counts and levels come compressed by the extension: TOAST stores them as they are.
-ALTER TABLE heat_pyramid_tiles ALTER counts SET STORAGE EXTERNAL, ALTER levels SET STORAGE EXTERNAL;
--- lz4 where the server was built with it: pglz compression took half of a build's time.
-DO $$
-BEGIN
-    ALTER TABLE heat_pyramid_tiles ALTER summary SET COMPRESSION lz4;
-EXCEPTION WHEN feature_not_supported THEN NULL;
-END $$;
+-- Counts, summaries and levels come compressed by the extension: TOAST stores them as they are.
+ALTER TABLE heat_pyramid_tiles ALTER counts SET STORAGE EXTERNAL,
+    ALTER summary SET STORAGE EXTERNAL, ALTER levels SET STORAGE EXTERNAL;
 
 CREATE TABLE heat_pyramid_log (
     pyramid    text NOT NULL,

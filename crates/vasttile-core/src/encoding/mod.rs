@@ -1,3 +1,5 @@
-//! Output: PNG encoding and decoding ([`png`]) and text previews for psql ([`preview`]).
+//! Output: PNG encoding and decoding ([`png`]), text previews for psql ([`preview`]), and the
+//! compressed bytes of stored tiles ([`stored`]).
 pub mod png;
 pub mod preview;
+pub mod stored;

@@ -13,7 +13,7 @@ use crate::geometry::vcs::{
 };
 use crate::parallel;
 use crate::pyramid::cdf::Cdf;
-use crate::pyramid::levels::{levels_from_table, StoredLevels};
+use crate::pyramid::levels::{levels_from_table, StoredLevels, MAX_TABLE_VALUES};
 use crate::raster::heat::HeatGrid;
 use crate::raster::lines::{add_path, draw_segments, HALF_WORLD};
 use crate::shading::shade::level_of;
@@ -635,6 +635,26 @@ impl Normalisation {
     ) -> StoredLevels {
         let ranks = self.rank_table(&values, &self.nine(t, cdfs));
         StoredLevels::Ranks { values, ranks }
+    }
+
+    /// The stored form of a tile's levels made from its counts: the rank table or the levels
+    /// themselves, whichever stores smaller (tiles with many distinct values: zoomed out).
+    pub fn stored_levels_of(
+        &self,
+        grid: &HeatGrid,
+        cdfs: &HashMap<(u32, u32), Cdf>,
+    ) -> StoredLevels {
+        let plain = StoredLevels::Plain(self.levels(grid, cdfs));
+        let values = distinct_lit(&grid.values());
+        if values.len() > MAX_TABLE_VALUES {
+            return plain;
+        }
+        let table = self.stored_levels(grid.tile, values, cdfs);
+        if table.to_bytes().len() < plain.to_bytes().len() {
+            table
+        } else {
+            plain
+        }
     }
 
     /// One byte per pixel (row-major; 0 = no heat): each pixel's heat ranked by the CDFs of

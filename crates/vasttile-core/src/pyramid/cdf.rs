@@ -6,6 +6,7 @@
 //! heat is) and ranks are interpolated between them. Mixtures add the counts of several CDFs,
 //! which is how a tile's neighbourhood CDF is made from the summaries of its neighbours.
 
+use crate::encoding::stored::{compress, from_planes, inflate, to_planes};
 use crate::error::{CoreError, CoreResult};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,6 +27,11 @@ pub struct Cdf {
 }
 
 const MAGIC: &[u8; 4] = b"VTCD";
+/// [`Cdf::to_bytes`]: the plain form's words in byte planes, compressed.
+const STORED_MAGIC: &[u8; 4] = b"VTCZ";
+/// Steps a stored CDF may hold: a neighbourhood CDF keeps at most a few thousand; decoding
+/// refuses more (bounded memory).
+const MAX_STEPS: usize = 1 << 14;
 
 impl Cdf {
     /// The exact CDF of the lit (> 0) values.
@@ -211,41 +217,56 @@ impl Cdf {
         }
     }
 
-    /// Bytes: magic `VTCD`, step count (u32), lit pixels (f64), then per step value, below and
-    /// at (f64), all little-endian.
+    /// Bytes: magic `VTCZ`, then a zstd frame of the lit pixels and per step value, below and
+    /// at (f64), laid out in byte planes (`encoding::planes`): a tile's summary in about a
+    /// sixth of the bytes of the plain form (magic `VTCD`, step count (u32), then the same f64s
+    /// little-endian), which `from_bytes` still reads.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.steps.len() * 24);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(self.steps.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.n.to_le_bytes());
+        let mut words = Vec::with_capacity(1 + self.steps.len() * 3);
+        words.push(self.n.to_bits());
         for s in &self.steps {
-            for v in [s.value, s.below, s.at] {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
+            words.extend([s.value, s.below, s.at].map(f64::to_bits));
         }
+        let mut out = STORED_MAGIC.to_vec();
+        out.extend(compress(&to_planes(&words)));
         out
     }
 
-    /// Decode [`Cdf::to_bytes`]. Untrusted input: a wrong length, values not strictly ascending
+    /// Decode [`Cdf::to_bytes`], or the plain form. Untrusted input: a wrong length, a frame
+    /// that does not inflate or inflates past `MAX_STEPS` steps, values not strictly ascending
     /// or not finite and > 0, or negative or NaN counts are an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<Cdf> {
         let bad = || CoreError::out_of_range("heat CDF", "is not a valid vasttile CDF summary");
-        if bytes.len() < 16 || &bytes[..4] != MAGIC {
+        let words: Vec<f64> = if let Some(frame) = bytes.strip_prefix(STORED_MAGIC) {
+            let planes = inflate(frame, (1 + MAX_STEPS * 3) * 8).ok_or_else(bad)?;
+            from_planes(&planes)
+                .ok_or_else(bad)?
+                .into_iter()
+                .map(f64::from_bits)
+                .collect()
+        } else {
+            if bytes.len() < 16 || &bytes[..4] != MAGIC {
+                return Err(bad());
+            }
+            let count = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+            if bytes.len() != 16 + count * 24 {
+                return Err(bad());
+            }
+            bytes[8..]
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        if words.is_empty() || !(words.len() - 1).is_multiple_of(3) {
             return Err(bad());
         }
-        let count = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
-        if bytes.len() != 16 + count * 24 {
-            return Err(bad());
-        }
-        let f = |i: usize| f64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
-        let steps: Vec<Step> = (0..count)
-            .map(|k| {
-                let at = 16 + k * 24;
-                Step {
-                    value: f(at),
-                    below: f(at + 8),
-                    at: f(at + 16),
-                }
+        let n = words[0];
+        let steps: Vec<Step> = words[1..]
+            .chunks_exact(3)
+            .map(|w| Step {
+                value: w[0],
+                below: w[1],
+                at: w[2],
             })
             .collect();
         let ordered = steps.windows(2).all(|w| w[0].value < w[1].value);
@@ -255,10 +276,10 @@ impl Cdf {
         let finite = steps
             .iter()
             .all(|s| s.value > 0.0 && s.value.is_finite() && count_ok(s.below) && count_ok(s.at));
-        if !ordered || !finite || !count_ok(f(8)) {
+        if !ordered || !finite || !count_ok(n) {
             return Err(bad());
         }
-        Ok(Cdf { n: f(8), steps })
+        Ok(Cdf { n, steps })
     }
 }
 
@@ -369,12 +390,40 @@ mod tests {
     /// Stored summaries are untrusted: infinite counts are corruption, like negative ones.
     #[test]
     fn infinite_counts_in_stored_bytes_are_refused() {
-        let bytes = Cdf::of([1.0, 2.0, 2.0, 5.0]).to_bytes();
-        assert!(Cdf::from_bytes(&bytes).is_ok());
-        for at in [8, 16 + 8, 16 + 16] {
-            let mut forged = bytes.clone();
-            forged[at..at + 8].copy_from_slice(&f64::INFINITY.to_le_bytes());
-            assert!(Cdf::from_bytes(&forged).is_err(), "infinity at byte {at}");
+        let cdf = Cdf::of([1.0, 2.0, 2.0, 5.0]);
+        // The plain form (0.1.0's) and the compressed one, each forged word by word.
+        let mut words = vec![cdf.n];
+        for s in &cdf.steps {
+            words.extend([s.value, s.below, s.at]);
         }
+        let plain = |w: &[f64]| {
+            let mut b = MAGIC.to_vec();
+            b.extend(((w.len() - 1) as u32 / 3).to_le_bytes());
+            w.iter().for_each(|v| b.extend(v.to_le_bytes()));
+            b
+        };
+        let stored = |w: &[f64]| {
+            let mut b = STORED_MAGIC.to_vec();
+            let bits: Vec<u64> = w.iter().map(|v| v.to_bits()).collect();
+            b.extend(compress(&to_planes(&bits)));
+            b
+        };
+        assert_eq!(Cdf::from_bytes(&plain(&words)).unwrap(), cdf);
+        assert_eq!(Cdf::from_bytes(&stored(&words)).unwrap(), cdf);
+        assert_eq!(Cdf::from_bytes(&cdf.to_bytes()).unwrap(), cdf);
+        for at in [0, 2, 3] {
+            let mut forged = words.clone();
+            forged[at] = f64::INFINITY;
+            assert!(
+                Cdf::from_bytes(&plain(&forged)).is_err(),
+                "infinity at {at}"
+            );
+            assert!(
+                Cdf::from_bytes(&stored(&forged)).is_err(),
+                "infinity at {at}"
+            );
+        }
+        // A frame inflating past any summary's size is refused before it is held.
+        assert!(Cdf::from_bytes(&stored(&vec![1.0; 1 + (MAX_STEPS + 1) * 3])).is_err());
     }
 }

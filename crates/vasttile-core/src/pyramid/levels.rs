@@ -7,6 +7,7 @@
 //! store the levels themselves. Both forms are compressed with zstd; tiles of 0.1.0 (the plain
 //! levels, uncompressed) stay readable.
 
+use crate::encoding::stored::{compress, from_planes, inflate, to_planes};
 use crate::error::{CoreError, CoreResult};
 use crate::pyramid::build::bilinear_levels;
 use crate::raster::heat::HeatGrid;
@@ -52,12 +53,19 @@ impl StoredLevels {
             StoredLevels::Ranks { values, ranks } => {
                 let mut words: Vec<u64> = Vec::with_capacity(values.len() * 10);
                 words.extend_from_slice(values);
-                words.extend(ranks.iter().map(|r| r.to_bits()));
-                let mut p = Vec::with_capacity(4 + words.len() * 8);
-                p.extend_from_slice(&(values.len() as u32).to_le_bytes());
-                for plane in 0..8 {
-                    p.extend(words.iter().map(|w| (w >> (8 * plane)) as u8));
+                // CDF by CDF: each column of ranks ascends with the values.
+                for c in 0..9 {
+                    words.extend(ranks.iter().skip(c).step_by(9).map(|r| r.to_bits()));
                 }
+                // Each column as differences from the word before it: their high bytes are
+                // mostly zero (ascending non-negative f64s have ascending bits).
+                for column in words.chunks_mut(values.len().max(1)) {
+                    for i in (1..column.len()).rev() {
+                        column[i] = column[i].wrapping_sub(column[i - 1]);
+                    }
+                }
+                let mut p = (values.len() as u32).to_le_bytes().to_vec();
+                p.extend(to_planes(&words));
                 (RANKS, p)
             }
             StoredLevels::Plain(levels) => (PLAIN, levels.clone()),
@@ -66,9 +74,7 @@ impl StoredLevels {
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.push(form);
-        out.extend_from_slice(
-            &zstd::bulk::compress(&payload, 3).expect("zstd compresses any bytes in memory"),
-        );
+        out.extend_from_slice(&compress(&payload));
         out
     }
 
@@ -93,8 +99,7 @@ impl StoredLevels {
             PLAIN => side * side,
             _ => return Err(bad("unknown form")),
         };
-        let payload =
-            zstd::bulk::decompress(&bytes[6..], cap).map_err(|_| bad("corrupt or too large"))?;
+        let payload = inflate(&bytes[6..], cap).ok_or_else(|| bad("corrupt or too large"))?;
         if bytes[5] == PLAIN {
             if payload.len() != side * side {
                 return Err(bad("wrong size"));
@@ -109,11 +114,16 @@ impl StoredLevels {
         if d > MAX_TABLE_VALUES || payload.len() != 4 + words * 8 {
             return Err(bad("wrong size"));
         }
-        let planes = &payload[4..];
-        let word =
-            |i: usize| (0..8).fold(0u64, |w, b| w | (planes[b * words + i] as u64) << (8 * b));
-        let values: Vec<u64> = (0..d).map(word).collect();
-        let ranks: Vec<f64> = (d..words).map(|i| f64::from_bits(word(i))).collect();
+        let mut values = from_planes(&payload[4..]).ok_or_else(|| bad("wrong size"))?;
+        for column in values.chunks_mut(d.max(1)) {
+            for i in 1..column.len() {
+                column[i] = column[i].wrapping_add(column[i - 1]);
+            }
+        }
+        let columns = values.split_off(d);
+        let ranks: Vec<f64> = (0..d * 9)
+            .map(|i| f64::from_bits(columns[(i % 9) * d + i / 9]))
+            .collect();
         let positive = |&v: &u64| f64::from_bits(v) > 0.0 && f64::from_bits(v).is_finite();
         if !values.iter().all(positive) || !values.windows(2).all(|w| w[0] < w[1]) {
             return Err(bad("values not ascending"));
@@ -214,7 +224,8 @@ mod tests {
         }
         // A frame that inflates past any tile's table.
         let mut bomb = b"VTLV\x01\x00".to_vec();
-        bomb.extend(zstd::bulk::compress(&vec![0u8; 4 + MAX_TABLE_VALUES * 80 + 1], 3).unwrap());
+        bomb.extend(compress(&vec![0u8; 4 + MAX_TABLE_VALUES * 80 + 1]));
+        assert!(StoredLevels::from_bytes(&bomb, 256).is_err());
         cases.push(bomb);
         for b in cases {
             // Whatever decodes must hold its invariants; the rest is an error.

@@ -105,8 +105,8 @@ pub fn tiles_to_renormalise<S: TileStore + ?Sized>(
 /// Recompute and store the levels of `targets` (tiles of zoom `z`), 1,024 at a time in order
 /// of row, each group with the summaries of its rows and of the rows within the
 /// neighbourhood's reach (radius + 1). A tile whose summary keeps every distinct value stores
-/// its rank table, made from the summary alone; the others read their counts and store their
-/// levels. Both are computed on `threads` threads from plain data; the store is only called
+/// its rank table, made from the summary alone; the others read their counts and store the
+/// smaller of the table and the levels. Both are computed on `threads` threads from plain data; the store is only called
 /// from this thread.
 pub fn normalise<S: TileStore + ?Sized>(
     store: &mut S,
@@ -156,7 +156,7 @@ pub fn normalise<S: TileStore + ?Sized>(
                     .into_par_iter()
                     .map(|s| match s {
                         Source::Values(t, v) => (t, norm.stored_levels(t, v, &cdfs)),
-                        Source::Counts(g) => (g.tile, StoredLevels::Plain(norm.levels(&g, &cdfs))),
+                        Source::Counts(g) => (g.tile, norm.stored_levels_of(&g, &cdfs)),
                     })
                     .collect()
             });
@@ -342,6 +342,14 @@ mod tests {
                 );
             }
         }
-        assert!(tables > 0 && plain > 0, "{tables} tables, {plain} plain");
+        assert!(tables > 0, "{tables} tables, {plain} plain");
+        // A tile of more distinct values than a table may hold stores its levels.
+        let t = Tile { z: 6, x: 30, y: 20 };
+        let heat = (0..65536).map(|i| (i % 20000) as f64 + 1.0).collect();
+        let grid = HeatGrid::from_values(t, TileSize::Px256, 1, heat).unwrap();
+        let cdfs = HashMap::from([((30, 20), Cdf::of(grid.values()).sampled(64))]);
+        let stored = norm.stored_levels_of(&grid, &cdfs);
+        assert!(matches!(stored, StoredLevels::Plain(_)));
+        assert_eq!(stored.levels(&grid).unwrap(), norm.levels(&grid, &cdfs));
     }
 }

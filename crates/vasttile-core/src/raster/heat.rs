@@ -77,9 +77,9 @@ const MAGIC: &[u8; 4] = b"VTHG";
 const COMPACT_MAGIC: &[u8; 4] = b"VTHC";
 /// [`HeatGrid::to_stored_bytes`]: the compact form compressed.
 const STORED_MAGIC: &[u8; 4] = b"VTHZ";
-/// The compact form of a 512-px grid is at most 262,144 varints of 10 bytes and as many run
-/// lengths: a stored frame inflating past this is not a grid.
-const MAX_COMPACT_BYTES: usize = 8 << 20;
+/// The compact form of a 512-px grid holds at most 262,144 values of up to 10 bytes, each
+/// with run lengths of a byte: a stored frame inflating past this is not a grid.
+const MAX_COMPACT_BYTES: usize = 512 * 512 * 12 + 64;
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
@@ -586,10 +586,7 @@ impl HeatGrid {
     /// zstd frame), about 0.55 of it where TOAST's lz4 left 0.85.
     pub fn to_stored_bytes(&self) -> Vec<u8> {
         let mut out = STORED_MAGIC.to_vec();
-        out.extend_from_slice(
-            &zstd::bulk::compress(&self.to_compact_bytes(), 3)
-                .expect("zstd compresses any bytes in memory"),
-        );
+        out.extend_from_slice(&crate::encoding::stored::compress(&self.to_compact_bytes()));
         out
     }
 
@@ -599,9 +596,10 @@ impl HeatGrid {
     /// others. A frame that does not inflate, or inflates past any grid's size, is an error.
     pub fn from_stored_bytes(bytes: &[u8]) -> CoreResult<HeatGrid> {
         if let Some(frame) = bytes.strip_prefix(STORED_MAGIC) {
-            let compact = zstd::bulk::decompress(frame, MAX_COMPACT_BYTES).map_err(|_| {
-                CoreError::out_of_range("heat state", "is not valid: a corrupt frame")
-            })?;
+            let compact =
+                crate::encoding::stored::inflate(frame, MAX_COMPACT_BYTES).ok_or_else(|| {
+                    CoreError::out_of_range("heat state", "is not valid: a corrupt frame")
+                })?;
             Self::from_compact_bytes(&compact)
         } else if bytes.starts_with(COMPACT_MAGIC) {
             Self::from_compact_bytes(bytes)
@@ -874,7 +872,11 @@ mod tests {
             );
         }
         let mut bomb = STORED_MAGIC.to_vec();
-        bomb.extend(zstd::bulk::compress(&vec![0u8; MAX_COMPACT_BYTES + 1], 3).unwrap());
+        bomb.extend(crate::encoding::stored::compress(&vec![
+            0u8;
+            MAX_COMPACT_BYTES
+                + 1
+        ]));
         assert!(HeatGrid::from_stored_bytes(&bomb).is_err());
     }
 
