@@ -40,6 +40,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
     // dropped once it commits (the table is locked against writers since).
     let shard_claim = distributed.then(|| super::shards::claim_for_build(p));
     let mut workers_planned = 0;
+    let mut spills = 0;
     let stats = if distributed || p.parallel_query {
         // Drawn where the rows are, by Citus's workers or PostgreSQL's parallel workers: only
         // a partial grid per shard (or worker) and tile reaches this process.
@@ -60,11 +61,13 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         s.draw.base_tiles = set.base_tiles;
         s
     } else {
-        stream_counts(p, "", &rows_sql, Vec::new(), &mut |g, _| {
+        let (s, n) = spill_counts(p, &rows_sql, &mut |g| {
             store_counts(&mut SpiTiles(p), &p.norm, &g)?;
             tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
             Ok(())
-        })
+        });
+        spills = n;
+        s
     };
     let counts_s = started.elapsed().as_secs_f64();
     let mut tiles = 0;
@@ -86,6 +89,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         "build": if distributed { "distributed" } else { p.options["build"].as_str().unwrap_or("streaming") },
         "shard_claim": shard_claim,
         "memory_budget_bytes": memory_budget(),
+        "spills": spills,
         "line_pixels": drawn.pixels,
         "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
         "seconds": {

@@ -365,6 +365,134 @@ pub(super) fn stream_counts(
     stats
 }
 
+/// A PostgreSQL temporary file (`BufFile`, as sorts spill to): in `temp_tablespaces`, counted
+/// by `temp_file_limit`, removed when the transaction ends however it ends.
+pub(super) struct TempFile {
+    file: *mut pgrx::pg_sys::BufFile,
+    end: u64,
+}
+
+/// Bytes written by `BufFile` per physical segment file (`MAX_PHYSICAL_FILESIZE`, 1 GiB).
+const SEGMENT_BYTES: u64 = 1 << 30;
+/// `whence` of `BufFileSeek`: from the start of the segment.
+const SEEK_SET: i32 = 0;
+
+impl TempFile {
+    pub(super) fn new() -> TempFile {
+        // SAFETY: called on the backend's thread inside a transaction; the file belongs to the
+        // current resource owner, which closes and deletes it at the transaction's end.
+        let file = unsafe { pgrx::pg_sys::BufFileCreateTemp(false) };
+        TempFile { file, end: 0 }
+    }
+
+    pub(super) fn close(self) {
+        // SAFETY: the file was made by BufFileCreateTemp and is closed once, here.
+        unsafe { pgrx::pg_sys::BufFileClose(self.file) };
+    }
+}
+
+impl vasttile_core::pyramid::spill::SpillFile for TempFile {
+    fn append(&mut self, bytes: &[u8]) -> CoreResult<u64> {
+        let at = self.end;
+        // SAFETY: the file is open (made in `new`, closed only by `close`, which takes it);
+        // BufFileWrite reads `bytes.len()` bytes from the slice and raises an error on failure.
+        unsafe {
+            pgrx::pg_sys::BufFileWrite(self.file, bytes.as_ptr() as *mut _, bytes.len());
+        }
+        self.end += bytes.len() as u64;
+        Ok(at)
+    }
+
+    fn read_at(&mut self, at: u64, len: usize) -> CoreResult<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        let (segment, offset) = ((at / SEGMENT_BYTES) as i32, (at % SEGMENT_BYTES) as i64);
+        // SAFETY: the file is open; the seek is within what was written (an error otherwise),
+        // and BufFileRead writes at most `len` bytes into `out`, which holds `len`.
+        let read = unsafe {
+            if pgrx::pg_sys::BufFileSeek(self.file, segment, offset, SEEK_SET) != 0 {
+                0
+            } else {
+                pgrx::pg_sys::BufFileRead(self.file, out.as_mut_ptr() as *mut _, len)
+            }
+        };
+        if read != len {
+            return Err(vasttile_core::error::CoreError::out_of_range(
+                "temporary file",
+                "could not be read back",
+            ));
+        }
+        // Appends go to the end again.
+        let (segment, offset) = (
+            (self.end / SEGMENT_BYTES) as i32,
+            (self.end % SEGMENT_BYTES) as i64,
+        );
+        // SAFETY: as above; the end is what was written.
+        unsafe { pgrx::pg_sys::BufFileSeek(self.file, segment, offset, SEEK_SET) };
+        Ok(out)
+    }
+}
+
+/// Draw every row of `rows_sql` (the pyramid's select list and a sign, as `build_all` reads
+/// the table) in memory bounded by `maintenance_work_mem`, reading the table once as it lies:
+/// runs are held by tile and, past three quarters of the budget (the rest is for a batch of rows
+/// and the grids being drawn), drawn into partial grids spilled to a temporary file
+/// (`SpillBuild`). `on_tile` receives every finished tile.
+pub(super) fn spill_counts(
+    p: &Pyramid,
+    rows_sql: &str,
+    on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
+) -> (StreamStats, u64) {
+    let mut stats = StreamStats::default();
+    let mut file = TempFile::new();
+    let mut build = vasttile_core::pyramid::spill::SpillBuild::new(
+        p.base_zoom,
+        p.size,
+        threads(),
+        memory_budget() / 4 * 3,
+    );
+    let mut runs = Vec::new();
+    let mut row = 0u64;
+    for_each_row(rows_sql, &[], &mut |r| {
+        stats.read.rows += 1;
+        let path = crate::bindings::paths::row_path(
+            p.filters.as_ref(),
+            r.get::<i64>(1)?,
+            r.get::<Vec<Option<i64>>>(2)?,
+            r.get::<Vec<Option<f64>>>(3)?,
+            r.get::<String>(4)?,
+            r.get::<bool>(5)?.unwrap_or(false),
+            r.get::<bool>(6)?.unwrap_or(false),
+        )
+        .or_raise();
+        let Some(path) = path.filter(|p| !p.is_empty()) else {
+            stats.read.left_out += 1;
+            return Ok(());
+        };
+        stats.read.drawn += 1;
+        stats.points += path.len() as u64;
+        let weight = r.get::<f64>(7)?.unwrap_or(1.0);
+        row += 1;
+        build
+            .push(row, weight, &path, &mut runs, &mut file, &mut || {
+                pgrx::check_for_interrupts!();
+            })
+            .or_raise();
+        Ok(())
+    });
+    let spills = build.spills();
+    stats.draw = build
+        .finish(
+            &mut file,
+            &mut || {
+                pgrx::check_for_interrupts!();
+            },
+            on_tile,
+        )
+        .or_raise();
+    file.close();
+    (stats, spills)
+}
+
 /// The role that created pyramid `name` and its table, if it exists.
 pub(super) fn owner_of(name: &str) -> Option<(pgrx::pg_sys::Oid, pgrx::pg_sys::Oid)> {
     let row = security::as_catalog_owner(|| {

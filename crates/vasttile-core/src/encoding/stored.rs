@@ -4,9 +4,37 @@
 //! byte, then every second byte, ...): nearby counts, ranks and breakpoints share their high
 //! bytes, and zstd finds those repeats only when they sit together.
 
+use std::cell::RefCell;
+
+thread_local! {
+    // One context per thread and level, kept: making one costs more than compressing a tile.
+    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(Vec::new()) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
 /// `bytes` as one zstd frame (level 3) that declares its content size.
 pub fn compress(bytes: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(bytes, 3).expect("zstd compresses any bytes in memory")
+    compress_at(bytes, 3)
+}
+
+/// `bytes` as one zstd frame at `level` (1: fastest, for what is read back soon).
+pub fn compress_at(bytes: &[u8], level: i32) -> Vec<u8> {
+    COMPRESSORS.with_borrow_mut(|all| {
+        let at = match all.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                let c = zstd::bulk::Compressor::new(level).expect("a zstd context");
+                all.push((level, c));
+                all.len() - 1
+            }
+        };
+        all[at]
+            .1
+            .compress(bytes)
+            .expect("zstd compresses any bytes in memory")
+    })
 }
 
 /// The content of zstd `frame`: `None` unless its header declares a size of at most `cap`
@@ -16,7 +44,12 @@ pub fn inflate(frame: &[u8], cap: usize) -> Option<Vec<u8>> {
     if size > cap as u64 {
         return None;
     }
-    let out = zstd::bulk::decompress(frame, size as usize).ok()?;
+    let out = DECOMPRESSOR.with_borrow_mut(|d| {
+        if d.is_none() {
+            *d = zstd::bulk::Decompressor::new().ok();
+        }
+        d.as_mut()?.decompress(frame, size as usize).ok()
+    })?;
     (out.len() as u64 == size).then_some(out)
 }
 

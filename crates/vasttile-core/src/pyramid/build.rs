@@ -65,7 +65,13 @@ impl PathSet {
         Ok(())
     }
 
-    fn path(&self, i: usize) -> &[(u32, u32)] {
+    /// The weight of path `i`.
+    pub fn weight(&self, i: usize) -> f64 {
+        self.weights[i]
+    }
+
+    /// The points of path `i`.
+    pub fn path(&self, i: usize) -> &[(u32, u32)] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.points[start..self.ends[i]]
     }
@@ -312,20 +318,20 @@ pub fn build_counts(
 
 /// Runs of one base tile in the order they arrived (rows ascending), stored flat, and the grid
 /// drawn so far when the tile outgrew the batch budget.
-struct TileRuns {
-    code: u64,
+pub(crate) struct TileRuns {
+    pub(crate) code: u64,
     /// (row, weight, start, end) of each run: its points are `points[start..end]`.
     runs: Vec<(u64, f64, u32, u32)>,
     points: Vec<(u32, u32)>,
-    grid: Option<HeatGrid>,
+    pub(crate) grid: Option<HeatGrid>,
     /// The row counted last in `grid.rows` (a row counts once per tile it draws into).
     counted: Option<u64>,
-    pixels: u64,
-    seconds: f64,
+    pub(crate) pixels: u64,
+    pub(crate) seconds: f64,
 }
 
 impl TileRuns {
-    fn new(code: u64) -> TileRuns {
+    pub(crate) fn new(code: u64) -> TileRuns {
         TileRuns {
             code,
             runs: Vec::new(),
@@ -341,8 +347,17 @@ impl TileRuns {
         self.runs.len() * 24 + self.points.len() * 8
     }
 
+    /// Add a run of `points` of row `row`; what it adds to [`TileRuns::bytes`].
+    pub(crate) fn push(&mut self, row: u64, weight: f64, points: &[(u32, u32)]) -> usize {
+        let start = self.points.len() as u32;
+        self.points.extend_from_slice(points);
+        self.runs
+            .push((row, weight, start, self.points.len() as u32));
+        24 + points.len() * 8
+    }
+
     /// Draw the runs held into the tile's grid and let go of them.
-    fn draw(&mut self, base_zoom: u32, size: TileSize) -> CoreResult<()> {
+    pub(crate) fn draw(&mut self, base_zoom: u32, size: TileSize) -> CoreResult<()> {
         let started = Instant::now();
         let mut grid = match self.grid.take() {
             Some(g) => g,
@@ -434,10 +449,7 @@ impl StreamBuild {
             }
         }
         let t = self.batch.last_mut().expect("pushed above");
-        let start = t.points.len() as u32;
-        t.points.extend_from_slice(points);
-        t.runs.push((row, weight, start, t.points.len() as u32));
-        self.bytes += 24 + points.len() * 8;
+        self.bytes += t.push(row, weight, points);
         // One tile alone beyond the budget is drawn as it comes.
         if t.bytes() >= self.batch_bytes {
             let held = t.bytes();

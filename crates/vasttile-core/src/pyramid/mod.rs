@@ -3,4 +3,5 @@
 pub mod build;
 pub mod cdf;
 pub mod levels;
+pub mod spill;
 pub mod store;

@@ -1,0 +1,285 @@
+//! A build fed with rows in any order (a table read as it lies), in bounded memory: each row's
+//! path is split into per-tile runs held by tile; when they pass the budget, every tile held is
+//! drawn and its partial grid, compressed, is appended to a spill file (in the extension, a
+//! PostgreSQL temporary file). At the end each tile's partial grids are read back and summed
+//! with what is still held, in Morton order, and rolled up. Counts are exact sums, so the tiles
+//! equal those of any other order. This spares the sort of every run (and its points) that a
+//! build through `ORDER BY tile` pays: a partial grid is a few KiB where its runs were MiBs.
+
+use crate::error::{CoreError, CoreResult};
+use crate::geometry::vcs::{morton_deinterleave, Tile, TileSize};
+use crate::parallel;
+use crate::pyramid::build::{tile_runs, DrawStats, Rollup, TileRuns};
+use crate::raster::heat::HeatGrid;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+
+/// Where partial grids go: appended, and read back where they were put.
+pub trait SpillFile {
+    /// Append `bytes`; returns a place to read them back from.
+    fn append(&mut self, bytes: &[u8]) -> CoreResult<u64>;
+    /// The `len` bytes appended at `at`.
+    fn read_at(&mut self, at: u64, len: usize) -> CoreResult<Vec<u8>>;
+}
+
+/// A spill file in memory (tests).
+impl SpillFile for Vec<u8> {
+    fn append(&mut self, bytes: &[u8]) -> CoreResult<u64> {
+        let at = self.len() as u64;
+        self.extend_from_slice(bytes);
+        Ok(at)
+    }
+    fn read_at(&mut self, at: u64, len: usize) -> CoreResult<Vec<u8>> {
+        self.get(at as usize..at as usize + len)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| CoreError::out_of_range("spill file", "read past its end"))
+    }
+}
+
+/// What a held tile costs besides its runs: the map's entry and the tile's vectors.
+const TILE_BYTES: usize = 160;
+
+/// See the module's documentation.
+pub struct SpillBuild {
+    base_zoom: u32,
+    size: TileSize,
+    threads: usize,
+    budget: usize,
+    held: HashMap<u64, TileRuns>,
+    bytes: usize,
+    /// Per tile (Morton code): where its partial grids are in the spill file, and their size.
+    spilled: BTreeMap<u64, Vec<(u64, usize)>>,
+    stats: DrawStats,
+    spills: u64,
+}
+
+impl SpillBuild {
+    /// A build of base zoom `base_zoom` drawing on up to `threads` threads, holding about
+    /// `budget` bytes of runs (at least 64 KiB) before it spills.
+    pub fn new(base_zoom: u32, size: TileSize, threads: usize, budget: usize) -> SpillBuild {
+        SpillBuild {
+            base_zoom,
+            size,
+            threads: threads.max(1),
+            budget: budget.max(1 << 16),
+            held: HashMap::new(),
+            bytes: 0,
+            spilled: BTreeMap::new(),
+            stats: DrawStats::default(),
+            spills: 0,
+        }
+    }
+
+    /// Add row `row` (numbers distinct per row): `path` with `weight`.
+    pub fn push(
+        &mut self,
+        row: u64,
+        weight: f64,
+        path: &[(u32, u32)],
+        runs: &mut Vec<(u64, u32, u32)>,
+        spill: &mut dyn SpillFile,
+        on_progress: &mut dyn FnMut(),
+    ) -> CoreResult<()> {
+        runs.clear();
+        tile_runs(path, self.base_zoom, runs)?;
+        for &(code, first, last) in runs.iter() {
+            let t = self.held.entry(code).or_insert_with(|| {
+                self.bytes += TILE_BYTES;
+                TileRuns::new(code)
+            });
+            self.bytes += t.push(row, weight, &path[first as usize..=last as usize]);
+        }
+        // Between rows: a row's runs of one tile all go into the same partial grid, so the
+        // row counts once in that tile's rows.
+        if self.bytes >= self.budget {
+            self.spill(spill, on_progress)?;
+        }
+        Ok(())
+    }
+
+    /// How many times the held runs were drawn and written out.
+    pub fn spills(&self) -> u64 {
+        self.spills
+    }
+
+    /// Draw every held tile, `2 * threads` at a time in parallel, and append each non-empty
+    /// partial grid, compressed, to `spill`; `on_progress` runs between batches (to check for
+    /// cancellation).
+    fn spill(
+        &mut self,
+        spill: &mut dyn SpillFile,
+        on_progress: &mut dyn FnMut(),
+    ) -> CoreResult<()> {
+        let mut held: Vec<TileRuns> = self.held.drain().map(|(_, t)| t).collect();
+        self.bytes = 0;
+        self.spills += 1;
+        let (base_zoom, size) = (self.base_zoom, self.size);
+        for batch in held.chunks_mut(self.threads * 2) {
+            on_progress();
+            let parts: Vec<CoreResult<Option<Vec<u8>>>> = parallel::run(self.threads, || {
+                batch
+                    .par_iter_mut()
+                    .map(|t| {
+                        t.draw(base_zoom, size)?;
+                        Ok(t.grid
+                            .take()
+                            .filter(|g| !g.is_empty())
+                            .map(|g| g.to_stored_bytes_at(1)))
+                    })
+                    .collect()
+            });
+            for (t, part) in batch.iter().zip(parts) {
+                self.stats.pixels += t.pixels;
+                self.stats.draw_seconds += t.seconds;
+                if let Some(bytes) = part? {
+                    let at = spill.append(&bytes)?;
+                    self.spilled
+                        .entry(t.code)
+                        .or_default()
+                        .push((at, bytes.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Draw what is held, sum each tile with its partial grids (read back from `spill`), in
+    /// Morton order, and roll them up: `on_tile` receives every finished tile as
+    /// [`crate::pyramid::build::build_counts`] hands them.
+    pub fn finish(
+        mut self,
+        spill: &mut dyn SpillFile,
+        on_progress: &mut dyn FnMut(),
+        on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
+    ) -> CoreResult<DrawStats> {
+        let mut codes: Vec<u64> = self.spilled.keys().copied().collect();
+        codes.extend(self.held.keys().filter(|c| !self.spilled.contains_key(c)));
+        codes.sort_unstable();
+        let (base_zoom, size) = (self.base_zoom, self.size);
+        let mut rollup = Rollup::new(base_zoom, size);
+        let mut done = Vec::new();
+        for batch in codes.chunks(self.threads * 2) {
+            on_progress();
+            let mut work = Vec::with_capacity(batch.len());
+            for &code in batch {
+                let mut parts = Vec::new();
+                for &(at, len) in self.spilled.get(&code).into_iter().flatten() {
+                    parts.push(spill.read_at(at, len)?);
+                }
+                let runs = self
+                    .held
+                    .remove(&code)
+                    .unwrap_or_else(|| TileRuns::new(code));
+                work.push((code, runs, parts));
+            }
+            let tiles: Vec<CoreResult<(HeatGrid, u64, f64)>> = parallel::run(self.threads, || {
+                work.into_par_iter()
+                    .map(|(code, mut runs, parts)| {
+                        runs.draw(base_zoom, size)?;
+                        let mut grid = match runs.grid.take() {
+                            Some(g) => g,
+                            None => {
+                                let (x, y) = morton_deinterleave(code);
+                                HeatGrid::new(
+                                    Tile::new(base_zoom as i32, x as i32, y as i32)?,
+                                    size,
+                                )?
+                            }
+                        };
+                        for p in parts {
+                            grid.merge(&HeatGrid::from_stored_bytes(&p)?)?;
+                        }
+                        Ok((grid, runs.pixels, runs.seconds))
+                    })
+                    .collect()
+            });
+            for tile in tiles {
+                let (grid, pixels, seconds) = tile?;
+                self.stats.base_tiles += 1;
+                self.stats.pixels += pixels;
+                self.stats.draw_seconds += seconds;
+                if !grid.is_empty() {
+                    rollup.push(grid, &mut done)?;
+                }
+                for g in done.drain(..) {
+                    on_tile(g)?;
+                }
+            }
+        }
+        rollup.finish(&mut done)?;
+        for g in done {
+            on_tile(g)?;
+        }
+        Ok(self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pyramid::build::{build_counts, PathSet};
+
+    /// Random walks over a few z10 tiles.
+    fn paths(n: u32) -> PathSet {
+        let mut next64 = crate::test_numbers(17);
+        let mut next = move || next64() as u32;
+        let mut set = PathSet::default();
+        for _ in 0..n {
+            let (mut x, mut y) = (
+                (1u32 << 30) + next() % (1 << 24),
+                (1u32 << 30) + next() % (1 << 24),
+            );
+            let pts: Vec<(u32, u32)> = (0..40 + next() % 80)
+                .map(|_| {
+                    x = x.wrapping_add(next() % (1 << 16)).wrapping_sub(1 << 15);
+                    y = y.wrapping_add(next() % (1 << 16)).wrapping_sub(1 << 15);
+                    (x, y)
+                })
+                .collect();
+            set.push(&pts, 1.0 + (next() % 3) as f64).unwrap();
+        }
+        set
+    }
+
+    fn all_tiles(on: impl FnOnce(&mut dyn FnMut(HeatGrid) -> CoreResult<()>)) -> Vec<HeatGrid> {
+        let mut out = Vec::new();
+        on(&mut |g| {
+            out.push(g);
+            Ok(())
+        });
+        out
+    }
+
+    /// Whatever the budget (spilling many times, or never), the tiles and their order equal an
+    /// in-memory build's.
+    #[test]
+    fn a_spilled_build_equals_the_in_memory_build() {
+        let set = paths(400);
+        let expected = all_tiles(|on| {
+            build_counts(&set, 12, TileSize::Px256, None, 2, &mut || {}, on).unwrap();
+        });
+        assert!(expected.len() > 20);
+        for budget in [0, 1 << 17, 1 << 30] {
+            let mut file: Vec<u8> = Vec::new();
+            let mut b = SpillBuild::new(12, TileSize::Px256, 2, budget);
+            let mut runs = Vec::new();
+            for i in 0..set.len() {
+                b.push(
+                    i as u64,
+                    set.weight(i),
+                    set.path(i),
+                    &mut runs,
+                    &mut file,
+                    &mut || {},
+                )
+                .unwrap();
+            }
+            let spills = b.spills();
+            let got = all_tiles(|on| {
+                b.finish(&mut file, &mut || {}, on).unwrap();
+            });
+            assert_eq!(got, expected, "budget {budget}, {spills} spills");
+            assert_eq!(spills > 0, budget < 1 << 30, "budget {budget}");
+        }
+    }
+}
