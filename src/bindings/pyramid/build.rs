@@ -10,7 +10,7 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Instant;
-use vasttile_core::pyramid::store::{apply_delta, normalise, store_counts, tiles_to_renormalise};
+use vasttile_core::pyramid::store::{apply_delta, normalise, tiles_to_renormalise, CountsWriter};
 
 /// Rebuild every tile from the table in memory bounded by `maintenance_work_mem`, whatever the
 /// table's size (`stream_counts`).
@@ -41,6 +41,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
     let shard_claim = distributed.then(|| super::shards::claim_for_build(p));
     let mut workers_planned = 0;
     let mut spills = 0;
+    let mut writer = CountsWriter::new(threads());
     let stats = if distributed || p.parallel_query {
         // Drawn where the rows are, by Citus's workers or PostgreSQL's parallel workers: only
         // a partial grid per shard (or worker) and tile reaches this process.
@@ -48,9 +49,8 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
             .or_spi_error("counting the pyramid's rows")
             .unwrap_or(0) as u64;
         let set = super::distributed::distributed_counts(p, !distributed, &mut |g| {
-            store_counts(&mut SpiTiles(p), &p.norm, &g)?;
             tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
-            Ok(())
+            writer.push(&mut SpiTiles(p), &p.norm, g)
         });
         workers_planned = set.workers_planned;
         let mut s = StreamStats::default();
@@ -62,13 +62,13 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         s
     } else {
         let (s, n) = spill_counts(p, &rows_sql, &mut |g| {
-            store_counts(&mut SpiTiles(p), &p.norm, &g)?;
             tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
-            Ok(())
+            writer.push(&mut SpiTiles(p), &p.norm, g)
         });
         spills = n;
         s
     };
+    writer.flush(&mut SpiTiles(p), &p.norm).or_raise();
     let counts_s = started.elapsed().as_secs_f64();
     let mut tiles = 0;
     for (z, targets) in tiles_of.iter_mut().enumerate() {

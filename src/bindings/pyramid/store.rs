@@ -15,7 +15,7 @@ use vasttile_core::geometry::vcs::{vcs_from_key, Tile};
 use vasttile_core::pyramid::build::{PathSet, StreamBuild};
 use vasttile_core::pyramid::cdf::Cdf;
 use vasttile_core::pyramid::levels::StoredLevels;
-use vasttile_core::pyramid::store::TileStore;
+use vasttile_core::pyramid::store::{EncodedCounts, TileStore};
 use vasttile_core::raster::heat::HeatGrid;
 
 /// Rows read and what became of them.
@@ -106,14 +106,14 @@ impl TileStore for SpiTiles<'_> {
         .transpose()
     }
 
-    fn write_counts(&mut self, g: &HeatGrid, summary: &Cdf) -> CoreResult<()> {
+    fn write_counts(&mut self, e: &EncodedCounts) -> CoreResult<()> {
         // Parameters are made inside the closure, in its memory context (freed per tile).
         security::as_catalog_owner(|| {
-            let [a, b, c, d] = tile_args(&self.0.name, g.tile);
+            let [a, b, c, d] = tile_args(&self.0.name, e.tile);
             Spi::run_with_args(
                 "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
-                &[a, b, c, d, g.to_stored_bytes().into(), summary.to_bytes().into()],
+                &[a, b, c, d, e.counts.as_slice().into(), e.summary.as_slice().into()],
             )
         })
         .or_spi_error("writing pyramid counts");

@@ -7,31 +7,16 @@
 use std::cell::RefCell;
 
 thread_local! {
-    // One context per thread and level, kept: making one costs more than compressing a tile.
-    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { RefCell::new(Vec::new()) };
+    // One context of each kind per thread, kept: making one costs more than a tile.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
 }
 
 /// `bytes` as one zstd frame (level 3) that declares its content size.
 pub fn compress(bytes: &[u8]) -> Vec<u8> {
-    compress_at(bytes, 3)
-}
-
-/// `bytes` as one zstd frame at `level` (1: fastest, for what is read back soon).
-pub fn compress_at(bytes: &[u8], level: i32) -> Vec<u8> {
-    COMPRESSORS.with_borrow_mut(|all| {
-        let at = match all.iter().position(|(l, _)| *l == level) {
-            Some(at) => at,
-            None => {
-                let c = zstd::bulk::Compressor::new(level).expect("a zstd context");
-                all.push((level, c));
-                all.len() - 1
-            }
-        };
-        all[at]
-            .1
+    COMPRESSOR.with_borrow_mut(|c| {
+        c.get_or_insert_with(|| zstd::bulk::Compressor::new(3).expect("a zstd context"))
             .compress(bytes)
             .expect("zstd compresses any bytes in memory")
     })

@@ -1,6 +1,6 @@
 //! A build fed with rows in any order (a table read as it lies), in bounded memory: each row's
 //! path is split into per-tile runs held by tile; when they pass the budget, every tile held is
-//! drawn and its partial grid, compressed, is appended to a spill file (in the extension, a
+//! drawn and its partial grid (compact: runs of varints) is appended to a spill file (in the extension, a
 //! PostgreSQL temporary file). At the end each tile's partial grids are read back and summed
 //! with what is still held, in Morton order, and rolled up. Counts are exact sums, so the tiles
 //! equal those of any other order. This spares the sort of every run (and its points) that a
@@ -103,7 +103,8 @@ impl SpillBuild {
     }
 
     /// Draw every held tile, `2 * threads` at a time in parallel, and append each non-empty
-    /// partial grid, compressed, to `spill`; `on_progress` runs between batches (to check for
+    /// partial grid (compact; not compressed: it is read back soon) to `spill`; `on_progress`
+    /// runs between batches (to check for
     /// cancellation).
     fn spill(
         &mut self,
@@ -124,7 +125,7 @@ impl SpillBuild {
                         Ok(t.grid
                             .take()
                             .filter(|g| !g.is_empty())
-                            .map(|g| g.to_stored_bytes_at(1)))
+                            .map(|g| g.to_compact_bytes()))
                     })
                     .collect()
             });

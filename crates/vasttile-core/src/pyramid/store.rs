@@ -21,7 +21,7 @@ pub trait TileStore {
     /// The counts of tile `t`, if it is stored.
     fn read_counts(&mut self, t: Tile) -> CoreResult<Option<HeatGrid>>;
     /// Store a tile's counts and summary, replacing what was there; its levels are now stale.
-    fn write_counts(&mut self, grid: &HeatGrid, summary: &Cdf) -> CoreResult<()>;
+    fn write_counts(&mut self, tile: &EncodedCounts) -> CoreResult<()>;
     /// Remove tile `t` (its counts became empty).
     fn remove(&mut self, t: Tile) -> CoreResult<()>;
     /// The summaries of the stored tiles of zoom `z` in rows `y0..=y1`.
@@ -40,15 +40,86 @@ pub trait TileStore {
     fn check_interrupts(&mut self) {}
 }
 
+/// A tile's counts as stored: [`HeatGrid::to_stored_bytes`] and the summary's
+/// [`Cdf::to_bytes`].
+pub struct EncodedCounts {
+    /// The tile.
+    pub tile: Tile,
+    /// The counts, compressed.
+    pub counts: Vec<u8>,
+    /// The summary `norm` makes of them, compressed.
+    pub summary: Vec<u8>,
+}
+
+impl EncodedCounts {
+    /// Encode `grid` with the summary `norm` makes of it.
+    pub fn of(norm: &Normalisation, grid: &HeatGrid) -> EncodedCounts {
+        EncodedCounts {
+            tile: grid.tile,
+            counts: grid.to_stored_bytes(),
+            summary: norm.summary(grid).to_bytes(),
+        }
+    }
+}
+
 /// Store a tile's counts with the summary `norm` makes of them.
 pub fn store_counts<S: TileStore + ?Sized>(
     store: &mut S,
     norm: &Normalisation,
     grid: &HeatGrid,
-) -> CoreResult<Cdf> {
-    let summary = norm.summary(grid);
-    store.write_counts(grid, &summary)?;
-    Ok(summary)
+) -> CoreResult<()> {
+    store.write_counts(&EncodedCounts::of(norm, grid))
+}
+
+/// Stores finished tiles a batch at a time, encoded (summary, compression) on `threads`
+/// threads from plain data and written from the calling thread: a build's tiles come one by
+/// one from its rollup.
+pub struct CountsWriter {
+    pending: Vec<HeatGrid>,
+    threads: usize,
+}
+
+impl CountsWriter {
+    /// A writer holding up to four grids per thread.
+    pub fn new(threads: usize) -> CountsWriter {
+        CountsWriter {
+            pending: Vec::new(),
+            threads: threads.max(1),
+        }
+    }
+
+    /// Store `grid`, now or with the next batch.
+    pub fn push<S: TileStore + ?Sized>(
+        &mut self,
+        store: &mut S,
+        norm: &Normalisation,
+        grid: HeatGrid,
+    ) -> CoreResult<()> {
+        self.pending.push(grid);
+        if self.pending.len() >= self.threads * 4 {
+            self.flush(store, norm)?;
+        }
+        Ok(())
+    }
+
+    /// Store every grid held.
+    pub fn flush<S: TileStore + ?Sized>(
+        &mut self,
+        store: &mut S,
+        norm: &Normalisation,
+    ) -> CoreResult<()> {
+        let grids = std::mem::take(&mut self.pending);
+        let encoded: Vec<EncodedCounts> = parallel::run(self.threads, || {
+            grids
+                .par_iter()
+                .map(|g| EncodedCounts::of(norm, g))
+                .collect()
+        });
+        for e in &encoded {
+            store.write_counts(e)?;
+        }
+        Ok(())
+    }
 }
 
 /// Add `delta` (the counts of changed rows, `sign` +1 for added rows and -1 for removed ones)
@@ -69,7 +140,7 @@ pub fn apply_delta<S: TileStore + ?Sized>(
     if grid.is_empty() {
         store.remove(t)
     } else {
-        store_counts(store, norm, &grid).map(drop)
+        store_counts(store, norm, &grid)
     }
 }
 
@@ -184,10 +255,11 @@ mod tests {
         fn read_counts(&mut self, t: Tile) -> CoreResult<Option<HeatGrid>> {
             Ok(self.counts.get(&t).map(|(g, _)| g.clone()))
         }
-        fn write_counts(&mut self, grid: &HeatGrid, summary: &Cdf) -> CoreResult<()> {
+        fn write_counts(&mut self, e: &EncodedCounts) -> CoreResult<()> {
+            let grid = HeatGrid::from_stored_bytes(&e.counts)?;
             self.counts
-                .insert(grid.tile, (grid.clone(), summary.clone()));
-            self.levels.remove(&grid.tile);
+                .insert(e.tile, (grid, Cdf::from_bytes(&e.summary)?));
+            self.levels.remove(&e.tile);
             Ok(())
         }
         fn remove(&mut self, t: Tile) -> CoreResult<()> {

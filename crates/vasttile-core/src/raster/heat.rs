@@ -88,17 +88,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// How many values `v` starts with are zero: eight at a time first (sparse grids are mostly
-/// long runs of zeros), then one by one.
-fn zero_run(v: &[i64]) -> usize {
-    let whole = v
-        .chunks_exact(8)
-        .take_while(|c| c.iter().fold(0, |a, &x| a | x) == 0)
-        .count()
-        * 8;
-    whole + v[whole..].iter().take_while(|&&x| x == 0).count()
-}
-
 /// LEB128: seven bits a byte, low bits first.
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -555,29 +544,73 @@ impl HeatGrid {
     /// (so counts take a byte or two), in runs of zeros and non-zeros. Exact: the same sums
     /// come back.
     pub fn to_compact_bytes(&self) -> Vec<u8> {
-        // The divisor: its power of two from the OR of every sum (one pass, vectorised), its odd
-        // part from the sums until it reaches 1 (within a few sums for counts of whole rows).
-        let or = self.values.iter().fold(0u64, |a, &v| a | v as u64);
+        // One pass over the grid (it is larger than a core's cache): the runs and the lit
+        // values, and the OR of those. Runs are found 64 pixels at a time from a bit mask of
+        // the lit ones (thin lines make thousands of short runs a tile).
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut lit: Vec<u64> = Vec::new();
+        let mut or = 0u64;
+        let (mut in_lit, mut zeros, mut count) = (false, 0u64, 0u64);
+        for chunk in self.values.chunks(64) {
+            let m = chunk.len() as u32;
+            let mut mask = 0u64;
+            for (k, &v) in chunk.iter().enumerate() {
+                mask |= ((v != 0) as u64) << k;
+                or |= v as u64;
+            }
+            let mut pos = 0u32;
+            while pos < m {
+                if in_lit {
+                    let l = (mask >> pos).trailing_ones().min(m - pos);
+                    lit.extend(
+                        chunk[pos as usize..(pos + l) as usize]
+                            .iter()
+                            .map(|&v| v as u64),
+                    );
+                    count += l as u64;
+                    pos += l;
+                    if pos < m {
+                        runs.push((zeros, count));
+                        (in_lit, zeros) = (false, 0);
+                    }
+                } else {
+                    let z = ((!mask) >> pos).trailing_ones().min(m - pos);
+                    zeros += z as u64;
+                    pos += z;
+                    if pos < m {
+                        (in_lit, count) = (true, 0);
+                    }
+                }
+            }
+        }
+        runs.push((zeros, if in_lit { count } else { 0 }));
+        // The divisor: its power of two from the OR, its odd part from the values until it
+        // reaches 1 (within a few values for counts of whole rows).
         let shift = if or == 0 { 0 } else { or.trailing_zeros() };
         let mut odd = 0u64;
-        for &v in &self.values {
-            if v > 0 {
-                let o = (v as u64) >> shift;
-                odd = if odd == 0 {
-                    o
-                } else if o.is_multiple_of(odd) {
-                    odd
-                } else {
-                    gcd(odd, o)
-                };
-                if odd == 1 {
-                    break;
-                }
+        for &v in &lit {
+            let o = v >> shift;
+            odd = if odd == 0 {
+                o
+            } else if o.is_multiple_of(odd) {
+                odd
+            } else {
+                gcd(odd, o)
+            };
+            if odd == 1 {
+                break;
             }
         }
         let odd = odd.max(1);
         let gcd = odd << shift;
-        let mut out = Vec::with_capacity(4096);
+        // Every value is a multiple of the divisor: dividing by its odd part is multiplying by
+        // that part's inverse modulo 2^64 (Newton's iteration; each step doubles the bits
+        // right), with no division per value.
+        let inverse = (0..5).fold(odd, |x, _| {
+            x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)))
+        });
+        debug_assert_eq!(odd.wrapping_mul(inverse), 1);
+        let mut out = Vec::with_capacity(32 + runs.len() * 2 + lit.len() * 2);
         out.extend_from_slice(COMPACT_MAGIC);
         out.push(VERSION);
         out.push((self.size == TileSize::Px512) as u8);
@@ -586,24 +619,13 @@ impl HeatGrid {
         put_varint(&mut out, self.tile.y as u64);
         put_varint(&mut out, self.rows);
         put_varint(&mut out, gcd);
-        let mut i = 0;
-        let n = self.values.len();
-        while i < n {
-            let zeros = zero_run(&self.values[i..]);
-            i += zeros;
-            let lit = self.values[i..].iter().take_while(|&&v| v != 0).count();
-            put_varint(&mut out, zeros as u64);
-            put_varint(&mut out, lit as u64);
-            if odd == 1 {
-                for &v in &self.values[i..i + lit] {
-                    put_varint(&mut out, v as u64 >> shift);
-                }
-            } else {
-                for &v in &self.values[i..i + lit] {
-                    put_varint(&mut out, v as u64 / gcd);
-                }
+        let mut values = lit.iter();
+        for &(zeros, count) in &runs {
+            put_varint(&mut out, zeros);
+            put_varint(&mut out, count);
+            for &v in values.by_ref().take(count as usize) {
+                put_varint(&mut out, (v >> shift).wrapping_mul(inverse));
             }
-            i += lit;
         }
         out
     }
@@ -611,17 +633,8 @@ impl HeatGrid {
     /// What a pyramid stores: the compact form compressed with zstd (magic `VTHZ`, then a
     /// zstd frame), about 0.55 of it where TOAST's lz4 left 0.85.
     pub fn to_stored_bytes(&self) -> Vec<u8> {
-        self.to_stored_bytes_at(3)
-    }
-
-    /// [`HeatGrid::to_stored_bytes`] compressed at zstd `level` (1 for partial grids a build
-    /// spills and reads back).
-    pub fn to_stored_bytes_at(&self, level: i32) -> Vec<u8> {
         let mut out = STORED_MAGIC.to_vec();
-        out.extend_from_slice(&crate::encoding::stored::compress_at(
-            &self.to_compact_bytes(),
-            level,
-        ));
+        out.extend_from_slice(&crate::encoding::stored::compress(&self.to_compact_bytes()));
         out
     }
 
