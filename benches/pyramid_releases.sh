@@ -9,7 +9,7 @@ source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO"
 
 N="${VASTTILE_BENCH_ACTIVITIES:-100000}"
-BUILDS="${VASTTILE_BENCH_BUILDS:-3}"
+BUILDS="${VASTTILE_BENCH_BUILDS:-5}"
 OLD_VERSION=0.1.0
 OLD_COMMIT=6b1d9d1
 LIB="$STATE_DIR/lib-$OLD_VERSION-release"
@@ -74,6 +74,11 @@ for db in "$old" "$new"; do
   [ "$(psql_db "$db" -tAc "SELECT count(*) FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'acts'")" -gt 0 ] \
     || { echo "the pyramid in $db has no tiles: a build failed" >&2; exit 1; }
 done
+# Builds alternate, so each round's ratio sees the same machine: the median of those ratios
+# is the figure least moved by a noisy neighbour.
+ratios() { paste -d ' ' <(tr ' ' '\n' <<<"$1" | grep -v '^$') <(tr ' ' '\n' <<<"$2" | grep -v '^$') | awk '{print $1 / $2}' | tr '\n' ' '; }
+ratio_s="$(ratios "${times[$old]}" "${times[$new]}" | median)"
+ratio_par="$(ratios "${times[$old]}" "${times[parallel]}" | median)"
 old_s="$(echo "${times[$old]}" | median)"
 new_s="$(echo "${times[$new]}" | median)"
 par_s="$(echo "${times[parallel]}" | median)"
@@ -100,8 +105,8 @@ printf '  %-10s %12s %14s\n' release "build s" "tiles bytes"
 printf '  %-10s %12.2f %14s\n' "$OLD_VERSION" "$old_s" "$old_b"
 printf '  %-10s %12.2f %14s\n' current "$new_s" "$new_b"
 printf '  %-10s %12.2f %14s\n' "  parallel" "$par_s" "(build: parallel_query)"
-printf '  build: %.2fx faster (%.2fx with parallel_query); on disk: %.3f of %s\n' \
-  "$(awk -v a="$old_s" -v b="$new_s" 'BEGIN { print a / b }')" "$(awk -v a="$old_s" -v b="$par_s" 'BEGIN { print a / b }')" \
-  "$(awk -v a="$new_b" -v b="$old_b" 'BEGIN { print a / b }')" "$OLD_VERSION"
+printf '  builds (s): %s %s | current %s | parallel %s\n' "$OLD_VERSION" "${times[$old]}" "${times[$new]}" "${times[parallel]}"
+printf '  build: %.2fx faster (%.2fx with parallel_query; medians of the rounds'"'"' ratios); on disk: %.3f of %s\n' \
+  "$ratio_s" "$ratio_par" "$(awk -v a="$new_b" -v b="$old_b" 'BEGIN { print a / b }')" "$OLD_VERSION"
 printf '  tiles served: %s, differing from %s: %s\n' "$count" "$OLD_VERSION" "$differ"
 psql_db postgres -q -c "DROP DATABASE $old" -c "DROP DATABASE $new"

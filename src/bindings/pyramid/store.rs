@@ -8,13 +8,16 @@ use crate::bindings::OrSpiError;
 use crate::bindings::{sql_error, Bytes, OrRaise};
 use pgrx::prelude::*;
 use pgrx::spi;
+use rayon::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use vasttile_core::error::CoreResult;
 use vasttile_core::geometry::vcs::{vcs_from_key, Tile};
-use vasttile_core::pyramid::build::{PathSet, StreamBuild};
+use vasttile_core::parallel;
+use vasttile_core::pyramid::build::{tile_runs, PathSet, StreamBuild};
 use vasttile_core::pyramid::cdf::Cdf;
 use vasttile_core::pyramid::levels::StoredLevels;
+use vasttile_core::pyramid::spill::SpillBuild;
 use vasttile_core::pyramid::store::{EncodedCounts, TileStore};
 use vasttile_core::raster::heat::HeatGrid;
 
@@ -106,17 +109,19 @@ impl TileStore for SpiTiles<'_> {
         .transpose()
     }
 
-    fn write_counts(&mut self, e: &EncodedCounts) -> CoreResult<()> {
-        // Parameters are made inside the closure, in its memory context (freed per tile).
-        security::as_catalog_owner(|| {
-            let [a, b, c, d] = tile_args(&self.0.name, e.tile);
-            Spi::run_with_args(
-                "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
-                &[a, b, c, d, e.counts.as_slice().into(), e.summary.as_slice().into()],
-            )
-        })
-        .or_spi_error("writing pyramid counts");
+    fn write_counts(&mut self, tiles: &[EncodedCounts]) -> CoreResult<()> {
+        for e in tiles {
+            // Parameters are made inside the closure, in its memory context (freed per tile).
+            security::as_catalog_owner(|| {
+                let [a, b, c, d] = tile_args(&self.0.name, e.tile);
+                Spi::run_with_args(
+                    "INSERT INTO vasttile.heat_pyramid_tiles (pyramid, z, x, y, counts, summary) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (pyramid, z, x, y) DO UPDATE SET counts = excluded.counts, summary = excluded.summary, levels = NULL",
+                    &[a, b, c, d, e.counts.as_slice().into(), e.summary.as_slice().into()],
+                )
+            })
+            .or_spi_error("writing pyramid counts");
+        }
         Ok(())
     }
 
@@ -187,15 +192,18 @@ impl TileStore for SpiTiles<'_> {
         Ok(out)
     }
 
-    fn write_levels(&mut self, t: Tile, levels: &StoredLevels) -> CoreResult<()> {
-        security::as_catalog_owner(|| {
-            let [a, b, c, d] = tile_args(&self.0.name, t);
-            Spi::run_with_args(
-                "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
-                &[a, b, c, d, levels.to_bytes().into()],
-            )
-        })
-        .or_spi_error("writing pyramid levels");
+    fn write_levels(&mut self, levels: &[(Tile, StoredLevels)]) -> CoreResult<()> {
+        for (t, l) in levels {
+            let bytes = l.to_bytes();
+            security::as_catalog_owner(|| {
+                let [a, b, c, d] = tile_args(&self.0.name, *t);
+                Spi::run_with_args(
+                    "UPDATE vasttile.heat_pyramid_tiles SET levels = $5 WHERE pyramid = $1 AND z = $2 AND x = $3 AND y = $4",
+                    &[a, b, c, d, bytes.as_slice().into()],
+                )
+            })
+            .or_spi_error("writing pyramid levels");
+        }
         Ok(())
     }
 
@@ -434,51 +442,88 @@ impl vasttile_core::pyramid::spill::SpillFile for TempFile {
 
 /// Draw every row of `rows_sql` (the pyramid's select list and a sign, as `build_all` reads
 /// the table) in memory bounded by `maintenance_work_mem`, reading the table once as it lies:
-/// runs are held by tile and, past three quarters of the budget (the rest is for a batch of rows
-/// and the grids being drawn), drawn into partial grids spilled to a temporary file
-/// (`SpillBuild`). `on_tile` receives every finished tile.
+/// rows are filtered and split into runs a batch at a time on the build's threads, runs are
+/// held by tile and, past three quarters of the budget (the rest is for a batch of rows and
+/// the grids being drawn), written to a temporary file (`SpillBuild`); the tiles are drawn at
+/// the end. `on_tile` receives every finished tile.
 pub(super) fn spill_counts(
     p: &Pyramid,
     rows_sql: &str,
     on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
 ) -> (StreamStats, u64) {
+    /// A row's path after the filters, its runs per base tile, and its weight.
+    type Drawn = (Vec<(u32, u32)>, Vec<(u64, u32, u32)>, f64);
+    /// A row as read: plain data, filtered and split into runs on the build's threads.
+    struct Raw {
+        id: Option<i64>,
+        keys: Option<Vec<Option<i64>>>,
+        times: Option<Vec<Option<f64>>>,
+        kind: Option<String>,
+        is_virtual: bool,
+        is_private: bool,
+        weight: f64,
+    }
     let mut stats = StreamStats::default();
     let mut file = TempFile::new();
-    let mut build = vasttile_core::pyramid::spill::SpillBuild::new(
-        p.base_zoom,
-        p.size,
-        threads(),
-        memory_budget() / 4 * 3,
-    );
-    let mut runs = Vec::new();
+    let mut build = SpillBuild::new(p.base_zoom, p.size, threads(), memory_budget() / 4 * 3);
     let mut row = 0u64;
+    let mut pending: Vec<Raw> = Vec::with_capacity(ROWS_AT_ONCE);
+    let mut take = |pending: &mut Vec<Raw>, build: &mut SpillBuild, stats: &mut StreamStats| {
+        let z = p.base_zoom;
+        let rows = std::mem::take(pending);
+        let paths: Vec<CoreResult<Option<Drawn>>> = parallel::run(threads(), || {
+            rows.into_par_iter()
+                .map(|r| {
+                    let path = crate::bindings::paths::row_path(
+                        p.filters.as_ref(),
+                        r.id,
+                        r.keys,
+                        r.times,
+                        r.kind,
+                        r.is_virtual,
+                        r.is_private,
+                    )?;
+                    let Some(path) = path.filter(|p| !p.is_empty()) else {
+                        return Ok(None);
+                    };
+                    let mut runs = Vec::new();
+                    tile_runs(&path, z, &mut runs)?;
+                    Ok(Some((path, runs, r.weight)))
+                })
+                .collect()
+        });
+        for path in paths {
+            let Some((path, runs, weight)) = path.or_raise() else {
+                stats.read.left_out += 1;
+                continue;
+            };
+            stats.read.drawn += 1;
+            stats.points += path.len() as u64;
+            row += 1;
+            build
+                .push_runs(row, weight, &path, &runs, &mut file, &mut || {
+                    pgrx::check_for_interrupts!();
+                })
+                .or_raise();
+        }
+    };
     for_each_row(rows_sql, &[], &mut |r| {
         stats.read.rows += 1;
-        let path = crate::bindings::paths::row_path(
-            p.filters.as_ref(),
-            r.get::<i64>(1)?,
-            r.get::<Vec<Option<i64>>>(2)?,
-            r.get::<Vec<Option<f64>>>(3)?,
-            r.get::<String>(4)?,
-            r.get::<bool>(5)?.unwrap_or(false),
-            r.get::<bool>(6)?.unwrap_or(false),
-        )
-        .or_raise();
-        let Some(path) = path.filter(|p| !p.is_empty()) else {
-            stats.read.left_out += 1;
-            return Ok(());
-        };
-        stats.read.drawn += 1;
-        stats.points += path.len() as u64;
-        let weight = r.get::<f64>(7)?.unwrap_or(1.0);
-        row += 1;
-        build
-            .push(row, weight, &path, &mut runs, &mut file, &mut || {
-                pgrx::check_for_interrupts!();
-            })
-            .or_raise();
+        pending.push(Raw {
+            id: r.get::<i64>(1)?,
+            keys: r.get::<Vec<Option<i64>>>(2)?,
+            times: r.get::<Vec<Option<f64>>>(3)?,
+            kind: r.get::<String>(4)?,
+            is_virtual: r.get::<bool>(5)?.unwrap_or(false),
+            is_private: r.get::<bool>(6)?.unwrap_or(false),
+            weight: r.get::<f64>(7)?.unwrap_or(1.0),
+        });
+        if pending.len() == ROWS_AT_ONCE {
+            take(&mut pending, &mut build, &mut stats);
+        }
         Ok(())
     });
+    take(&mut pending, &mut build, &mut stats);
     let spills = build.spills();
     stats.draw = build
         .finish(
@@ -492,6 +537,9 @@ pub(super) fn spill_counts(
     file.close();
     (stats, spills)
 }
+
+/// Rows a build filters and splits into runs at once, in parallel: a few MB of paths.
+const ROWS_AT_ONCE: usize = 1024;
 
 /// The role that created pyramid `name` and its table, if it exists.
 pub(super) fn owner_of(name: &str) -> Option<(pgrx::pg_sys::Oid, pgrx::pg_sys::Oid)> {

@@ -343,8 +343,73 @@ impl TileRuns {
         }
     }
 
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.runs.len() * 24 + self.points.len() * 8
+    }
+
+    /// The runs held, as bytes (little-endian): run count, then per run row, weight, start and
+    /// end, then the points. The runs are let go of.
+    pub(crate) fn take_bytes(&mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.bytes());
+        out.extend_from_slice(&(self.runs.len() as u64).to_le_bytes());
+        for &(row, weight, start, end) in &self.runs {
+            out.extend_from_slice(&row.to_le_bytes());
+            out.extend_from_slice(&weight.to_le_bytes());
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+        for &(x, y) in &self.points {
+            out.extend_from_slice(&x.to_le_bytes());
+            out.extend_from_slice(&y.to_le_bytes());
+        }
+        self.runs = Vec::new();
+        self.points = Vec::new();
+        out
+    }
+
+    /// Hold the runs of [`TileRuns::take_bytes`] (replacing those held); the grid drawn so far
+    /// stays. Bytes that are not such runs are an error.
+    pub(crate) fn load_bytes(&mut self, bytes: &[u8]) -> CoreResult<()> {
+        let bad = || CoreError::out_of_range("spilled runs", "are not valid");
+        let word = |at: usize| -> CoreResult<[u8; 8]> {
+            bytes
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)
+        };
+        let n = u64::from_le_bytes(word(0)?) as usize;
+        let points_at = n
+            .checked_mul(24)
+            .and_then(|r| r.checked_add(8))
+            .ok_or_else(bad)?;
+        if points_at > bytes.len() || !(bytes.len() - points_at).is_multiple_of(8) {
+            return Err(bad());
+        }
+        let npoints = (bytes.len() - points_at) / 8;
+        self.runs = (0..n)
+            .map(|i| {
+                let at = 8 + i * 24;
+                let row = u64::from_le_bytes(word(at)?);
+                let weight = f64::from_le_bytes(word(at + 8)?);
+                let ends = word(at + 16)?;
+                let start = u32::from_le_bytes(ends[..4].try_into().expect("4 bytes"));
+                let end = u32::from_le_bytes(ends[4..].try_into().expect("4 bytes"));
+                if start > end || end as usize > npoints {
+                    return Err(bad());
+                }
+                Ok((row, weight, start, end))
+            })
+            .collect::<CoreResult<_>>()?;
+        self.points = bytes[points_at..]
+            .chunks_exact(8)
+            .map(|c| {
+                (
+                    u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
+                    u32::from_le_bytes(c[4..].try_into().expect("4 bytes")),
+                )
+            })
+            .collect();
+        Ok(())
     }
 
     /// Add a run of `points` of row `row`; what it adds to [`TileRuns::bytes`].

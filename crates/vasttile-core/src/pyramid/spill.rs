@@ -1,13 +1,13 @@
 //! A build fed with rows in any order (a table read as it lies), in bounded memory: each row's
-//! path is split into per-tile runs held by tile; when they pass the budget, every tile held is
-//! drawn and its partial grid (compact: runs of varints) is appended to a spill file (in the extension, a
-//! PostgreSQL temporary file). At the end each tile's partial grids are read back and summed
-//! with what is still held, in Morton order, and rolled up. Counts are exact sums, so the tiles
-//! equal those of any other order. This spares the sort of every run (and its points) that a
-//! build through `ORDER BY tile` pays: a partial grid is a few KiB where its runs were MiBs.
+//! path is split into per-tile runs held by tile; when they pass the budget, the runs of every
+//! tile held are appended to a spill file (in the extension, a PostgreSQL temporary file), and
+//! an index in memory keeps where each tile's pieces are. At the end the tiles are drawn in
+//! Morton order, each from its pieces read back one after another into the same grid, and
+//! rolled up. A bucket sort by tile with one write and one read of the runs: what a build
+//! through `ORDER BY tile` paid for a sort of every run (and its points), merged from disk.
 
 use crate::error::{CoreError, CoreResult};
-use crate::geometry::vcs::{morton_deinterleave, Tile, TileSize};
+use crate::geometry::vcs::TileSize;
 use crate::parallel;
 use crate::pyramid::build::{tile_runs, DrawStats, Rollup, TileRuns};
 use crate::raster::heat::HeatGrid;
@@ -70,7 +70,8 @@ impl SpillBuild {
         }
     }
 
-    /// Add row `row` (numbers distinct per row): `path` with `weight`.
+    /// Add row `row` (numbers distinct per row): `path` with `weight`. `on_progress` runs
+    /// between batches of a spill (to check for cancellation).
     pub fn push(
         &mut self,
         row: u64,
@@ -82,7 +83,21 @@ impl SpillBuild {
     ) -> CoreResult<()> {
         runs.clear();
         tile_runs(path, self.base_zoom, runs)?;
-        for &(code, first, last) in runs.iter() {
+        self.push_runs(row, weight, path, runs, spill, on_progress)
+    }
+
+    /// [`SpillBuild::push`] with the path's runs already made ([`tile_runs`] at the base zoom),
+    /// as threads make them a batch of rows at a time.
+    pub fn push_runs(
+        &mut self,
+        row: u64,
+        weight: f64,
+        path: &[(u32, u32)],
+        runs: &[(u64, u32, u32)],
+        spill: &mut dyn SpillFile,
+        on_progress: &mut dyn FnMut(),
+    ) -> CoreResult<()> {
+        for &(code, first, last) in runs {
             let t = self.held.entry(code).or_insert_with(|| {
                 self.bytes += TILE_BYTES;
                 TileRuns::new(code)
@@ -97,56 +112,35 @@ impl SpillBuild {
         Ok(())
     }
 
-    /// How many times the held runs were drawn and written out.
+    /// How many times the held runs were written out.
     pub fn spills(&self) -> u64 {
         self.spills
     }
 
-    /// Draw every held tile, `2 * threads` at a time in parallel, and append each non-empty
-    /// partial grid (compact; not compressed: it is read back soon) to `spill`; `on_progress`
-    /// runs between batches (to check for
-    /// cancellation).
+    /// Append the runs of every held tile to `spill`, and let go of them.
     fn spill(
         &mut self,
         spill: &mut dyn SpillFile,
         on_progress: &mut dyn FnMut(),
     ) -> CoreResult<()> {
-        let mut held: Vec<TileRuns> = self.held.drain().map(|(_, t)| t).collect();
+        on_progress();
+        for (code, mut t) in self.held.drain() {
+            let bytes = t.take_bytes();
+            let at = spill.append(&bytes)?;
+            self.spilled
+                .entry(code)
+                .or_default()
+                .push((at, bytes.len()));
+        }
         self.bytes = 0;
         self.spills += 1;
-        let (base_zoom, size) = (self.base_zoom, self.size);
-        for batch in held.chunks_mut(self.threads * 2) {
-            on_progress();
-            let parts: Vec<CoreResult<Option<Vec<u8>>>> = parallel::run(self.threads, || {
-                batch
-                    .par_iter_mut()
-                    .map(|t| {
-                        t.draw(base_zoom, size)?;
-                        Ok(t.grid
-                            .take()
-                            .filter(|g| !g.is_empty())
-                            .map(|g| g.to_compact_bytes()))
-                    })
-                    .collect()
-            });
-            for (t, part) in batch.iter().zip(parts) {
-                self.stats.pixels += t.pixels;
-                self.stats.draw_seconds += t.seconds;
-                if let Some(bytes) = part? {
-                    let at = spill.append(&bytes)?;
-                    self.spilled
-                        .entry(t.code)
-                        .or_default()
-                        .push((at, bytes.len()));
-                }
-            }
-        }
         Ok(())
     }
 
-    /// Draw what is held, sum each tile with its partial grids (read back from `spill`), in
-    /// Morton order, and roll them up: `on_tile` receives every finished tile as
-    /// [`crate::pyramid::build::build_counts`] hands them.
+    /// Draw every tile, in Morton order, `2 * threads` at a time in parallel: from what is
+    /// held and the pieces read back from `spill`, at most `budget` bytes of them in memory at
+    /// once (and at least one piece). Then roll them up: `on_tile` receives every finished tile
+    /// as [`crate::pyramid::build::build_counts`] hands them.
     pub fn finish(
         mut self,
         spill: &mut dyn SpillFile,
@@ -160,46 +154,49 @@ impl SpillBuild {
         let mut rollup = Rollup::new(base_zoom, size);
         let mut done = Vec::new();
         for batch in codes.chunks(self.threads * 2) {
-            on_progress();
-            let mut work = Vec::with_capacity(batch.len());
-            for &code in batch {
-                let mut parts = Vec::new();
-                for &(at, len) in self.spilled.get(&code).into_iter().flatten() {
-                    parts.push(spill.read_at(at, len)?);
+            // Each tile of the batch with its pieces still to read, the held runs first.
+            let mut tiles: Vec<(TileRuns, Vec<(u64, usize)>)> = batch
+                .iter()
+                .map(|code| {
+                    let held = self
+                        .held
+                        .remove(code)
+                        .unwrap_or_else(|| TileRuns::new(*code));
+                    let pieces = self.spilled.remove(code).unwrap_or_default();
+                    (held, pieces)
+                })
+                .collect();
+            loop {
+                on_progress();
+                let drawn: Vec<CoreResult<()>> = parallel::run(self.threads, || {
+                    tiles
+                        .par_iter_mut()
+                        .map(|(t, _)| t.draw(base_zoom, size))
+                        .collect()
+                });
+                drawn.into_iter().collect::<CoreResult<Vec<()>>>()?;
+                if tiles.iter().all(|(_, pieces)| pieces.is_empty()) {
+                    break;
                 }
-                let runs = self
-                    .held
-                    .remove(&code)
-                    .unwrap_or_else(|| TileRuns::new(code));
-                work.push((code, runs, parts));
+                // The next pieces, within the budget.
+                let mut bytes = 0;
+                for (t, pieces) in tiles.iter_mut() {
+                    let Some(&(at, len)) = pieces.first() else {
+                        continue;
+                    };
+                    if bytes > 0 && bytes + len > self.budget {
+                        continue;
+                    }
+                    t.load_bytes(&spill.read_at(at, len)?)?;
+                    pieces.remove(0);
+                    bytes += len;
+                }
             }
-            let tiles: Vec<CoreResult<(HeatGrid, u64, f64)>> = parallel::run(self.threads, || {
-                work.into_par_iter()
-                    .map(|(code, mut runs, parts)| {
-                        runs.draw(base_zoom, size)?;
-                        let mut grid = match runs.grid.take() {
-                            Some(g) => g,
-                            None => {
-                                let (x, y) = morton_deinterleave(code);
-                                HeatGrid::new(
-                                    Tile::new(base_zoom as i32, x as i32, y as i32)?,
-                                    size,
-                                )?
-                            }
-                        };
-                        for p in parts {
-                            grid.merge(&HeatGrid::from_stored_bytes(&p)?)?;
-                        }
-                        Ok((grid, runs.pixels, runs.seconds))
-                    })
-                    .collect()
-            });
-            for tile in tiles {
-                let (grid, pixels, seconds) = tile?;
+            for (t, _) in tiles {
                 self.stats.base_tiles += 1;
-                self.stats.pixels += pixels;
-                self.stats.draw_seconds += seconds;
-                if !grid.is_empty() {
+                self.stats.pixels += t.pixels;
+                self.stats.draw_seconds += t.seconds;
+                if let Some(grid) = t.grid.filter(|g| !g.is_empty()) {
                     rollup.push(grid, &mut done)?;
                 }
                 for g in done.drain(..) {
@@ -282,5 +279,30 @@ mod tests {
             assert_eq!(got, expected, "budget {budget}, {spills} spills");
             assert_eq!(spills > 0, budget < 1 << 30, "budget {budget}");
         }
+    }
+
+    /// A spill file that does not hold what was written is an error, never a panic.
+    #[test]
+    fn damaged_spills_are_errors() {
+        let set = paths(400);
+        let mut good: Vec<u8> = Vec::new();
+        let mut b = SpillBuild::new(12, TileSize::Px256, 2, 0);
+        let mut runs = Vec::new();
+        for i in 0..set.len() {
+            b.push(i as u64, 1.0, set.path(i), &mut runs, &mut good, &mut || {})
+                .unwrap();
+        }
+        assert!(b.spills() > 0);
+        let mut short = good[..good.len() / 2].to_vec();
+        assert!(b.finish(&mut short, &mut || {}, &mut |_| Ok(())).is_err());
+        let mut t = TileRuns::new(0);
+        for bytes in [&[][..], &[1, 0, 0, 0, 0, 0, 0, 0][..], &[0; 12][..]] {
+            assert!(t.load_bytes(bytes).is_err(), "{bytes:?}");
+        }
+        let mut forged = 1u64.to_le_bytes().to_vec();
+        forged.extend([0; 16]);
+        forged.extend(5u32.to_le_bytes()); // start past end
+        forged.extend(4u32.to_le_bytes());
+        assert!(t.load_bytes(&forged).is_err());
     }
 }

@@ -20,8 +20,8 @@ use std::collections::{HashMap, HashSet};
 pub trait TileStore {
     /// The counts of tile `t`, if it is stored.
     fn read_counts(&mut self, t: Tile) -> CoreResult<Option<HeatGrid>>;
-    /// Store a tile's counts and summary, replacing what was there; its levels are now stale.
-    fn write_counts(&mut self, tile: &EncodedCounts) -> CoreResult<()>;
+    /// Store tiles' counts and summaries, replacing what was there; their levels are now stale.
+    fn write_counts(&mut self, tiles: &[EncodedCounts]) -> CoreResult<()>;
     /// Remove tile `t` (its counts became empty).
     fn remove(&mut self, t: Tile) -> CoreResult<()>;
     /// The summaries of the stored tiles of zoom `z` in rows `y0..=y1`.
@@ -33,8 +33,8 @@ pub trait TileStore {
     ) -> CoreResult<HashMap<(u32, u32), Cdf>>;
     /// The (x, y) of every stored tile of zoom `z`.
     fn tiles_at(&mut self, z: u32) -> CoreResult<Vec<(u32, u32)>>;
-    /// Store the levels of tile `t`.
-    fn write_levels(&mut self, t: Tile, levels: &StoredLevels) -> CoreResult<()>;
+    /// Store the levels of tiles.
+    fn write_levels(&mut self, levels: &[(Tile, StoredLevels)]) -> CoreResult<()>;
     /// Called between units of work, on the calling thread: a store inside a database raises a
     /// pending cancel here.
     fn check_interrupts(&mut self) {}
@@ -68,7 +68,7 @@ pub fn store_counts<S: TileStore + ?Sized>(
     norm: &Normalisation,
     grid: &HeatGrid,
 ) -> CoreResult<()> {
-    store.write_counts(&EncodedCounts::of(norm, grid))
+    store.write_counts(&[EncodedCounts::of(norm, grid)])
 }
 
 /// Stores finished tiles a batch at a time, encoded (summary, compression) on `threads`
@@ -115,10 +115,7 @@ impl CountsWriter {
                 .map(|g| EncodedCounts::of(norm, g))
                 .collect()
         });
-        for e in &encoded {
-            store.write_counts(e)?;
-        }
-        Ok(())
+        store.write_counts(&encoded)
     }
 }
 
@@ -231,9 +228,7 @@ pub fn normalise<S: TileStore + ?Sized>(
                     })
                     .collect()
             });
-            for (t, l) in &levels {
-                store.write_levels(*t, l)?;
-            }
+            store.write_levels(&levels)?;
         }
     }
     Ok(())
@@ -255,11 +250,13 @@ mod tests {
         fn read_counts(&mut self, t: Tile) -> CoreResult<Option<HeatGrid>> {
             Ok(self.counts.get(&t).map(|(g, _)| g.clone()))
         }
-        fn write_counts(&mut self, e: &EncodedCounts) -> CoreResult<()> {
-            let grid = HeatGrid::from_stored_bytes(&e.counts)?;
-            self.counts
-                .insert(e.tile, (grid, Cdf::from_bytes(&e.summary)?));
-            self.levels.remove(&e.tile);
+        fn write_counts(&mut self, tiles: &[EncodedCounts]) -> CoreResult<()> {
+            for e in tiles {
+                let grid = HeatGrid::from_stored_bytes(&e.counts)?;
+                self.counts
+                    .insert(e.tile, (grid, Cdf::from_bytes(&e.summary)?));
+                self.levels.remove(&e.tile);
+            }
             Ok(())
         }
         fn remove(&mut self, t: Tile) -> CoreResult<()> {
@@ -288,8 +285,10 @@ mod tests {
                 .map(|t| (t.x, t.y))
                 .collect())
         }
-        fn write_levels(&mut self, t: Tile, levels: &StoredLevels) -> CoreResult<()> {
-            self.levels.insert(t, levels.clone());
+        fn write_levels(&mut self, levels: &[(Tile, StoredLevels)]) -> CoreResult<()> {
+            for (t, l) in levels {
+                self.levels.insert(*t, l.clone());
+            }
             Ok(())
         }
     }
