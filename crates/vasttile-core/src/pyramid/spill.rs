@@ -147,6 +147,11 @@ impl SpillBuild {
         on_progress: &mut dyn FnMut(),
         on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
     ) -> CoreResult<DrawStats> {
+        // Once anything is spilled, the rest is too: the pieces read back then have the whole
+        // budget (what is held is never more than the budget, and never beside it).
+        if self.spills > 0 && !self.held.is_empty() {
+            self.spill(spill, on_progress)?;
+        }
         let mut codes: Vec<u64> = self.spilled.keys().copied().collect();
         codes.extend(self.held.keys().filter(|c| !self.spilled.contains_key(c)));
         codes.sort_unstable();
