@@ -16,7 +16,6 @@ use vasttile_core::geometry::vcs::{vcs_from_key, Tile};
 use vasttile_core::parallel;
 use vasttile_core::pyramid::build::{tile_runs, PathSet, StreamBuild};
 use vasttile_core::pyramid::cdf::Cdf;
-use vasttile_core::pyramid::levels::StoredLevels;
 use vasttile_core::pyramid::spill::SpillBuild;
 use vasttile_core::pyramid::store::{EncodedCounts, TileStore};
 use vasttile_core::raster::heat::HeatGrid;
@@ -192,9 +191,8 @@ impl TileStore for SpiTiles<'_> {
         Ok(out)
     }
 
-    fn write_levels(&mut self, levels: &[(Tile, StoredLevels)]) -> CoreResult<()> {
-        for (t, l) in levels {
-            let bytes = l.to_bytes();
+    fn write_levels(&mut self, levels: &[(Tile, Vec<u8>)]) -> CoreResult<()> {
+        for (t, bytes) in levels {
             security::as_catalog_owner(|| {
                 let [a, b, c, d] = tile_args(&self.0.name, *t);
                 Spi::run_with_args(

@@ -11,7 +11,6 @@ use crate::geometry::vcs::{Tile, TileSize};
 use crate::parallel;
 use crate::pyramid::build::Normalisation;
 use crate::pyramid::cdf::Cdf;
-use crate::pyramid::levels::StoredLevels;
 use crate::raster::heat::HeatGrid;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -33,8 +32,8 @@ pub trait TileStore {
     ) -> CoreResult<HashMap<(u32, u32), Cdf>>;
     /// The (x, y) of every stored tile of zoom `z`.
     fn tiles_at(&mut self, z: u32) -> CoreResult<Vec<(u32, u32)>>;
-    /// Store the levels of tiles.
-    fn write_levels(&mut self, levels: &[(Tile, StoredLevels)]) -> CoreResult<()>;
+    /// Store the levels of tiles ([`crate::pyramid::levels::StoredLevels::to_bytes`]).
+    fn write_levels(&mut self, levels: &[(Tile, Vec<u8>)]) -> CoreResult<()>;
     /// Called between units of work, on the calling thread: a store inside a database raises a
     /// pending cancel here.
     fn check_interrupts(&mut self) {}
@@ -219,12 +218,12 @@ pub fn normalise<S: TileStore + ?Sized>(
                     }
                 }
             }
-            let levels: Vec<(Tile, StoredLevels)> = parallel::run(threads, || {
+            let levels: Vec<(Tile, Vec<u8>)> = parallel::run(threads, || {
                 sources
                     .into_par_iter()
                     .map(|s| match s {
-                        Source::Values(t, v) => (t, norm.stored_levels(t, v, &cdfs)),
-                        Source::Counts(g) => (g.tile, norm.stored_levels_of(&g, &cdfs)),
+                        Source::Values(t, v) => (t, norm.stored_levels(t, v, &cdfs).to_bytes()),
+                        Source::Counts(g) => (g.tile, norm.stored_levels_of(&g, &cdfs).to_bytes()),
                     })
                     .collect()
             });
@@ -238,6 +237,7 @@ pub fn normalise<S: TileStore + ?Sized>(
 mod tests {
     use super::*;
     use crate::pyramid::build::Rollup;
+    use crate::pyramid::levels::StoredLevels;
 
     /// Tiles in memory.
     #[derive(Default)]
@@ -285,9 +285,9 @@ mod tests {
                 .map(|t| (t.x, t.y))
                 .collect())
         }
-        fn write_levels(&mut self, levels: &[(Tile, StoredLevels)]) -> CoreResult<()> {
+        fn write_levels(&mut self, levels: &[(Tile, Vec<u8>)]) -> CoreResult<()> {
             for (t, l) in levels {
-                self.levels.insert(*t, l.clone());
+                self.levels.insert(*t, StoredLevels::from_bytes(l, 256)?);
             }
             Ok(())
         }
