@@ -284,8 +284,7 @@ pub(crate) fn row_path(
     let points = keys
         .into_iter()
         .map(|k| {
-            let k =
-                k.ok_or_else(|| CoreError::out_of_range("path", "must not hold NULL points"))?;
+            let k = k.ok_or_else(null_points)?;
             vcs_from_key(k).map(|(x, y)| (x as u32, y as u32))
         })
         .collect::<CoreResult<Vec<_>>>()?;
@@ -295,20 +294,69 @@ pub(crate) fn row_path(
     let times = times
         .map(|t| {
             t.into_iter()
-                .map(|v| {
-                    v.ok_or_else(|| CoreError::out_of_range("activity times", "must not hold NULL"))
-                })
+                .map(|v| v.ok_or_else(null_times))
                 .collect::<CoreResult<Vec<f64>>>()
         })
         .transpose()?;
+    filtered(
+        filters,
+        id,
+        points,
+        times.as_deref(),
+        kind.as_deref(),
+        is_virtual,
+        is_private,
+    )
+}
+
+/// A path holding a NULL point.
+pub(crate) fn null_points() -> CoreError {
+    CoreError::out_of_range("path", "must not hold NULL points")
+}
+
+/// Activity times holding a NULL.
+pub(crate) fn null_times() -> CoreError {
+    CoreError::out_of_range("activity times", "must not hold NULL")
+}
+
+/// [`row_path`] of arrays without NULLs (as a build reads them, slices of the rows' arrays).
+pub(crate) fn path_of(
+    filters: Option<&ActivityFilters>,
+    id: Option<i64>,
+    keys: &[i64],
+    times: Option<&[f64]>,
+    kind: Option<&str>,
+    is_virtual: bool,
+    is_private: bool,
+) -> CoreResult<Option<Vec<(u32, u32)>>> {
+    let points = keys
+        .iter()
+        .map(|&k| vcs_from_key(k).map(|(x, y)| (x as u32, y as u32)))
+        .collect::<CoreResult<Vec<_>>>()?;
+    match filters {
+        None => Ok(Some(points)),
+        Some(f) => filtered(f, id, points, times, kind, is_virtual, is_private),
+    }
+}
+
+/// An activity's points after the filters.
+fn filtered(
+    filters: &ActivityFilters,
+    id: Option<i64>,
+    points: Vec<(u32, u32)>,
+    times: Option<&[f64]>,
+    kind: Option<&str>,
+    is_virtual: bool,
+    is_private: bool,
+) -> CoreResult<Option<Vec<(u32, u32)>>> {
     activity::filter(
         &Activity {
             id: id.unwrap_or(0),
-            kind: kind.as_deref().unwrap_or(""),
+            kind: kind.unwrap_or(""),
             is_virtual,
             is_private,
             points: &points,
-            times: times.as_deref(),
+            times,
         },
         filters,
     )

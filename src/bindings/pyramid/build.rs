@@ -94,6 +94,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
         "seconds": {
             "draw_cpu": drawn.draw_seconds,
+            "read": stats.read_seconds,
             "counts": counts_s,
             "levels": started.elapsed().as_secs_f64() - counts_s,
             "total": started.elapsed().as_secs_f64(),

@@ -282,6 +282,8 @@ pub(super) struct StreamStats {
     pub(super) draw: vasttile_core::pyramid::build::DrawStats,
     /// A TRUNCATE was logged: the pyramid must be rebuilt.
     pub(super) rebuild: bool,
+    /// Reading the rows and splitting them into runs (a build reading the table as it lies).
+    pub(super) read_seconds: f64,
 }
 
 /// Draw the rows of `rows_sql` (columns: id, path, times, kind, is_virtual, is_private, weight,
@@ -454,13 +456,14 @@ pub(super) fn spill_counts(
     /// A row as read: plain data, filtered and split into runs on the build's threads.
     struct Raw {
         id: Option<i64>,
-        keys: Option<Vec<Option<i64>>>,
-        times: Option<Vec<Option<f64>>>,
+        keys: Option<Vec<i64>>,
+        times: Option<Vec<f64>>,
         kind: Option<String>,
         is_virtual: bool,
         is_private: bool,
         weight: f64,
     }
+    let started = std::time::Instant::now();
     let mut stats = StreamStats::default();
     let mut file = TempFile::new();
     let mut build = SpillBuild::new(p.base_zoom, p.size, threads(), memory_budget() / 4 * 3);
@@ -472,12 +475,15 @@ pub(super) fn spill_counts(
         let paths: Vec<CoreResult<Option<Drawn>>> = parallel::run(threads(), || {
             rows.into_par_iter()
                 .map(|r| {
-                    let path = crate::bindings::paths::row_path(
+                    let Some(keys) = r.keys else {
+                        return Ok(None);
+                    };
+                    let path = crate::bindings::paths::path_of(
                         p.filters.as_ref(),
                         r.id,
-                        r.keys,
-                        r.times,
-                        r.kind,
+                        &keys,
+                        r.times.as_deref(),
+                        r.kind.as_deref(),
                         r.is_virtual,
                         r.is_private,
                     )?;
@@ -507,10 +513,26 @@ pub(super) fn spill_counts(
     };
     for_each_row(rows_sql, &[], &mut |r| {
         stats.read.rows += 1;
+        // The arrays are copied as slices (as row_path reads them, NULLs are errors: a NULL
+        // time only when there are filters to read times).
+        let keys = r.get::<pgrx::Array<i64>>(2)?.map(|a| {
+            a.as_slice()
+                .map(<[i64]>::to_vec)
+                .unwrap_or_else(|_| crate::bindings::raise(crate::bindings::paths::null_points()))
+        });
+        let times = r
+            .get::<pgrx::Array<f64>>(3)?
+            .and_then(|a| match a.as_slice() {
+                Ok(t) => Some(t.to_vec()),
+                Err(_) if p.filters.is_some() => {
+                    crate::bindings::raise(crate::bindings::paths::null_times())
+                }
+                Err(_) => None,
+            });
         pending.push(Raw {
             id: r.get::<i64>(1)?,
-            keys: r.get::<Vec<Option<i64>>>(2)?,
-            times: r.get::<Vec<Option<f64>>>(3)?,
+            keys,
+            times,
             kind: r.get::<String>(4)?,
             is_virtual: r.get::<bool>(5)?.unwrap_or(false),
             is_private: r.get::<bool>(6)?.unwrap_or(false),
@@ -523,6 +545,7 @@ pub(super) fn spill_counts(
     });
     take(&mut pending, &mut build, &mut stats);
     let spills = build.spills();
+    stats.read_seconds = started.elapsed().as_secs_f64();
     stats.draw = build
         .finish(
             &mut file,
