@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Instant;
 use vasttile_core::pyramid::store::{apply_delta, normalise, tiles_to_renormalise, CountsWriter};
+use vasttile_core::raster::heat::HeatGrid;
 
 /// Rebuild every tile from the table in memory bounded by `maintenance_work_mem`, whatever the
 /// table's size (`stream_counts`).
@@ -41,6 +42,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
     let shard_claim = distributed.then(|| super::shards::claim_for_build(p));
     let mut workers_planned = 0;
     let mut spills = 0;
+    let mut sorted = false;
     let mut writer = CountsWriter::new(threads());
     let stats = if distributed || p.parallel_query {
         // Drawn where the rows are, by Citus's workers or PostgreSQL's parallel workers: only
@@ -61,12 +63,21 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         s.draw.base_tiles = set.base_tiles;
         s
     } else {
-        let (s, n) = spill_counts(p, &rows_sql, &mut |g| {
+        let mut on_tile = |g: HeatGrid| {
             tiles_of[g.tile.z as usize].push((g.tile.x, g.tile.y));
             writer.push(&mut SpiTiles(p), &p.norm, g)
-        });
-        spills = n;
-        s
+        };
+        match spill_counts(p, &rows_sql, &mut on_tile) {
+            Some((s, n)) => {
+                spills = n;
+                s
+            }
+            // Rows over very many tiles: their runs sorted by tile through PostgreSQL.
+            None => {
+                sorted = true;
+                stream_counts(p, "", &rows_sql, Vec::new(), &mut |g, _| on_tile(g))
+            }
+        }
     };
     writer.flush(&mut SpiTiles(p), &p.norm).or_raise();
     let counts_s = started.elapsed().as_secs_f64();
@@ -90,6 +101,7 @@ pub(super) fn build_all(p: &Pyramid) -> Value {
         "shard_claim": shard_claim,
         "memory_budget_bytes": memory_budget(),
         "spills": spills,
+        "sorted_runs": sorted,
         "line_pixels": drawn.pixels,
         "line_pixels_per_core_second": drawn.pixels as f64 / drawn.draw_seconds.max(1e-9),
         "seconds": {

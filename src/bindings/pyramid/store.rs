@@ -35,10 +35,23 @@ pub(super) fn for_each_row(
     args: &[pgrx::datum::DatumWithOid<'_>],
     f: &mut dyn FnMut(&spi::SpiHeapTupleData<'_>) -> spi::SpiResult<()>,
 ) {
+    for_each_row_until(query, args, &mut || false, f);
+}
+
+/// [`for_each_row`], stopping before the next batch once `stop` says so.
+pub(super) fn for_each_row_until(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    stop: &mut dyn FnMut() -> bool,
+    f: &mut dyn FnMut(&spi::SpiHeapTupleData<'_>) -> spi::SpiResult<()>,
+) {
     Spi::connect_mut(|client| {
         let mut cursor = client.try_open_cursor_mut(query, args)?;
         loop {
             pgrx::check_for_interrupts!();
+            if stop() {
+                break;
+            }
             let table = cursor.fetch(2000)?;
             if table.is_empty() {
                 break;
@@ -445,12 +458,14 @@ impl vasttile_core::pyramid::spill::SpillFile for TempFile {
 /// rows are filtered and split into runs a batch at a time on the build's threads, runs are
 /// held by tile and, past three quarters of the budget (the rest is for a batch of rows and
 /// the grids being drawn), written to a temporary file (`SpillBuild`); the tiles are drawn at
-/// the end. `on_tile` receives every finished tile.
+/// the end. `on_tile` receives every finished tile. `None` (before any tile) when the rows
+/// spread over so many tiles that the index of what was written would outgrow its share of the
+/// budget: then the build sorts the runs through PostgreSQL instead (`stream_counts`).
 pub(super) fn spill_counts(
     p: &Pyramid,
     rows_sql: &str,
     on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
-) -> (StreamStats, u64) {
+) -> Option<(StreamStats, u64)> {
     /// A row's path after the filters, its runs per base tile, and its weight.
     type Drawn = (Vec<(u32, u32)>, Vec<(u64, u32, u32)>, f64);
     /// A row as read: plain data, filtered and split into runs on the build's threads.
@@ -511,7 +526,8 @@ pub(super) fn spill_counts(
                 .or_raise();
         }
     };
-    for_each_row(rows_sql, &[], &mut |r| {
+    let wide = std::cell::Cell::new(false);
+    for_each_row_until(rows_sql, &[], &mut || wide.get(), &mut |r| {
         stats.read.rows += 1;
         // The arrays are copied as slices (as row_path reads them, NULLs are errors: a NULL
         // time only when there are filters to read times).
@@ -540,10 +556,15 @@ pub(super) fn spill_counts(
         });
         if pending.len() == ROWS_AT_ONCE {
             take(&mut pending, &mut build, &mut stats);
+            wide.set(build.too_wide());
         }
         Ok(())
     });
     take(&mut pending, &mut build, &mut stats);
+    if build.too_wide() {
+        file.close();
+        return None;
+    }
     let spills = build.spills();
     stats.read_seconds = started.elapsed().as_secs_f64();
     stats.draw = build
@@ -556,7 +577,7 @@ pub(super) fn spill_counts(
         )
         .or_raise();
     file.close();
-    (stats, spills)
+    Some((stats, spills))
 }
 
 /// Rows a build filters and splits into runs at once, in parallel: a few MB of paths.

@@ -132,6 +132,28 @@ SELECT pts_heat(14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 1
        heat_pyramid_tile('pts', 14, vcs_tile(lon_to_vcs(-0.1), 14), vcs_tile(lat_to_vcs(51.5), 14), '{"colormap": "inferno"}') AS layer_serves;
 SELECT count(*) AS tiles FROM path_tiles(ARRAY[lonlat_to_key(-0.2, 51.5), lonlat_to_key(-0.1, 51.5)], 12);
 
+-- However little memory a build has, the same tiles: held in memory, runs spilled to a
+-- temporary file, or (rows over more tiles than the spill index may hold) sorted by PostgreSQL.
+CREATE TABLE wide AS SELECT i AS id, vcs_key((1 << 30) + (hashint4(i)::int8 & ((1 << 28) - 1))::int4,
+                                             (1 << 30) + (hashint4(i + 7)::int8 & ((1 << 28) - 1))::int4) AS vcs_key
+FROM generate_series(1, 60000) i;
+CREATE TEMP TABLE wide_builds (mem text, spills int, sorted bool, tiles text);
+CREATE FUNCTION pg_temp.wide_build(mem text) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE r jsonb;
+BEGIN
+    PERFORM set_config('maintenance_work_mem', mem, true);
+    r := heat_pyramid_build('wide');
+    INSERT INTO wide_builds SELECT mem, (r->>'spills')::int, (r->>'sorted_runs')::bool,
+        md5(string_agg(md5(heat_pyramid_tile('wide', z, x, y)), '' ORDER BY z, x, y))
+    FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'wide';
+END $f$;
+SELECT create_heat_pyramid('wide', 'wide', '{"base_zoom": 9}', false) ->> 'built' AS built;
+SELECT pg_temp.wide_build(m) FROM unnest(ARRAY['64MB', '2MB', '1MB']) m;
+SELECT mem, spills > 0 AS spilled, sorted, tiles = (SELECT tiles FROM wide_builds WHERE mem = '64MB') AS same_tiles
+FROM wide_builds ORDER BY mem;
+SELECT drop_heat_pyramid('wide');
+DROP TABLE wide;
+
 -- Bad input.
 SELECT pg_temp.err($q$SELECT heat_pyramid_tile('nope', 1, 0, 0)$q$);
 SELECT pg_temp.err($q$SELECT heat_pyramid_refresh('nope')$q$);

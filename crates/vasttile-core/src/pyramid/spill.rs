@@ -12,7 +12,7 @@ use crate::parallel;
 use crate::pyramid::build::{tile_runs, DrawStats, Rollup, TileRuns};
 use crate::raster::heat::HeatGrid;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Where partial grids go: appended, and read back where they were put.
 pub trait SpillFile {
@@ -47,8 +47,8 @@ pub struct SpillBuild {
     budget: usize,
     held: HashMap<u64, TileRuns>,
     bytes: usize,
-    /// Per tile (Morton code): where its partial grids are in the spill file, and their size.
-    spilled: BTreeMap<u64, Vec<(u64, usize)>>,
+    /// The pieces written: (tile's Morton code, where in the spill file, size).
+    pieces: Vec<(u64, u64, usize)>,
     stats: DrawStats,
     spills: u64,
 }
@@ -64,7 +64,7 @@ impl SpillBuild {
             budget: budget.max(1 << 16),
             held: HashMap::new(),
             bytes: 0,
-            spilled: BTreeMap::new(),
+            pieces: Vec::new(),
             stats: DrawStats::default(),
             spills: 0,
         }
@@ -112,6 +112,13 @@ impl SpillBuild {
         Ok(())
     }
 
+    /// The index of the pieces written outgrows a quarter of the budget (tables whose rows
+    /// spread over very many tiles): such a build should be made another way (sorting the runs
+    /// through PostgreSQL), as this index is held until the end.
+    pub fn too_wide(&self) -> bool {
+        self.pieces.len() * std::mem::size_of::<(u64, u64, usize)>() > self.budget / 4
+    }
+
     /// How many times the held runs were written out.
     pub fn spills(&self) -> u64 {
         self.spills
@@ -127,10 +134,7 @@ impl SpillBuild {
         for (code, mut t) in self.held.drain() {
             let bytes = t.take_bytes();
             let at = spill.append(&bytes)?;
-            self.spilled
-                .entry(code)
-                .or_default()
-                .push((at, bytes.len()));
+            self.pieces.push((code, at, bytes.len()));
         }
         self.bytes = 0;
         self.spills += 1;
@@ -152,23 +156,32 @@ impl SpillBuild {
         if self.spills > 0 && !self.held.is_empty() {
             self.spill(spill, on_progress)?;
         }
-        let mut codes: Vec<u64> = self.spilled.keys().copied().collect();
-        codes.extend(self.held.keys().filter(|c| !self.spilled.contains_key(c)));
+        // Each tile's pieces in the order written, tiles in Morton order.
+        let mut pieces = std::mem::take(&mut self.pieces);
+        pieces.sort_unstable();
+        let mut codes: Vec<u64> = pieces.iter().map(|p| p.0).collect();
+        codes.extend(self.held.keys());
         codes.sort_unstable();
+        codes.dedup();
         let (base_zoom, size) = (self.base_zoom, self.size);
         let mut rollup = Rollup::new(base_zoom, size);
         let mut done = Vec::new();
+        let mut next_piece = 0;
         for batch in codes.chunks(self.threads * 2) {
             // Each tile of the batch with its pieces still to read, the held runs first.
             let mut tiles: Vec<(TileRuns, Vec<(u64, usize)>)> = batch
                 .iter()
-                .map(|code| {
+                .map(|&code| {
                     let held = self
                         .held
-                        .remove(code)
-                        .unwrap_or_else(|| TileRuns::new(*code));
-                    let pieces = self.spilled.remove(code).unwrap_or_default();
-                    (held, pieces)
+                        .remove(&code)
+                        .unwrap_or_else(|| TileRuns::new(code));
+                    let mut mine = Vec::new();
+                    while pieces.get(next_piece).is_some_and(|p| p.0 == code) {
+                        mine.push((pieces[next_piece].1, pieces[next_piece].2));
+                        next_piece += 1;
+                    }
+                    (held, mine)
                 })
                 .collect();
             loop {
@@ -284,6 +297,24 @@ mod tests {
             assert_eq!(got, expected, "budget {budget}, {spills} spills");
             assert_eq!(spills > 0, budget < 1 << 30, "budget {budget}");
         }
+    }
+
+    /// Rows spread over more tiles than the index of pieces may hold make the build say so.
+    #[test]
+    fn rows_over_very_many_tiles_are_too_wide() {
+        let mut file: Vec<u8> = Vec::new();
+        let mut b = SpillBuild::new(20, TileSize::Px256, 2, 0);
+        let mut runs = Vec::new();
+        let mut next = crate::test_numbers(9);
+        let mut i = 0;
+        while !b.too_wide() {
+            let point = [(next() as u32, next() as u32)];
+            b.push(i, 1.0, &point, &mut runs, &mut file, &mut || {})
+                .unwrap();
+            i += 1;
+            assert!(i < 1_000_000, "never too wide");
+        }
+        assert!(b.spills() > 0);
     }
 
     /// A spill file that does not hold what was written is an error, never a panic.
