@@ -214,6 +214,30 @@ impl Rollup {
         Ok(())
     }
 
+    /// Push a drawn base tile unless it is empty, handing `on_tile` every tile that finishes.
+    pub(crate) fn push_to(
+        &mut self,
+        grid: HeatGrid,
+        on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
+    ) -> CoreResult<()> {
+        if grid.is_empty() {
+            return Ok(());
+        }
+        let mut done = Vec::new();
+        self.push(grid, &mut done)?;
+        done.into_iter().try_for_each(on_tile)
+    }
+
+    /// [`Rollup::finish`], handing the tiles to `on_tile`.
+    pub(crate) fn finish_to(
+        self,
+        on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
+    ) -> CoreResult<()> {
+        let mut done = Vec::new();
+        self.finish(&mut done)?;
+        done.into_iter().try_for_each(on_tile)
+    }
+
     /// Emit the tiles still open, deepest first.
     pub fn finish(mut self, out: &mut Vec<HeatGrid>) -> CoreResult<()> {
         for slot in (0..self.open.len()).rev() {
@@ -235,6 +259,15 @@ pub struct DrawStats {
     pub pixels: u64,
     /// Drawing time summed over threads, in CPU seconds.
     pub draw_seconds: f64,
+}
+
+impl DrawStats {
+    /// Count one base tile drawn.
+    pub(crate) fn count(&mut self, pixels: u64, seconds: f64) {
+        self.base_tiles += 1;
+        self.pixels += pixels;
+        self.draw_seconds += seconds;
+    }
 }
 
 /// Draw every base tile the paths touch (in parallel, `threads` at a time, in Morton order) and
@@ -269,7 +302,6 @@ pub fn build_counts(
     runs.sort_unstable();
     let mut groups: Vec<&[(u64, u32, u32, u32)]> = runs.chunk_by(|a, b| a.0 == b.0).collect();
     let mut rollup = Rollup::new(base_zoom, size);
-    let mut done = Vec::new();
     let chunk = (threads.max(1) * 2).max(2);
     for batch in groups.chunks_mut(chunk) {
         on_progress();
@@ -298,21 +330,11 @@ pub fn build_counts(
             parallel::run(threads, || batch.par_iter().map(draw).collect());
         for grid in grids {
             let (grid, pixels, seconds) = grid?;
-            stats.base_tiles += 1;
-            stats.pixels += pixels;
-            stats.draw_seconds += seconds;
-            if !grid.is_empty() {
-                rollup.push(grid, &mut done)?;
-            }
-            for g in done.drain(..) {
-                on_tile(g)?;
-            }
+            stats.count(pixels, seconds);
+            rollup.push_to(grid, on_tile)?;
         }
     }
-    rollup.finish(&mut done)?;
-    for g in done {
-        on_tile(g)?;
-    }
+    rollup.finish_to(on_tile)?;
     Ok(stats)
 }
 
@@ -466,7 +488,6 @@ pub struct StreamBuild {
     batch: Vec<TileRuns>,
     bytes: usize,
     rollup: Rollup,
-    done: Vec<HeatGrid>,
     stats: DrawStats,
 }
 
@@ -482,7 +503,6 @@ impl StreamBuild {
             batch: Vec::new(),
             bytes: 0,
             rollup: Rollup::new(base_zoom, size),
-            done: Vec::new(),
             stats: DrawStats::default(),
         }
     }
@@ -537,14 +557,9 @@ impl StreamBuild {
         drawn.into_iter().collect::<CoreResult<Vec<()>>>()?;
         self.bytes = 0;
         for t in batch {
-            self.stats.base_tiles += 1;
-            self.stats.pixels += t.pixels;
-            self.stats.draw_seconds += t.seconds;
-            if let Some(grid) = t.grid.filter(|g| !g.is_empty()) {
-                self.rollup.push(grid, &mut self.done)?;
-            }
-            for g in self.done.drain(..) {
-                on_tile(g)?;
+            self.stats.count(t.pixels, t.seconds);
+            if let Some(grid) = t.grid {
+                self.rollup.push_to(grid, on_tile)?;
             }
         }
         Ok(())
@@ -556,10 +571,7 @@ impl StreamBuild {
         on_tile: &mut dyn FnMut(HeatGrid) -> CoreResult<()>,
     ) -> CoreResult<DrawStats> {
         self.flush(on_tile)?;
-        self.rollup.finish(&mut self.done)?;
-        for g in self.done.drain(..) {
-            on_tile(g)?;
-        }
+        self.rollup.finish_to(on_tile)?;
         Ok(self.stats)
     }
 }
@@ -768,6 +780,52 @@ pub fn distinct_lit(heat: &[f64]) -> Vec<u64> {
     values
 }
 
+/// Where a pixel's level comes from: the four CDFs (of [`Normalisation::nine`]) whose tiles'
+/// centres are nearest and the bilinear weights, from the pixel centre's offset to the tile
+/// centre in tile widths.
+pub(crate) struct Bilinear {
+    /// Per column (and row): the neighbour side and its weight.
+    offsets: Vec<(i64, f64)>,
+}
+
+impl Bilinear {
+    pub(crate) fn new(side: usize) -> Bilinear {
+        Bilinear {
+            offsets: (0..side)
+                .map(|i| {
+                    let u = (i as f64 + 0.5) / side as f64 - 0.5;
+                    (if u < 0.0 { -1 } else { 1 }, u.abs())
+                })
+                .collect(),
+        }
+    }
+
+    /// The level of pixel (px, py) given `rank(c)`, its rank under CDF `c`.
+    #[inline]
+    pub(crate) fn level(&self, px: usize, py: usize, rank: impl Fn(usize) -> f64) -> u8 {
+        const fn at(dx: usize, dy: usize) -> usize {
+            dy * 3 + dx
+        }
+        const QUADS: [[usize; 2]; 2] = [[at(1, 1), at(2, 1)], [at(1, 2), at(2, 2)]];
+        const LEFT_UP: [[usize; 2]; 2] = [[at(1, 1), at(0, 1)], [at(1, 0), at(0, 0)]];
+        const RIGHT_UP: [[usize; 2]; 2] = [[at(1, 1), at(2, 1)], [at(1, 0), at(2, 0)]];
+        const LEFT_DOWN: [[usize; 2]; 2] = [[at(1, 1), at(0, 1)], [at(1, 2), at(0, 2)]];
+        let (sx, wx) = self.offsets[px];
+        let (sy, wy) = self.offsets[py];
+        let q = match (sx, sy) {
+            (1, 1) => &QUADS,
+            (-1, -1) => &LEFT_UP,
+            (1, -1) => &RIGHT_UP,
+            _ => &LEFT_DOWN,
+        };
+        let t = (1.0 - wx) * (1.0 - wy) * rank(q[0][0])
+            + wx * (1.0 - wy) * rank(q[0][1])
+            + (1.0 - wx) * wy * rank(q[1][0])
+            + wx * wy * rank(q[1][1]);
+        level_of(t)
+    }
+}
+
 /// Levels of `heat` (row-major, `side` wide): each lit pixel's ranks under the CDFs of the
 /// four tiles whose centres are nearest, weighted bilinearly by distance to them.
 /// `rank(pixel, heat, c)` ranks a pixel under CDF `c` of [`Normalisation::nine`].
@@ -776,40 +834,14 @@ pub(crate) fn bilinear_levels(
     side: usize,
     rank: impl Fn(usize, f64, usize) -> f64,
 ) -> Vec<u8> {
-    // Per column (and row): the neighbour side and its weight, from the pixel centre's offset
-    // to the tile centre in tile widths.
-    let offsets: Vec<(i64, f64)> = (0..side)
-        .map(|i| {
-            let u = (i as f64 + 0.5) / side as f64 - 0.5;
-            (if u < 0.0 { -1 } else { 1 }, u.abs())
-        })
-        .collect();
-    let at = |dx: usize, dy: usize| dy * 3 + dx;
-    let quads = [[at(1, 1), at(2, 1)], [at(1, 2), at(2, 2)]];
-    let left_up = [[at(1, 1), at(0, 1)], [at(1, 0), at(0, 0)]];
-    let right_up = [[at(1, 1), at(2, 1)], [at(1, 0), at(2, 0)]];
-    let left_down = [[at(1, 1), at(0, 1)], [at(1, 2), at(0, 2)]];
+    let b = Bilinear::new(side);
     let mut out = vec![0u8; heat.len()];
     for (py, row) in heat.chunks_exact(side).enumerate() {
-        let (sy, wy) = offsets[py];
         for (px, &h) in row.iter().enumerate() {
-            if h <= 0.0 {
-                continue;
+            if h > 0.0 {
+                let i = py * side + px;
+                out[i] = b.level(px, py, |c| rank(i, h, c));
             }
-            let (sx, wx) = offsets[px];
-            let q = match (sx, sy) {
-                (1, 1) => &quads,
-                (-1, -1) => &left_up,
-                (1, -1) => &right_up,
-                _ => &left_down,
-            };
-            let i = py * side + px;
-            let r = |c: usize| rank(i, h, c);
-            let t = (1.0 - wx) * (1.0 - wy) * r(q[0][0])
-                + wx * (1.0 - wy) * r(q[0][1])
-                + (1.0 - wx) * wy * r(q[1][0])
-                + wx * wy * r(q[1][1]);
-            out[i] = level_of(t);
         }
     }
     out

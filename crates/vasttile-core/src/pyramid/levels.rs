@@ -9,7 +9,7 @@
 
 use crate::encoding::stored::{compress, from_planes, inflate, to_planes};
 use crate::error::{CoreError, CoreResult};
-use crate::pyramid::build::bilinear_levels;
+use crate::pyramid::build::{bilinear_levels, Bilinear};
 use crate::raster::heat::HeatGrid;
 
 const MAGIC: &[u8; 4] = b"VTLV";
@@ -142,11 +142,44 @@ impl StoredLevels {
         match self {
             StoredLevels::Plain(levels) if levels.len() == side * side => Ok(levels.clone()),
             StoredLevels::Plain(_) => Err(bad("wrong size")),
-            StoredLevels::Ranks { values, ranks } => {
-                levels_from_table(&grid.values(), side, values, ranks)
-            }
+            StoredLevels::Ranks { values, ranks } => levels_of_grid(grid, values, ranks),
         }
     }
+}
+
+/// Levels of `grid` from a rank table over its distinct lit values, visiting only its lit
+/// pixels (what serving a stored tile does; the same bytes as [`levels_from_table`]).
+fn levels_of_grid(grid: &HeatGrid, values: &[u64], ranks: &[f64]) -> CoreResult<Vec<u8>> {
+    if ranks.len() != values.len() * 9 {
+        return Err(bad("table size"));
+    }
+    let side = grid.side() as usize;
+    let b = Bilinear::new(side);
+    let mut out = vec![0u8; side * side];
+    // A value's row of the table: searched once, then found in a small direct-mapped cache
+    // (a tile holds few distinct values).
+    let mut cache = [(u64::MAX, 0usize); 256];
+    let mut missing = false;
+    grid.for_each_lit(|px, py, h| {
+        let bits = h.to_bits();
+        let slot = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
+        let row = if cache[slot].0 == bits {
+            cache[slot].1
+        } else {
+            let k = values.partition_point(|&v| v < bits);
+            missing |= values.get(k) != Some(&bits);
+            let row = k.min(values.len().saturating_sub(1)) * 9;
+            cache[slot] = (bits, row);
+            row
+        };
+        if !missing {
+            out[py * side + px] = b.level(px, py, |c| ranks[row + c]);
+        }
+    });
+    if missing {
+        return Err(bad("a value of the counts is not in the table"));
+    }
+    Ok(out)
 }
 
 /// Levels of `heat` (row-major, `side` wide) from a rank table over its distinct lit values.

@@ -165,7 +165,6 @@ impl SpillBuild {
         codes.dedup();
         let (base_zoom, size) = (self.base_zoom, self.size);
         let mut rollup = Rollup::new(base_zoom, size);
-        let mut done = Vec::new();
         let mut next_piece = 0;
         for batch in codes.chunks(self.threads * 2) {
             // Each tile of the batch with its pieces still to read, the held runs first.
@@ -211,21 +210,13 @@ impl SpillBuild {
                 }
             }
             for (t, _) in tiles {
-                self.stats.base_tiles += 1;
-                self.stats.pixels += t.pixels;
-                self.stats.draw_seconds += t.seconds;
-                if let Some(grid) = t.grid.filter(|g| !g.is_empty()) {
-                    rollup.push(grid, &mut done)?;
-                }
-                for g in done.drain(..) {
-                    on_tile(g)?;
+                self.stats.count(t.pixels, t.seconds);
+                if let Some(grid) = t.grid {
+                    rollup.push_to(grid, on_tile)?;
                 }
             }
         }
-        rollup.finish(&mut done)?;
-        for g in done {
-            on_tile(g)?;
-        }
+        rollup.finish_to(on_tile)?;
         Ok(self.stats)
     }
 }

@@ -207,6 +207,20 @@ impl HeatGrid {
         self.size.px()
     }
 
+    /// Call `f(x, y, heat)` for every lit pixel, row by row (row-major), without laying the
+    /// grid out: serving a stored tile visits only its lit pixels.
+    pub fn for_each_lit(&self, mut f: impl FnMut(usize, usize, f64)) {
+        let side = self.size.px() as usize;
+        for y in 0..side {
+            for x in 0..side {
+                let v = self.values[z_index(x, y)];
+                if v != 0 {
+                    f(x, y, heat_of(v));
+                }
+            }
+        }
+    }
+
     /// The values row by row (row-major), as images are laid out.
     pub fn values(&self) -> Vec<f64> {
         let side = self.size.px() as usize;
