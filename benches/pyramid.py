@@ -121,7 +121,7 @@ print(f"vasttile heat pyramid benchmark: {N:,} synthetic activities, base zoom {
       f" datashader {ds.__version__}")
 print(f"  activities drawn / left out by the filters: {last['drawn']:,} / {last['left_out']:,};"
       f" {last['points']:,} points; {last['tiles']:,} tiles ({last['base_tiles']:,} at z{BASE})")
-print(f"  pyramid build, median of {len(reports)}: {build_s:.1f} s  (rows read, split, sorted and drawn"
+print(f"  pyramid build, median of {len(reports)}: {build_s:.1f} s  (rows read, split and drawn"
       f" {last['seconds']['counts']:.1f}, levels {last['seconds']['levels']:.1f}; {last['threads']} threads)")
 print(f"  line pixels/s per core: vasttile {ours_px_per_core / 1e6:.1f} M ({last['line_pixels']:,} pixels)"
       f"  datashader Canvas.line {ds_px_per_s / 1e6:.1f} M ({ds_pixels:,.0f} pixels, {ds_s:.2f} s, {int(x1 - x0)}x{int(y1 - y0)} canvas)")
