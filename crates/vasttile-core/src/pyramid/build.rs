@@ -434,13 +434,20 @@ impl TileRuns {
         Ok(())
     }
 
-    /// Add a run of `points` of row `row`; what it adds to [`TileRuns::bytes`].
+    /// Add a run of `points` of row `row`; returns the bytes this allocated (vectors grow by
+    /// doubling: what is held is what their capacity takes).
     pub(crate) fn push(&mut self, row: u64, weight: f64, points: &[(u32, u32)]) -> usize {
+        let before = self.runs.capacity() * 24 + self.points.capacity() * 8;
         let start = self.points.len() as u32;
         self.points.extend_from_slice(points);
         self.runs
             .push((row, weight, start, self.points.len() as u32));
-        24 + points.len() * 8
+        (self.runs.capacity() * 24 + self.points.capacity() * 8).saturating_sub(before)
+    }
+
+    /// What the held runs take, by capacity.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.runs.capacity() * 24 + self.points.capacity() * 8
     }
 
     /// Draw the runs held into the tile's grid and let go of them.

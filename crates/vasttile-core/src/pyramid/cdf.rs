@@ -21,12 +21,23 @@ struct Step {
 
 /// An empirical CDF of lit (> 0) heat values, exact or sampled to breakpoints; the default is
 /// empty (describes no pixels).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Cdf {
     /// Lit pixels described.
     n: f64,
     /// Ascending by value.
     steps: Vec<Step>,
+    /// Made from values as this version reads them (counted here, or decoded from the form
+    /// this version writes): only then may its values stand for a tile's counts
+    /// ([`Cdf::exact_values`]). 0.1.0 summarised f64 sums, which now read as fixed-point ones.
+    current: bool,
+}
+
+/// Two CDFs are equal when they describe the same pixels, whatever made them.
+impl PartialEq for Cdf {
+    fn eq(&self, other: &Cdf) -> bool {
+        self.n == other.n && self.steps == other.steps
+    }
 }
 
 const MAGIC: &[u8; 4] = b"VTCD";
@@ -90,7 +101,11 @@ impl Cdf {
             });
             n += at;
         }
-        Cdf { n: n as f64, steps }
+        Cdf {
+            n: n as f64,
+            steps,
+            current: true,
+        }
     }
 
     /// The exact CDF of lit (> 0) values already in ascending order.
@@ -110,6 +125,7 @@ impl Cdf {
         Cdf {
             n: lit.len() as f64,
             steps,
+            current: true,
         }
     }
 
@@ -118,12 +134,16 @@ impl Cdf {
         Cdf {
             n: 0.0,
             steps: Vec::new(),
+            current: true,
         }
     }
 
     /// The values (as f64 bits, ascending) when every one is kept (not sampled down): then they
     /// are all the distinct lit values of what the CDF describes.
     pub fn exact_values(&self) -> Option<Vec<u64>> {
+        if !self.current {
+            return None;
+        }
         let mut next = 0.0;
         for s in &self.steps {
             if s.below != next {
@@ -243,6 +263,7 @@ impl Cdf {
         Cdf {
             n: parts.iter().map(|p| p.n).sum(),
             steps,
+            current: false,
         }
     }
 
@@ -266,6 +287,7 @@ impl Cdf {
     /// or not finite and > 0, or negative or NaN counts are an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> CoreResult<Cdf> {
         let bad = || CoreError::out_of_range("heat CDF", "is not a valid vasttile CDF summary");
+        let current = bytes.starts_with(STORED_MAGIC);
         let words: Vec<f64> = if let Some(frame) = bytes.strip_prefix(STORED_MAGIC) {
             let planes = inflate(frame, (1 + MAX_STEPS * 3) * 8).ok_or_else(bad)?;
             from_planes(&planes)
@@ -308,7 +330,7 @@ impl Cdf {
         if !ordered || !finite || !count_ok(n) {
             return Err(bad());
         }
-        Ok(Cdf { n, steps })
+        Ok(Cdf { n, steps, current })
     }
 }
 
@@ -465,6 +487,17 @@ mod tests {
         };
         assert_eq!(Cdf::from_bytes(&plain(&words)).unwrap(), cdf);
         assert_eq!(Cdf::from_bytes(&stored(&words)).unwrap(), cdf);
+        // Only the form this version writes stands for a tile's counts (0.1.0 summarised f64
+        // sums, which read back as fixed-point ones).
+        assert!(cdf.exact_values().is_some());
+        assert!(Cdf::from_bytes(&plain(&words))
+            .unwrap()
+            .exact_values()
+            .is_none());
+        assert!(Cdf::from_bytes(&stored(&words))
+            .unwrap()
+            .exact_values()
+            .is_some());
         assert_eq!(Cdf::from_bytes(&cdf.to_bytes()).unwrap(), cdf);
         for at in [0, 2, 3] {
             let mut forged = words.clone();

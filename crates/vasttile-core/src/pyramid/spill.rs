@@ -36,6 +36,9 @@ impl SpillFile for Vec<u8> {
     }
 }
 
+/// The most runs of one tile held (16 MiB, about 2 M points) before they are written out.
+const PIECE_BYTES: usize = 16 << 20;
+
 /// What a held tile costs besides its runs: the map's entry and the tile's vectors.
 const TILE_BYTES: usize = 160;
 
@@ -103,6 +106,15 @@ impl SpillBuild {
                 TileRuns::new(code)
             });
             self.bytes += t.push(row, weight, &path[first as usize..=last as usize]);
+            // One tile alone past PIECE_BYTES is written out as it comes: a piece is what one
+            // thread draws between two checks for cancellation.
+            if t.held_bytes() >= PIECE_BYTES {
+                let held = t.held_bytes();
+                let bytes = t.take_bytes();
+                let at = spill.append(&bytes)?;
+                self.pieces.push((code, at, bytes.len()));
+                self.bytes = self.bytes.saturating_sub(held);
+            }
         }
         // Between rows: a row's runs of one tile all go into the same partial grid, so the
         // row counts once in that tile's rows.
@@ -130,8 +142,10 @@ impl SpillBuild {
         spill: &mut dyn SpillFile,
         on_progress: &mut dyn FnMut(),
     ) -> CoreResult<()> {
-        on_progress();
-        for (code, mut t) in self.held.drain() {
+        for (i, (code, mut t)) in self.held.drain().enumerate() {
+            if i % 64 == 0 {
+                on_progress();
+            }
             let bytes = t.take_bytes();
             let at = spill.append(&bytes)?;
             self.pieces.push((code, at, bytes.len()));
@@ -204,6 +218,7 @@ impl SpillBuild {
                     if bytes > 0 && bytes + len > self.budget {
                         continue;
                     }
+                    on_progress();
                     t.load_bytes(&spill.read_at(at, len)?)?;
                     pieces.remove(0);
                     bytes += len;

@@ -79,7 +79,7 @@ pub struct CountsWriter {
 }
 
 impl CountsWriter {
-    /// A writer holding up to four grids per thread.
+    /// A writer holding up to four grids per thread (at most 16 MiB of them).
     pub fn new(threads: usize) -> CountsWriter {
         CountsWriter {
             pending: Vec::new(),
@@ -95,7 +95,13 @@ impl CountsWriter {
         grid: HeatGrid,
     ) -> CoreResult<()> {
         self.pending.push(grid);
-        if self.pending.len() >= self.threads * 4 {
+        // Four grids a thread, and never more than 16 MiB of them.
+        let bytes: usize = self
+            .pending
+            .iter()
+            .map(|g| (g.side() as usize).pow(2) * 8)
+            .sum();
+        if self.pending.len() >= self.threads * 4 || bytes >= 16 << 20 {
             self.flush(store, norm)?;
         }
         Ok(())
