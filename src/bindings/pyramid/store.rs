@@ -391,6 +391,8 @@ pub(super) fn stream_counts(
 pub(super) struct TempFile {
     file: *mut pgrx::pg_sys::BufFile,
     end: u64,
+    /// The file's position is not at its end (a read moved it): the next append seeks first.
+    moved: bool,
 }
 
 /// Bytes written by `BufFile` per physical segment file (`MAX_PHYSICAL_FILESIZE`, 1 GiB).
@@ -403,7 +405,19 @@ impl TempFile {
         // SAFETY: called on the backend's thread inside a transaction; the file belongs to the
         // current resource owner, which closes and deletes it at the transaction's end.
         let file = unsafe { pgrx::pg_sys::BufFileCreateTemp(false) };
-        TempFile { file, end: 0 }
+        TempFile {
+            file,
+            end: 0,
+            moved: false,
+        }
+    }
+
+    /// Move to byte `at` of what was written (`BufFile` positions are a segment and an offset
+    /// in it); false when the file refuses.
+    fn seek(&mut self, at: u64) -> bool {
+        let (segment, offset) = ((at / SEGMENT_BYTES) as i32, (at % SEGMENT_BYTES) as i64);
+        // SAFETY: the file is open (made in `new`, closed only by `close`, which takes it).
+        unsafe { pgrx::pg_sys::BufFileSeek(self.file, segment, offset, SEEK_SET) == 0 }
     }
 
     pub(super) fn close(self) {
@@ -414,6 +428,10 @@ impl TempFile {
 
 impl vasttile_core::pyramid::spill::SpillFile for TempFile {
     fn append(&mut self, bytes: &[u8]) -> CoreResult<u64> {
+        if self.moved {
+            self.seek(self.end);
+            self.moved = false;
+        }
         let at = self.end;
         // SAFETY: the file is open (made in `new`, closed only by `close`, which takes it);
         // BufFileWrite reads `bytes.len()` bytes from the slice and raises an error on failure.
@@ -426,15 +444,13 @@ impl vasttile_core::pyramid::spill::SpillFile for TempFile {
 
     fn read_at(&mut self, at: u64, len: usize) -> CoreResult<Vec<u8>> {
         let mut out = vec![0u8; len];
-        let (segment, offset) = ((at / SEGMENT_BYTES) as i32, (at % SEGMENT_BYTES) as i64);
-        // SAFETY: the file is open; the seek is within what was written (an error otherwise),
-        // and BufFileRead writes at most `len` bytes into `out`, which holds `len`.
-        let read = unsafe {
-            if pgrx::pg_sys::BufFileSeek(self.file, segment, offset, SEEK_SET) != 0 {
-                0
-            } else {
-                pgrx::pg_sys::BufFileRead(self.file, out.as_mut_ptr() as *mut _, len)
-            }
+        self.moved = true;
+        // SAFETY: the file is open, and BufFileRead writes at most `len` bytes into `out`,
+        // which holds `len`.
+        let read = if self.seek(at) {
+            unsafe { pgrx::pg_sys::BufFileRead(self.file, out.as_mut_ptr() as *mut _, len) }
+        } else {
+            0
         };
         if read != len {
             return Err(vasttile_core::error::CoreError::out_of_range(
@@ -442,13 +458,6 @@ impl vasttile_core::pyramid::spill::SpillFile for TempFile {
                 "could not be read back",
             ));
         }
-        // Appends go to the end again.
-        let (segment, offset) = (
-            (self.end / SEGMENT_BYTES) as i32,
-            (self.end % SEGMENT_BYTES) as i64,
-        );
-        // SAFETY: as above; the end is what was written.
-        unsafe { pgrx::pg_sys::BufFileSeek(self.file, segment, offset, SEEK_SET) };
         Ok(out)
     }
 }

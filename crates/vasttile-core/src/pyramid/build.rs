@@ -733,23 +733,26 @@ impl Normalisation {
         StoredLevels::Ranks { values, ranks }
     }
 
-    /// The stored form of a tile's levels made from its counts: the rank table or the levels
-    /// themselves, whichever stores smaller (tiles with many distinct values: zoomed out).
+    /// The stored form of a tile's levels made from its counts, with its bytes: the rank table
+    /// or the levels themselves, whichever stores smaller (tiles with many distinct values:
+    /// zoomed out).
     pub fn stored_levels_of(
         &self,
         grid: &HeatGrid,
         cdfs: &HashMap<(u32, u32), Cdf>,
-    ) -> StoredLevels {
+    ) -> (StoredLevels, Vec<u8>) {
         let plain = StoredLevels::Plain(self.levels(grid, cdfs));
+        let plain_bytes = plain.to_bytes();
         let values = distinct_lit(&grid.values());
         if values.len() > MAX_TABLE_VALUES {
-            return plain;
+            return (plain, plain_bytes);
         }
         let table = self.stored_levels(grid.tile, values, cdfs);
-        if table.to_bytes().len() < plain.to_bytes().len() {
-            table
+        let table_bytes = table.to_bytes();
+        if table_bytes.len() < plain_bytes.len() {
+            (table, table_bytes)
         } else {
-            plain
+            (plain, plain_bytes)
         }
     }
 

@@ -229,7 +229,7 @@ pub fn normalise<S: TileStore + ?Sized>(
                     .into_par_iter()
                     .map(|s| match s {
                         Source::Values(t, v) => (t, norm.stored_levels(t, v, &cdfs).to_bytes()),
-                        Source::Counts(g) => (g.tile, norm.stored_levels_of(&g, &cdfs).to_bytes()),
+                        Source::Counts(g) => (g.tile, norm.stored_levels_of(&g, &cdfs).1),
                     })
                     .collect()
             });
@@ -425,7 +425,7 @@ mod tests {
         let heat = (0..65536).map(|i| (i % 20000) as f64 + 1.0).collect();
         let grid = HeatGrid::from_values(t, TileSize::Px256, 1, heat).unwrap();
         let cdfs = HashMap::from([((30, 20), Cdf::of(grid.values()).sampled(64))]);
-        let stored = norm.stored_levels_of(&grid, &cdfs);
+        let (stored, _) = norm.stored_levels_of(&grid, &cdfs);
         assert!(matches!(stored, StoredLevels::Plain(_)));
         assert_eq!(stored.levels(&grid).unwrap(), norm.levels(&grid, &cdfs));
     }
