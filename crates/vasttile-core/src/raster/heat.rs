@@ -14,6 +14,12 @@ use crate::geometry::vcs::{
     check_point, morton_deinterleave, morton_interleave, PixelGrid, Tile, TileSize, VCS_SPAN,
 };
 
+/// Morton index of pixel (x, y) inside a tile (x, y < 512): where [`HeatGrid`] keeps its sum.
+#[inline]
+pub fn tile_index(x: u32, y: u32) -> usize {
+    z_index(x as usize & 511, y as usize & 511)
+}
+
 /// Morton index of pixel (x, y) inside a tile (x, y < 512), from a table of spread bits.
 #[inline]
 fn z_index(x: usize, y: usize) -> usize {
@@ -32,6 +38,39 @@ fn z_index(x: usize, y: usize) -> usize {
     }
     static SPREAD: [u32; 512] = spread9();
     (SPREAD[x] | (SPREAD[y] << 1)) as usize
+}
+
+/// Adds one weight to pixels of a [`HeatGrid`] ([`HeatGrid::pixel_adder`]); an overflow is
+/// remembered for [`HeatGrid::check_sums`] when the adder is dropped.
+pub struct PixelAdder<'a> {
+    values: &'a mut [i64],
+    fixed: i64,
+    signs: i64,
+    overflowed: &'a mut bool,
+}
+
+impl PixelAdder<'_> {
+    /// Add the weight to the pixel at column `x`, row `y` of the tile (both below its size).
+    #[inline(always)]
+    pub fn add(&mut self, x: u32, y: u32) {
+        self.add_at(tile_index(x, y));
+    }
+
+    /// Add the weight to the pixel of Morton index `z` in the tile ([`tile_index`]).
+    #[inline(always)]
+    pub fn add_at(&mut self, z: usize) {
+        let v = &mut self.values[z];
+        // Both terms are >= 0, so a sum past i64::MAX wraps to a negative one: the sums' signs
+        // are gathered and checked once, when the adder is dropped.
+        *v = v.wrapping_add(self.fixed);
+        self.signs |= *v;
+    }
+}
+
+impl Drop for PixelAdder<'_> {
+    fn drop(&mut self) {
+        *self.overflowed |= self.signs < 0;
+    }
 }
 
 /// Heat is summed in units of 1 / `HEAT_SCALE`: a decimal scale, so weights such as 0.1 read
@@ -132,7 +171,7 @@ pub struct HeatGrid {
     /// `size * size` sums in millionths, all >= 0, in Morton (Z) order of the pixels: the low bits
     /// of a point's pixel key are its index, so adding a point costs a shift and a mask.
     values: Vec<i64>,
-    /// A sum of [`HeatGrid::add_tile_pixel`] went past `i64::MAX` (checked once per path).
+    /// A sum of [`PixelAdder::add`] went past `i64::MAX` (checked once per path).
     overflowed: bool,
 }
 
@@ -262,17 +301,19 @@ impl HeatGrid {
         self.grid.shift()
     }
 
-    /// Add `fixed` millionths (see [`fixed_weight`]) to the pixel at column `x`, row `y` of the
-    /// tile (both below the tile size). An overflow is remembered for [`HeatGrid::check_sums`].
+    /// An adder of `fixed` millionths (see [`fixed_weight`]) to pixels of the tile: what a
+    /// rasteriser holds while it draws, the sums and the overflow flag in its own locals.
     #[inline]
-    pub fn add_tile_pixel(&mut self, x: u32, y: u32, fixed: i64) {
-        let v = &mut self.values[z_index(x as usize, y as usize)];
-        let (sum, over) = v.overflowing_add(fixed);
-        *v = sum;
-        self.overflowed |= over;
+    pub fn pixel_adder(&mut self, fixed: i64) -> PixelAdder<'_> {
+        PixelAdder {
+            values: &mut self.values,
+            fixed,
+            signs: 0,
+            overflowed: &mut self.overflowed,
+        }
     }
 
-    /// An error if a sum of [`HeatGrid::add_tile_pixel`] overflowed.
+    /// An error if a sum of [`PixelAdder::add`] overflowed.
     pub fn check_sums(&self) -> CoreResult<()> {
         if self.overflowed {
             Err(too_much_heat())

@@ -16,7 +16,7 @@
 
 use crate::error::CoreResult;
 use crate::geometry::vcs::VCS_BITS;
-use crate::raster::heat::{fixed_weight, HeatGrid};
+use crate::raster::heat::{fixed_weight, tile_index, HeatGrid};
 
 /// Half the world in VCS units: segments longer than this in x go the other way round.
 pub const HALF_WORLD: i64 = 1 << (VCS_BITS - 1);
@@ -91,20 +91,19 @@ pub fn draw_segments(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) ->
     let shift = grid.pixel_shift();
     let side = grid.side() as i64;
     let (ox, oy) = grid.tile.origin_px(grid.size);
-    let fixed = fixed_weight(weight);
-    raster_segments(points, shift, (ox, oy), side, |x, y| {
-        grid.add_tile_pixel(x, y, fixed)
-    })
+    let mut adder = grid.pixel_adder(fixed_weight(weight));
+    raster_segments(points, shift, (ox, oy), side, |z| adder.add_at(z))
 }
 
-/// The pixels of `draw_segments` handed to `plot` (column, row inside the tile).
+/// The pixels of `draw_segments` handed to `plot`, as their Morton index in the tile
+/// ([`tile_index`]).
 #[inline]
 pub fn raster_segments(
     points: &[(u32, u32)],
     shift: u32,
     (ox, oy): (i64, i64),
     side: i64,
-    mut plot: impl FnMut(u32, u32),
+    mut plot: impl FnMut(usize),
 ) -> u64 {
     let px = |&(x, y): &(u32, u32)| ((x >> shift) as i64 - ox, (y >> shift) as i64 - oy);
     let inside = |x: i64, y: i64| x >= 0 && y >= 0 && x < side && y < side;
@@ -129,7 +128,7 @@ pub fn raster_segments(
     if let Some(last) = points.last() {
         let (x, y) = px(last);
         if inside(x, y) {
-            plot(x as u32, y as u32);
+            plot(tile_index(x as u32, y as u32));
             drawn += 1;
         }
     }
@@ -138,12 +137,76 @@ pub fn raster_segments(
 
 /// The pixels of one segment from `(x0, y0)` to `(x1, y1)` (world pixels relative to the tile's
 /// corner) that fall in the tile, its start drawn and its end not.
-#[inline]
+#[inline(always)]
 fn raster_segment(
     (x0, y0): (i64, i64),
     (x1, y1): (i64, i64),
     side: i64,
-    plot: &mut impl FnMut(u32, u32),
+    plot: &mut impl FnMut(usize),
+) -> u64 {
+    // Most segments of a tile lie wholly inside it: no clipping, no check per pixel.
+    let inside = |v: i64| (0..side).contains(&v);
+    if inside(x0) && inside(x1) && inside(y0) && inside(y1) {
+        return raster_inside((x0 as u32, y0 as u32), (x1 as u32, y1 as u32), plot);
+    }
+    raster_clipped((x0, y0), (x1, y1), side, plot)
+}
+
+/// [`raster_segment`] of a segment whose ends both lie in the tile (so every step does): the
+/// same steps from k = 0, where the quotient is 0 and the rest n. The coordinates are kept
+/// spread to the even (x) and odd (y) bits of the Morton index, where a step is an add and a
+/// mask: +1 adds the complement of the mask plus one (so carries run through the other bits),
+/// -1 adds all ones.
+#[inline(always)]
+fn raster_inside((x0, y0): (u32, u32), (x1, y1): (u32, u32), plot: &mut impl FnMut(usize)) -> u64 {
+    const XS: u32 = 0x5555_5555;
+    const YS: u32 = 0xAAAA_AAAA;
+    let step = |d: i32, bits: u32| match d.signum() {
+        1 => bits.wrapping_neg(),
+        -1 => u32::MAX,
+        _ => 0,
+    };
+    let (dx, dy) = (x1 as i32 - x0 as i32, y1 as i32 - y0 as i32);
+    let (adx, ady) = (dx.unsigned_abs(), dy.unsigned_abs());
+    let (sx, sy) = (step(dx, XS), step(dy, YS));
+    let z0 = tile_index(x0, y0) as u32;
+    let (mut zx, mut zy) = (z0 & XS, z0 & YS);
+    // The two axes get their own loop, so the step does not choose between them per pixel.
+    if adx >= ady {
+        let (n, m) = (adx, ady);
+        let mut rest = n;
+        for _ in 0..n {
+            plot((zx | zy) as usize);
+            zx = zx.wrapping_add(sx) & XS;
+            rest += 2 * m;
+            let carry = rest >= 2 * n;
+            rest -= if carry { 2 * n } else { 0 };
+            zy = if carry { zy.wrapping_add(sy) & YS } else { zy };
+        }
+        n as u64
+    } else {
+        let (n, m) = (ady, adx);
+        let mut rest = n;
+        for _ in 0..n {
+            plot((zx | zy) as usize);
+            zy = zy.wrapping_add(sy) & YS;
+            rest += 2 * m;
+            let carry = rest >= 2 * n;
+            rest -= if carry { 2 * n } else { 0 };
+            zx = if carry { zx.wrapping_add(sx) & XS } else { zx };
+        }
+        n as u64
+    }
+}
+
+/// [`raster_segment`] of any segment: the steps that fall in the tile along the major axis are
+/// found by arithmetic, the minor coordinate is checked per pixel.
+#[inline(never)]
+fn raster_clipped(
+    (x0, y0): (i64, i64),
+    (x1, y1): (i64, i64),
+    side: i64,
+    plot: &mut impl FnMut(usize),
 ) -> u64 {
     let mut drawn = 0u64;
     // Skip segments whose box misses the tile.
@@ -183,7 +246,7 @@ fn raster_segment(
         // The major coordinate is inside by the choice of k; only the minor can be out.
         if (0..side).contains(&b) {
             let (x, y) = if x_major { (a, b) } else { (b, a) };
-            plot(x as u32, y as u32);
+            plot(tile_index(x as u32, y as u32));
             drawn += 1;
         }
         a += sa;
@@ -241,7 +304,33 @@ mod tests {
         assert!(g.values().iter().all(|&h| h == 0.0 || h == 2.0));
     }
 
+    /// A path heavier than a pixel can sum is an error, not a wrapped sum.
+    #[test]
+    fn too_much_heat_on_a_line_is_an_error() {
+        let mut g = HeatGrid::new(Tile::new(1, 0, 0).unwrap(), TileSize::Px256).unwrap();
+        let path = vcs(&[(10, 10), (20, 10)]);
+        for _ in 0..9 {
+            add_path(&mut g, &path, 1e12).unwrap();
+        }
+        let err = add_path(&mut g, &path, 1e12).unwrap_err().to_string();
+        assert!(err.contains("heat"), "{err}");
+    }
+
     proptest! {
+        /// The fast path of segments inside the tile lights the pixels, in the order, of the
+        /// general one (which clips by arithmetic and checks every pixel).
+        #[test]
+        fn segments_inside_draw_as_clipped_ones(
+            a in (0i64..256, 0i64..256),
+            b in (0i64..256, 0i64..256),
+        ) {
+            let (mut fast, mut clipped) = (Vec::new(), Vec::new());
+            let n = raster_inside((a.0 as u32, a.1 as u32), (b.0 as u32, b.1 as u32), &mut |z| fast.push(z));
+            let m = raster_clipped(a, b, 256, &mut |z| clipped.push(z));
+            prop_assert_eq!(n, m);
+            prop_assert_eq!(fast, clipped);
+        }
+
         /// Drawing a path into the four z1 tiles equals drawing it into one 512-px z0 tile (the
         /// same pixels): tiles join exactly.
         #[test]
