@@ -295,16 +295,14 @@ unsafe fn paths_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
                 grid.check_tile(tile.z as i32, tile.x as i32, tile.y as i32, size)?;
                 let path = <pgrx::Array<'_, i64> as FromDatum>::from_datum(row[0].value, false)
                     .expect("not null");
-                let points: Vec<(u32, u32)> = path
-                    .iter()
-                    .flatten()
-                    .map(|k| {
-                        vasttile_core::geometry::vcs::vcs_from_key(k)
-                            .map(|(x, y)| (x as u32, y as u32))
-                    })
-                    .collect::<CoreResult<_>>()?;
                 let weight = row.get(4).map_or(1.0, float8);
-                vasttile_core::raster::lines::add_path(grid, &points, weight).map(|_| ())
+                // A path's NULL points are skipped (as 0.1.0 did); most paths have none and
+                // are read in place.
+                let keys = match path.as_slice() {
+                    Ok(keys) => std::borrow::Cow::Borrowed(keys),
+                    Err(_) => std::borrow::Cow::Owned(path.iter().flatten().collect()),
+                };
+                vasttile_core::raster::lines::add_path_keys(grid, &keys, weight).map(|_| ())
             },
         )
     }

@@ -8,6 +8,7 @@ use vasttile_core::error::{CoreError, CoreResult};
 use vasttile_core::geometry::activity::{self, Activity, ActivityFilters};
 use vasttile_core::geometry::vcs::{
     lat_to_vcs, lon_to_vcs, morton_deinterleave, morton_interleave, vcs_from_key,
+    vcs_points_of_keys,
 };
 use vasttile_core::pyramid::build::{path_runs, tiles_of_path};
 use vasttile_core::raster::lines::path_bounds;
@@ -329,10 +330,8 @@ pub(crate) fn path_of(
     is_virtual: bool,
     is_private: bool,
 ) -> CoreResult<Option<Vec<(u32, u32)>>> {
-    let points = keys
-        .iter()
-        .map(|&k| vcs_from_key(k).map(|(x, y)| (x as u32, y as u32)))
-        .collect::<CoreResult<Vec<_>>>()?;
+    let mut points = Vec::new();
+    vcs_points_of_keys(keys, &mut points)?;
     match filters {
         None => Ok(Some(points)),
         Some(f) => filtered(f, id, points, times, kind, is_virtual, is_private),

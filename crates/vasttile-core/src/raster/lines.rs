@@ -15,7 +15,7 @@
 //! part beyond the map's edge enters from the other edge, with the same pixels.
 
 use crate::error::CoreResult;
-use crate::geometry::vcs::VCS_BITS;
+use crate::geometry::vcs::{vcs_points_of_keys, VCS_BITS};
 use crate::raster::heat::{fixed_weight, tile_index, HeatGrid};
 
 /// Half the world in VCS units: segments longer than this in x go the other way round.
@@ -57,6 +57,24 @@ pub fn add_path(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> Core
     Ok(drawn)
 }
 
+/// [`add_path`] of a path as its table holds it, Morton keys in order.
+pub fn add_path_keys(grid: &mut HeatGrid, keys: &[i64], weight: f64) -> CoreResult<u64> {
+    thread_local! {
+        // The points of one path at a time: rows in a tile's aggregate reuse it.
+        static POINTS: std::cell::RefCell<Vec<(u32, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    POINTS.with_borrow_mut(|points| {
+        points.clear();
+        vcs_points_of_keys(keys, points)?;
+        let drawn = add_path(grid, points, weight);
+        // A long path's buffer is not kept.
+        if points.capacity() > 1 << 16 {
+            *points = Vec::new();
+        }
+        drawn
+    })
+}
+
 /// Separates the runs of one path in one tile in [`add_tile_runs`] (Morton keys are >= 0).
 pub const RUN_BREAK: i64 = -1;
 
@@ -69,10 +87,7 @@ pub fn add_tile_runs(grid: &mut HeatGrid, keys: &[i64], weight: f64) -> CoreResu
     let mut run = Vec::new();
     for part in keys.split(|&k| k == RUN_BREAK) {
         run.clear();
-        for &k in part {
-            let (x, y) = crate::geometry::vcs::vcs_from_key(k)?;
-            run.push((x as u32, y as u32));
-        }
+        vcs_points_of_keys(part, &mut run)?;
         if !run.is_empty() {
             drawn += draw_segments(grid, &run, weight);
         }
@@ -201,7 +216,7 @@ fn raster_inside((x0, y0): (u32, u32), (x1, y1): (u32, u32), plot: &mut impl FnM
 
 /// [`raster_segment`] of any segment: the steps that fall in the tile along the major axis are
 /// found by arithmetic, the minor coordinate is checked per pixel.
-#[inline(never)]
+#[inline(always)]
 fn raster_clipped(
     (x0, y0): (i64, i64),
     (x1, y1): (i64, i64),
