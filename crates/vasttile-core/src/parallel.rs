@@ -24,21 +24,62 @@ fn block_all_signals() {
     }
 }
 
-/// Run `f` on the pool when `threads > 1` and the pool could be built; else on this thread.
-pub fn run<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    if threads <= 1 {
-        return f();
-    }
-    let pool = POOL.get_or_init(|| {
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    POOL.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(available_threads())
             .thread_name(|i| format!("vasttile-{i}"))
             .start_handler(|_| block_all_signals())
             .build()
             .ok()
-    });
-    match pool {
-        Some(pool) => pool.install(f),
-        None => f(),
+    })
+    .as_ref()
+}
+
+/// Run `f` on the pool when `threads > 1` and the pool could be built; else on this thread.
+pub fn run<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    match pool() {
+        Some(pool) if threads > 1 => pool.install(f),
+        _ => f(),
+    }
+}
+
+/// Work started on the pool by [`start`] while the caller goes on; [`Job::wait`] for its result.
+pub struct Job<R>(JobState<R>);
+
+enum JobState<R> {
+    Done(R),
+    Running(std::sync::mpsc::Receiver<std::thread::Result<R>>),
+}
+
+/// Start `f` on the pool when `threads > 1` (the caller's thread goes on, e.g. reading the next
+/// rows), else run it now. `f` owns its data, so a caller that leaves early (an error) only
+/// drops the result; a panic in `f` reaches the caller at [`Job::wait`].
+pub fn start<R: Send + 'static>(threads: usize, f: impl FnOnce() -> R + Send + 'static) -> Job<R> {
+    match pool() {
+        Some(pool) if threads > 1 => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            pool.spawn(move || {
+                // Caught here: a panic escaping a spawned job would abort the process.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+                let _ = tx.send(result);
+            });
+            Job(JobState::Running(rx))
+        }
+        _ => Job(JobState::Done(f())),
+    }
+}
+
+impl<R> Job<R> {
+    /// The job's result, once it has finished.
+    pub fn wait(self) -> R {
+        match self.0 {
+            JobState::Done(r) => r,
+            JobState::Running(rx) => match rx.recv() {
+                Ok(Ok(r)) => r,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => panic!("a job of the thread pool ended without a result"),
+            },
+        }
     }
 }

@@ -493,17 +493,20 @@ pub(super) fn spill_counts(
     let mut build = SpillBuild::new(p.base_zoom, p.size, threads(), memory_budget() / 4 * 3);
     let mut row = 0u64;
     let mut pending: Vec<Raw> = Vec::with_capacity(ROWS_AT_ONCE);
-    let mut take = |pending: &mut Vec<Raw>, build: &mut SpillBuild, stats: &mut StreamStats| {
-        let z = p.base_zoom;
-        let rows = std::mem::take(pending);
-        let paths: Vec<CoreResult<Option<Drawn>>> = parallel::run(threads(), || {
+    // Each batch of rows is filtered and split on the pool while this thread reads the next
+    // one; its runs are added when that one is read.
+    let filters = std::sync::Arc::new(p.filters.clone());
+    let z = p.base_zoom;
+    let start = |rows: Vec<Raw>| -> parallel::Job<Vec<CoreResult<Option<Drawn>>>> {
+        let filters = filters.clone();
+        parallel::start(threads(), move || {
             rows.into_par_iter()
                 .map(|r| {
                     let Some(keys) = r.keys else {
                         return Ok(None);
                     };
                     let path = crate::bindings::paths::path_of(
-                        p.filters.as_ref(),
+                        filters.as_ref().as_ref(),
                         r.id,
                         &keys,
                         r.times.as_deref(),
@@ -519,8 +522,12 @@ pub(super) fn spill_counts(
                     Ok(Some((path, runs, r.weight)))
                 })
                 .collect()
-        });
-        for path in paths {
+        })
+    };
+    let mut add = |job: parallel::Job<Vec<CoreResult<Option<Drawn>>>>,
+                   build: &mut SpillBuild,
+                   stats: &mut StreamStats| {
+        for path in job.wait() {
             let Some((path, runs, weight)) = path.or_raise() else {
                 stats.read.left_out += 1;
                 continue;
@@ -533,6 +540,13 @@ pub(super) fn spill_counts(
                     pgrx::check_for_interrupts!();
                 })
                 .or_raise();
+        }
+    };
+    let mut running: Option<parallel::Job<Vec<CoreResult<Option<Drawn>>>>> = None;
+    let mut take = |pending: &mut Vec<Raw>, build: &mut SpillBuild, stats: &mut StreamStats| {
+        let job = (!pending.is_empty()).then(|| start(std::mem::take(pending)));
+        if let Some(done) = std::mem::replace(&mut running, job) {
+            add(done, build, stats);
         }
     };
     let wide = std::cell::Cell::new(false);
@@ -569,6 +583,8 @@ pub(super) fn spill_counts(
         }
         Ok(())
     });
+    // The last batch, then the one still running.
+    take(&mut pending, &mut build, &mut stats);
     take(&mut pending, &mut build, &mut stats);
     if build.too_wide() {
         file.close();

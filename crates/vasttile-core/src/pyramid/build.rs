@@ -630,7 +630,7 @@ impl Default for Normalisation {
 impl Normalisation {
     /// A tile's own CDF, sampled: what its neighbours' CDFs are made of.
     pub fn summary(&self, grid: &HeatGrid) -> Cdf {
-        Cdf::of(grid.values_unordered()).sampled(self.summary_steps)
+        Cdf::of_counted(grid.lit_counted()).sampled(self.summary_steps)
     }
 
     /// The tiles within `radius` of (x, y) at zoom z: x wraps around the world, y stops at

@@ -73,6 +73,63 @@ impl Drop for PixelAdder<'_> {
     }
 }
 
+/// Counts per distinct sum (> 0): open addressing, the table doubled at half full.
+#[derive(Default)]
+struct SumCounts {
+    keys: Vec<i64>,
+    counts: Vec<u64>,
+    len: usize,
+}
+
+impl SumCounts {
+    #[inline]
+    fn add(&mut self, key: i64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if 2 * (self.len + 1) > self.keys.len() {
+            self.grow();
+        }
+        let mask = self.keys.len() - 1;
+        // Fibonacci hashing: the key times 2^64 / phi, its top bits.
+        let mut i = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
+        loop {
+            if self.keys[i] == key {
+                self.counts[i] += n;
+                return;
+            }
+            if self.keys[i] == 0 {
+                self.keys[i] = key;
+                self.counts[i] = n;
+                self.len += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::take(self);
+        let size = (old.keys.len() * 2).max(256);
+        *self = SumCounts {
+            keys: vec![0; size],
+            counts: vec![0; size],
+            len: 0,
+        };
+        for (k, n) in old.into_pairs() {
+            self.add(k, n);
+        }
+    }
+
+    fn into_pairs(self) -> Vec<(i64, u64)> {
+        self.keys
+            .into_iter()
+            .zip(self.counts)
+            .filter(|&(k, _)| k != 0)
+            .collect()
+    }
+}
+
 /// Heat is summed in units of 1 / `HEAT_SCALE`: a decimal scale, so weights such as 0.1 read
 /// back as written.
 pub const HEAT_SCALE: f64 = 1e6;
@@ -486,6 +543,36 @@ impl HeatGrid {
         self.values.iter().map(|&v| heat_of(v))
     }
 
+    /// The distinct lit (> 0) heat values, ascending, each with how many pixels hold it: what
+    /// `Cdf::of(self.values_unordered())` counts, counted on the fixed-point sums in a hash
+    /// table (a tile of counts holds tens of thousands of lit pixels but few distinct values).
+    pub fn lit_counted(&self) -> Vec<(f64, u64)> {
+        let mut table = SumCounts::default();
+        // Runs of equal sums (along a path, in Morton order) count at once.
+        let mut run = (0i64, 0u64);
+        for &v in self.values.iter().filter(|&&v| v > 0) {
+            if v == run.0 {
+                run.1 += 1;
+            } else {
+                table.add(run.0, run.1);
+                run = (v, 1);
+            }
+        }
+        table.add(run.0, run.1);
+        let mut sums = table.into_pairs();
+        sums.sort_unstable();
+        // Sums past 2^53 millionths may meet at one f64: those count as one value.
+        let mut out: Vec<(f64, u64)> = Vec::with_capacity(sums.len());
+        for (v, n) in sums {
+            let h = heat_of(v);
+            match out.last_mut() {
+                Some(last) if last.0 == h => last.1 += n,
+                _ => out.push((h, n)),
+            }
+        }
+        out
+    }
+
     /// Pixels with heat.
     pub fn lit(&self) -> usize {
         self.values.iter().filter(|&&v| v > 0).count()
@@ -841,6 +928,32 @@ mod tests {
         g.add_point(0, 0, 1.0).unwrap(); // outside: ignored, not counted
         assert_eq!(g.values()[20 * 256 + 10], 4.5);
         assert_eq!((g.rows, g.lit()), (3, 1));
+    }
+
+    proptest! {
+        /// Values counted on the sums describe the pixels `Cdf::of` counts: few or many distinct
+        /// values, weights, and sums past 2^53 millionths that meet at one f64.
+        #[test]
+        fn lit_counts_are_the_cdf_of_the_values(
+            pixels in prop::collection::vec((0u32..256, 0u32..256, 0u32..4000), 0..3000),
+            big in any::<bool>(),
+        ) {
+            use crate::pyramid::cdf::Cdf;
+            let mut g = HeatGrid::new(tile(), TileSize::Px256).unwrap();
+            {
+                let mut add = |x, y, w: f64| {
+                    let mut a = g.pixel_adder(fixed_weight(w));
+                    a.add(x, y);
+                };
+                for &(x, y, w) in &pixels {
+                    let w = if big { 1e12 - w as f64 * 1e-4 } else { (w % 40) as f64 * 0.25 };
+                    add(x, y, w);
+                }
+            }
+            g.check_sums().unwrap();
+            let counted = Cdf::of_counted(g.lit_counted());
+            prop_assert_eq!(counted, Cdf::of(g.values_unordered()));
+        }
     }
 
     #[test]
