@@ -38,13 +38,16 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
 
 /// Run `f` on the pool when `threads > 1` and the pool could be built; else on this thread.
 pub fn run<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    match pool() {
-        Some(pool) if threads > 1 => pool.install(f),
-        _ => f(),
+    // One thread (e.g. in a PostgreSQL parallel worker) never builds the pool.
+    match (threads > 1).then(pool).flatten() {
+        Some(pool) => pool.install(f),
+        None => f(),
     }
 }
 
 /// Work started on the pool by [`start`] while the caller goes on; [`Job::wait`] for its result.
+/// Dropped without waiting, the job still runs to its end and its result is dropped.
+#[must_use]
 pub struct Job<R>(JobState<R>);
 
 enum JobState<R> {
@@ -56,8 +59,8 @@ enum JobState<R> {
 /// rows), else run it now. `f` owns its data, so a caller that leaves early (an error) only
 /// drops the result; a panic in `f` reaches the caller at [`Job::wait`].
 pub fn start<R: Send + 'static>(threads: usize, f: impl FnOnce() -> R + Send + 'static) -> Job<R> {
-    match pool() {
-        Some(pool) if threads > 1 => {
+    match (threads > 1).then(pool).flatten() {
+        Some(pool) => {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             pool.spawn(move || {
                 // Caught here: a panic escaping a spawned job would abort the process.
@@ -66,7 +69,7 @@ pub fn start<R: Send + 'static>(threads: usize, f: impl FnOnce() -> R + Send + '
             });
             Job(JobState::Running(rx))
         }
-        _ => Job(JobState::Done(f())),
+        None => Job(JobState::Done(f())),
     }
 }
 

@@ -371,6 +371,7 @@ pub(super) fn stream_counts(
             }
             let row_id = row.get::<i64>(2)?.unwrap_or(0) as u64;
             let weight = row.get::<f64>(6)?.unwrap_or(1.0);
+            HeatGrid::check_weight(weight).or_raise();
             let s = sign;
             build
                 .push(tile as u64, row_id, weight, &run, &mut |g| on_tile(g, s))
@@ -464,9 +465,10 @@ impl vasttile_core::pyramid::spill::SpillFile for TempFile {
 
 /// Draw every row of `rows_sql` (the pyramid's select list and a sign, as `build_all` reads
 /// the table) in memory bounded by `maintenance_work_mem`, reading the table once as it lies:
-/// rows are filtered and split into runs a batch at a time on the build's threads, runs are
-/// held by tile and, past three quarters of the budget (the rest is for a batch of rows and
-/// the grids being drawn), written to a temporary file (`SpillBuild`); the tiles are drawn at
+/// rows are filtered and split into runs a batch at a time on the build's threads (while the
+/// next batch is read), runs are held by tile and, past three quarters of the budget (the rest
+/// is for the batches in flight, one read, one split, one added, and the grids being drawn),
+/// written to a temporary file (`SpillBuild`); the tiles are drawn at
 /// the end. `on_tile` receives every finished tile. `None` (before any tile) when the rows
 /// spread over so many tiles that the index of what was written would outgrow its share of the
 /// budget: then the build sorts the runs through PostgreSQL instead (`stream_counts`).
@@ -517,6 +519,8 @@ pub(super) fn spill_counts(
                     let Some(path) = path.filter(|p| !p.is_empty()) else {
                         return Ok(None);
                     };
+                    // As a build in memory checks it (`PathSet::push`), for rows it draws.
+                    HeatGrid::check_weight(r.weight)?;
                     let mut runs = Vec::new();
                     tile_runs(&path, z, &mut runs)?;
                     Ok(Some((path, runs, r.weight)))
@@ -605,8 +609,9 @@ pub(super) fn spill_counts(
     Some((stats, spills))
 }
 
-/// Rows a build filters and splits into runs at once, in parallel: a few MB of paths.
-const ROWS_AT_ONCE: usize = 1024;
+/// Rows a build filters and splits into runs at once, in parallel: a few MB of paths in each of
+/// the batches in flight.
+const ROWS_AT_ONCE: usize = 512;
 
 /// The role that created pyramid `name` and its table, if it exists.
 pub(super) fn owner_of(name: &str) -> Option<(pgrx::pg_sys::Oid, pgrx::pg_sys::Oid)> {

@@ -167,4 +167,15 @@ SELECT pg_temp.err($q$SELECT activity_path(1, ARRAY[1, 2]::int8[], ARRAY[0.0]::f
 SELECT pg_temp.err($q$SELECT activity_path(1, ARRAY[1, 2]::int8[], ARRAY[5.0, 1.0]::float8[], 'run')$q$);
 SELECT pg_temp.err($q$SELECT heat_grid_parent(heat_grid(0::int8, 0, 0, 0))$q$);
 SELECT pg_temp.err($q$SELECT * FROM synthetic_activities(-1)$q$);
+-- A negative weight is an error naming it, in a build and in a refresh (never a wrong sum).
+CREATE TABLE weighted (id int8 PRIMARY KEY, path int8[], w float8);
+INSERT INTO weighted SELECT i, ARRAY[lonlat_to_key(-0.1 + i * 0.001, 51.5), lonlat_to_key(-0.09 + i * 0.001, 51.51)],
+       CASE WHEN i = 3 THEN -2 ELSE 1 END FROM generate_series(1, 5) i;
+SELECT pg_temp.err($q$SELECT create_heat_pyramid('weighted', 'weighted', '{"geometry": "paths", "column": "path", "weight_column": "w", "base_zoom": 12}')$q$);
+UPDATE weighted SET w = 1 WHERE id = 3;
+SELECT (create_heat_pyramid('weighted', 'weighted', '{"geometry": "paths", "column": "path", "weight_column": "w", "base_zoom": 12}'))->>'drawn' AS drawn;
+UPDATE weighted SET w = -5 WHERE id = 2;
+SELECT pg_temp.err($q$SELECT heat_pyramid_refresh('weighted')$q$);
+SELECT drop_heat_pyramid('weighted');
+DROP TABLE weighted;
 SELECT count(*) AS pyramids FROM heat_pyramids;

@@ -324,6 +324,7 @@ pub fn build_counts(
                 }
                 pixels += drawn;
             }
+            grid.check_sums()?;
             Ok((grid, pixels, started.elapsed().as_secs_f64()))
         };
         let grids: Vec<CoreResult<(HeatGrid, u64, f64)>> =
@@ -475,6 +476,7 @@ impl TileRuns {
             }
             self.pixels += drawn;
         }
+        grid.check_sums()?;
         self.runs = Vec::new();
         self.points = Vec::new();
         self.grid = Some(grid);

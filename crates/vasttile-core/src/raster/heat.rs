@@ -53,6 +53,7 @@ impl PixelAdder<'_> {
     /// Add the weight to the pixel at column `x`, row `y` of the tile (both below its size).
     #[inline(always)]
     pub fn add(&mut self, x: u32, y: u32) {
+        debug_assert!(x < 512 && y < 512 && tile_index(x, y) < self.values.len());
         self.add_at(tile_index(x, y));
     }
 
@@ -73,38 +74,48 @@ impl Drop for PixelAdder<'_> {
     }
 }
 
-/// Counts per distinct sum (> 0): open addressing, the table doubled at half full.
+/// Counts per distinct sum (> 0): open addressing, the table doubled at half full up to
+/// `MAX_SLOTS`; sums past that many distinct ones are listed as they come (memory stays within
+/// what a list of the lit pixels would take).
 #[derive(Default)]
 struct SumCounts {
     keys: Vec<i64>,
     counts: Vec<u64>,
     len: usize,
+    /// 64 - log2 of the table's size: Fibonacci hashing keeps the product's top bits.
+    shift: u32,
+    more: Vec<(i64, u64)>,
 }
 
 impl SumCounts {
+    const MAX_SLOTS: usize = 1 << 14;
+
     #[inline]
     fn add(&mut self, key: i64, n: u64) {
         if n == 0 {
             return;
         }
-        if 2 * (self.len + 1) > self.keys.len() {
+        if self.keys.is_empty() {
             self.grow();
         }
         let mask = self.keys.len() - 1;
-        // Fibonacci hashing: the key times 2^64 / phi, its top bits.
-        let mut i = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
-        loop {
+        let mut i = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
+        while self.keys[i] != 0 {
             if self.keys[i] == key {
                 self.counts[i] += n;
                 return;
             }
-            if self.keys[i] == 0 {
-                self.keys[i] = key;
-                self.counts[i] = n;
-                self.len += 1;
-                return;
-            }
             i = (i + 1) & mask;
+        }
+        if 2 * (self.len + 1) <= self.keys.len() {
+            self.keys[i] = key;
+            self.counts[i] = n;
+            self.len += 1;
+        } else if self.keys.len() < Self::MAX_SLOTS {
+            self.grow();
+            self.add(key, n);
+        } else {
+            self.more.push((key, n));
         }
     }
 
@@ -115,18 +126,26 @@ impl SumCounts {
             keys: vec![0; size],
             counts: vec![0; size],
             len: 0,
+            shift: 64 - size.trailing_zeros(),
+            more: old.more,
         };
-        for (k, n) in old.into_pairs() {
-            self.add(k, n);
+        for (k, n) in old.keys.into_iter().zip(old.counts) {
+            if k != 0 {
+                self.add(k, n);
+            }
         }
     }
 
+    /// The sums and their counts, in no order; a sum past the table may come more than once.
     fn into_pairs(self) -> Vec<(i64, u64)> {
-        self.keys
-            .into_iter()
-            .zip(self.counts)
-            .filter(|&(k, _)| k != 0)
-            .collect()
+        let mut out = self.more;
+        out.extend(
+            self.keys
+                .into_iter()
+                .zip(self.counts)
+                .filter(|&(k, _)| k != 0),
+        );
+        out
     }
 }
 
@@ -358,10 +377,11 @@ impl HeatGrid {
         self.grid.shift()
     }
 
-    /// An adder of `fixed` millionths (see [`fixed_weight`]) to pixels of the tile: what a
-    /// rasteriser holds while it draws, the sums and the overflow flag in its own locals.
+    /// An adder of `fixed` millionths (see [`fixed_weight`], >= 0) to pixels of the tile: what a
+    /// rasteriser holds while it draws, the weight and the sums' signs in its own locals.
     #[inline]
     pub fn pixel_adder(&mut self, fixed: i64) -> PixelAdder<'_> {
+        debug_assert!(fixed >= 0, "weights are checked to be >= 0");
         PixelAdder {
             values: &mut self.values,
             fixed,
@@ -561,7 +581,8 @@ impl HeatGrid {
         table.add(run.0, run.1);
         let mut sums = table.into_pairs();
         sums.sort_unstable();
-        // Sums past 2^53 millionths may meet at one f64: those count as one value.
+        // Equal sums listed twice, and sums near 2^53 millionths and past that meet at one f64,
+        // count as one value.
         let mut out: Vec<(f64, u64)> = Vec::with_capacity(sums.len());
         for (v, n) in sums {
             let h = heat_of(v);
@@ -932,7 +953,7 @@ mod tests {
 
     proptest! {
         /// Values counted on the sums describe the pixels `Cdf::of` counts: few or many distinct
-        /// values, weights, and sums past 2^53 millionths that meet at one f64.
+        /// values, weights, and sums near 2^53 millionths and past it that meet at one f64.
         #[test]
         fn lit_counts_are_the_cdf_of_the_values(
             pixels in prop::collection::vec((0u32..256, 0u32..256, 0u32..4000), 0..3000),
@@ -954,6 +975,21 @@ mod tests {
             let counted = Cdf::of_counted(g.lit_counted());
             prop_assert_eq!(counted, Cdf::of(g.values_unordered()));
         }
+    }
+
+    /// More distinct values than the counting table holds: the rest are listed and merged.
+    #[test]
+    fn many_distinct_values_count_as_the_cdf_does() {
+        use crate::pyramid::cdf::Cdf;
+        let mut g = HeatGrid::new(tile(), TileSize::Px256).unwrap();
+        for i in 0..65_536u32 {
+            // 30,000 distinct weights, each value held by two pixels or more.
+            let w = 1.0 + (i % 30_000) as f64 * 0.001;
+            g.pixel_adder(fixed_weight(w)).add(i % 256, i / 256);
+        }
+        let counted = g.lit_counted();
+        assert_eq!(counted.len(), 30_000);
+        assert_eq!(Cdf::of_counted(counted), Cdf::of(g.values_unordered()));
     }
 
     #[test]

@@ -336,14 +336,37 @@ mod tests {
         /// general one (which clips by arithmetic and checks every pixel).
         #[test]
         fn segments_inside_draw_as_clipped_ones(
-            a in (0i64..256, 0i64..256),
-            b in (0i64..256, 0i64..256),
+            a in (0i64..512, 0i64..512),
+            b in (0i64..512, 0i64..512),
+            near_edge in any::<bool>(),
         ) {
-            let (mut fast, mut clipped) = (Vec::new(), Vec::new());
-            let n = raster_inside((a.0 as u32, a.1 as u32), (b.0 as u32, b.1 as u32), &mut |z| fast.push(z));
-            let m = raster_clipped(a, b, 256, &mut |z| clipped.push(z));
-            prop_assert_eq!(n, m);
-            prop_assert_eq!(fast, clipped);
+            // Both tile sizes; ends pulled to the last rows and columns half of the time.
+            let edge = |v: i64| if near_edge { 500 + v % 12 } else { v };
+            let (a, b) = ((edge(a.0), a.1), (b.0, edge(b.1)));
+            for side in [256, 512] {
+                let (a, b) = ((a.0 % side, a.1 % side), (b.0 % side, b.1 % side));
+                let (mut fast, mut clipped) = (Vec::new(), Vec::new());
+                let n = raster_inside((a.0 as u32, a.1 as u32), (b.0 as u32, b.1 as u32), &mut |z| fast.push(z));
+                let m = raster_clipped(a, b, side, &mut |z| clipped.push(z));
+                prop_assert_eq!(n, m);
+                prop_assert_eq!(fast, clipped);
+            }
+        }
+
+        /// Whatever the segment (in, across or outside the tile), the dispatch draws what the
+        /// clipping path draws.
+        #[test]
+        fn any_segment_draws_as_the_clipping_path(
+            a in (-600i64..1100, -600i64..1100),
+            b in (-600i64..1100, -600i64..1100),
+        ) {
+            for side in [256, 512] {
+                let (mut any, mut clipped) = (Vec::new(), Vec::new());
+                let n = raster_segment(a, b, side, &mut |z| any.push(z));
+                let m = raster_clipped(a, b, side, &mut |z| clipped.push(z));
+                prop_assert_eq!(n, m);
+                prop_assert_eq!(any, clipped);
+            }
         }
 
         /// Drawing a path into the four z1 tiles equals drawing it into one 512-px z0 tile (the
