@@ -185,33 +185,36 @@ fn raster_inside((x0, y0): (u32, u32), (x1, y1): (u32, u32), plot: &mut impl FnM
     let (adx, ady) = (dx.unsigned_abs(), dy.unsigned_abs());
     let (sx, sy) = (step(dx, XS), step(dy, YS));
     let z0 = tile_index(x0, y0) as u32;
-    let (mut zx, mut zy) = (z0 & XS, z0 & YS);
-    // The two axes get their own loop, so the step does not choose between them per pixel.
+    let (zx, zy) = (z0 & XS, z0 & YS);
+    // The two axes get their own loop (masks as constants), so the step does not choose
+    // between them per pixel.
     if adx >= ady {
-        let (n, m) = (adx, ady);
-        let mut rest = n;
-        for _ in 0..n {
-            plot((zx | zy) as usize);
-            zx = zx.wrapping_add(sx) & XS;
-            rest += 2 * m;
-            let carry = rest >= 2 * n;
-            rest -= if carry { 2 * n } else { 0 };
-            zy = if carry { zy.wrapping_add(sy) & YS } else { zy };
-        }
-        n as u64
+        walk_spread::<XS, YS>((zx, zy), (sx, sy), adx, ady, plot)
     } else {
-        let (n, m) = (ady, adx);
-        let mut rest = n;
-        for _ in 0..n {
-            plot((zx | zy) as usize);
-            zy = zy.wrapping_add(sy) & YS;
-            rest += 2 * m;
-            let carry = rest >= 2 * n;
-            rest -= if carry { 2 * n } else { 0 };
-            zx = if carry { zx.wrapping_add(sx) & XS } else { zx };
-        }
-        n as u64
+        walk_spread::<YS, XS>((zy, zx), (sy, sx), ady, adx, plot)
     }
+}
+
+/// The `n` steps of [`raster_inside`] along the major axis `a` (its bits `A`), the minor axis `b`
+/// (bits `B`) moving `m` times: each coordinate spread to its bits, each step an add and a mask.
+#[inline(always)]
+fn walk_spread<const A: u32, const B: u32>(
+    (mut za, mut zb): (u32, u32),
+    (sa, sb): (u32, u32),
+    n: u32,
+    m: u32,
+    plot: &mut impl FnMut(usize),
+) -> u64 {
+    let mut rest = n;
+    for _ in 0..n {
+        plot((za | zb) as usize);
+        za = za.wrapping_add(sa) & A;
+        rest += 2 * m;
+        let carry = rest >= 2 * n;
+        rest -= if carry { 2 * n } else { 0 };
+        zb = if carry { zb.wrapping_add(sb) & B } else { zb };
+    }
+    n as u64
 }
 
 /// [`raster_segment`] of any segment: the steps that fall in the tile along the major axis are
