@@ -338,9 +338,8 @@ pub fn vcs_from_key(key: i64) -> CoreResult<(i32, i32)> {
     Ok((x as i32, y as i32))
 }
 
-/// Append the VCS points of Morton `keys` to `out` (a path as its table holds it); an error
-/// names the first key out of range.
-pub fn vcs_points_of_keys(keys: &[i64], out: &mut Vec<(u32, u32)>) -> CoreResult<()> {
+/// Check that every key is a VCS point's; an error names the first that is not.
+pub fn check_keys(keys: &[i64]) -> CoreResult<()> {
     // One check for the whole path: every key is in range when their bits together are.
     let bits = keys.iter().fold(0i64, |a, &k| a | k);
     if !(0..VCS_SPAN * VCS_SPAN).contains(&bits) {
@@ -348,6 +347,13 @@ pub fn vcs_points_of_keys(keys: &[i64], out: &mut Vec<(u32, u32)>) -> CoreResult
             vcs_from_key(k)?;
         }
     }
+    Ok(())
+}
+
+/// Append the VCS points of Morton `keys` to `out` (a path as its table holds it); an error
+/// names the first key out of range.
+pub fn vcs_points_of_keys(keys: &[i64], out: &mut Vec<(u32, u32)>) -> CoreResult<()> {
+    check_keys(keys)?;
     // (BMI2's bit gather would save about 1 ns a key on Intel, but costs hundreds of cycles
     // on AMD before Zen 3.)
     out.extend(keys.iter().map(|&k| morton_deinterleave(k as u64)));

@@ -20,6 +20,19 @@ pub fn tile_index(x: u32, y: u32) -> usize {
     z_index(x as usize & 511, y as usize & 511)
 }
 
+/// Column and row of the pixel of Morton index `z` inside a tile (inverse of [`tile_index`]).
+#[inline(always)]
+pub fn tile_pixel(z: u32) -> (u32, u32) {
+    // x's bits to the low half, y's to the high one, then both gathered at once.
+    let z = z as u64;
+    let mut v = (z & 0x5555_5555) | ((z & 0xAAAA_AAAA) << 31);
+    v = (v | (v >> 1)) & 0x3333_3333_3333_3333;
+    v = (v | (v >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
+    v = (v | (v >> 4)) & 0x00FF_00FF_00FF_00FF;
+    v = (v | (v >> 8)) & 0x0000_FFFF_0000_FFFF;
+    (v as u32, (v >> 32) as u32)
+}
+
 /// Morton index of pixel (x, y) inside a tile (x, y < 512), from a table of spread bits.
 #[inline]
 fn z_index(x: usize, y: usize) -> usize {
@@ -930,6 +943,22 @@ pub struct HeatStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tile_pixel_inverts_tile_index() {
+        for (x, y) in [
+            (0, 0),
+            (1, 0),
+            (0, 1),
+            (255, 255),
+            (511, 0),
+            (0, 511),
+            (511, 511),
+            (300, 77),
+        ] {
+            assert_eq!(tile_pixel(tile_index(x, y) as u32), (x, y));
+        }
+    }
     use proptest::prelude::*;
 
     fn tile() -> Tile {

@@ -15,8 +15,9 @@
 //! part beyond the map's edge enters from the other edge, with the same pixels.
 
 use crate::error::CoreResult;
-use crate::geometry::vcs::{vcs_points_of_keys, VCS_BITS};
-use crate::raster::heat::{fixed_weight, tile_index, HeatGrid};
+use crate::geometry::vcs::{check_keys, morton_deinterleave, morton_interleave, VCS_BITS};
+use crate::raster::heat::{fixed_weight, tile_index, tile_pixel, HeatGrid};
+use crate::raster::line_patterns::{short_lanes, short_segment, LANES};
 
 /// Half the world in VCS units: segments longer than this in x go the other way round.
 pub const HALF_WORLD: i64 = 1 << (VCS_BITS - 1);
@@ -59,20 +60,49 @@ pub fn add_path(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) -> Core
 
 /// [`add_path`] of a path as its table holds it, Morton keys in order.
 pub fn add_path_keys(grid: &mut HeatGrid, keys: &[i64], weight: f64) -> CoreResult<u64> {
-    thread_local! {
-        // The points of one path at a time: rows in a tile's aggregate reuse it.
-        static POINTS: std::cell::RefCell<Vec<(u32, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+    HeatGrid::check_weight(weight)?;
+    let drawn = draw_keys(grid, keys, weight)?;
+    grid.check_sums()?;
+    if drawn > 0 {
+        grid.rows += 1;
     }
-    POINTS.with_borrow_mut(|points| {
-        points.clear();
-        vcs_points_of_keys(keys, points)?;
-        let drawn = add_path(grid, points, weight);
-        // A long path's buffer is not kept.
-        if points.capacity() > 1 << 16 {
-            *points = Vec::new();
+    Ok(drawn)
+}
+
+/// [`draw_segments`] of a path as Morton keys, read where they lie in the tile without
+/// decoding them whole: a key's bits above the pixel's are the tile's Morton code, the next
+/// ones the pixel's index in it.
+fn draw_keys(grid: &mut HeatGrid, keys: &[i64], weight: f64) -> CoreResult<u64> {
+    check_keys(keys)?;
+    if grid.tile.z == 0 {
+        // The one tile of z0 is the whole world: two ends inside may be half a world apart.
+        thread_local! {
+            static POINTS: std::cell::RefCell<Vec<(u32, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        drawn
-    })
+        return POINTS.with_borrow_mut(|points| {
+            points.clear();
+            points.extend(keys.iter().map(|&k| morton_deinterleave(k as u64)));
+            Ok(draw_segments(grid, points, weight))
+        });
+    }
+    let pixel_bits = 2 * grid.pixel_shift();
+    let side_bits = 2 * grid.side().trailing_zeros();
+    let code = morton_interleave(grid.tile.x, grid.tile.y);
+    let locate = |first: usize, at: &mut Located| {
+        let keys = &keys[first..first + at.z.len()];
+        for (z, &k) in at.z.iter_mut().zip(keys) {
+            let pixel = k as u64 >> pixel_bits;
+            let outside = (pixel >> side_bits != code) as u32;
+            *z = (pixel as u32 & ((1 << side_bits) - 1)) | outside << 31;
+        }
+        // Apart, so that both loops are vector code.
+        for ((x, y), &z) in at.x.iter_mut().zip(at.y.iter_mut()).zip(at.z.iter()) {
+            let (px, py) = tile_pixel(z & !OUTSIDE);
+            (*x, *y) = (px as i32, py as i32);
+        }
+    };
+    let point = |i: usize| morton_deinterleave(keys[i] as u64);
+    Ok(draw_path(grid, keys.len(), weight, locate, point))
 }
 
 /// Separates the runs of one path in one tile in [`add_tile_runs`] (Morton keys are >= 0).
@@ -84,13 +114,8 @@ pub const RUN_BREAK: i64 = -1;
 pub fn add_tile_runs(grid: &mut HeatGrid, keys: &[i64], weight: f64) -> CoreResult<u64> {
     HeatGrid::check_weight(weight)?;
     let mut drawn = 0;
-    let mut run = Vec::new();
     for part in keys.split(|&k| k == RUN_BREAK) {
-        run.clear();
-        vcs_points_of_keys(part, &mut run)?;
-        if !run.is_empty() {
-            drawn += draw_segments(grid, &run, weight);
-        }
+        drawn += draw_keys(grid, part, weight)?;
     }
     grid.check_sums()?;
     if drawn > 0 {
@@ -106,8 +131,125 @@ pub fn draw_segments(grid: &mut HeatGrid, points: &[(u32, u32)], weight: f64) ->
     let shift = grid.pixel_shift();
     let side = grid.side() as i64;
     let (ox, oy) = grid.tile.origin_px(grid.size);
-    let mut adder = grid.pixel_adder(fixed_weight(weight));
-    raster_segments(points, shift, (ox, oy), side, |z| adder.add_at(z))
+    if grid.tile.z == 0 {
+        // The one tile of z0 is the whole world: two ends inside may be half a world apart.
+        let mut adder = grid.pixel_adder(fixed_weight(weight));
+        return raster_segments(points, shift, (ox, oy), side, |z| adder.add_at(z));
+    }
+    let locate = |first: usize, at: &mut Located| {
+        let points = &points[first..first + at.z.len()];
+        for (((z, x), y), &(px, py)) in
+            at.z.iter_mut()
+                .zip(at.x.iter_mut())
+                .zip(at.y.iter_mut())
+                .zip(points)
+        {
+            let (tx, ty) = ((px >> shift) as i64 - ox, (py >> shift) as i64 - oy);
+            let inside = (0..side).contains(&tx) && (0..side).contains(&ty);
+            *z = tile_index(tx as u32, ty as u32) as u32 | (!inside as u32) << 31;
+            (*x, *y) = (tx as i32, ty as i32);
+        }
+    };
+    draw_path(grid, points.len(), weight, locate, |i| points[i])
+}
+
+/// Where points of a path lie in a tile, a chunk at a time: each one's pixel column, row and
+/// index ([`tile_index`]), the index with [`OUTSIDE`] set for a point outside the tile.
+#[derive(Default)]
+struct Located {
+    x: Vec<i32>,
+    y: Vec<i32>,
+    z: Vec<u32>,
+}
+
+/// Marks a point outside the tile in [`Located`].
+const OUTSIDE: u32 = 1 << 31;
+
+/// Points located at a time.
+const LOCATED: usize = 1024;
+
+/// Tile indices of short segments gathered before they are added (a multiple of [`LANES`]).
+const GATHERED: usize = 128 * LANES;
+
+/// [`draw_segments`] of the `n` points of a path in a tile of zoom >= 1 (so two points inside
+/// are less than half a world apart), located by `locate(first, at)` (points from `first` on,
+/// as many as `at` holds) and given in VCS by `point`. Segments inside the tile are drawn from
+/// the table of short segments or by [`raster_inside`], the others by [`raster_pair`].
+#[inline(always)]
+fn draw_path(
+    grid: &mut HeatGrid,
+    n: usize,
+    weight: f64,
+    locate: impl Fn(usize, &mut Located),
+    point: impl Fn(usize) -> (u32, u32),
+) -> u64 {
+    thread_local! {
+        // Reused by every path a thread draws.
+        static BUFFERS: std::cell::RefCell<(Located, Vec<u32>)> = std::cell::RefCell::default();
+    }
+    if n == 0 {
+        return 0;
+    }
+    let shift = grid.pixel_shift();
+    let side = grid.side() as i64;
+    let origin = grid.tile.origin_px(grid.size);
+    BUFFERS.with_borrow_mut(|(at, gathered)| {
+        gathered.resize(GATHERED, 0);
+        let mut adder = grid.pixel_adder(fixed_weight(weight));
+        let mut len = 0;
+        let mut drawn = 0u64;
+        // Chunks overlap by a point: the last of one starts the first segment of the next.
+        let mut first = 0;
+        loop {
+            let m = (n - first).min(LOCATED);
+            for v in [&mut at.x, &mut at.y] {
+                v.resize(m, 0);
+            }
+            at.z.resize(m, 0);
+            locate(first, at);
+            let (xs, ys, zs) = (&at.x[..m], &at.y[..m], &at.z[..m]);
+            for j in 1..m {
+                let (za, zb) = (zs[j - 1], zs[j]);
+                if (za | zb) & OUTSIDE == 0 {
+                    let (dx, dy) = (xs[j] - xs[j - 1], ys[j] - ys[j - 1]);
+                    if let Some(slot) = short_segment(dx, dy) {
+                        let (lanes, steps) = short_lanes(za, slot);
+                        gathered[len..len + LANES].copy_from_slice(&lanes);
+                        len += steps as usize;
+                        drawn += steps as u64;
+                        // Room for the next segment's lanes.
+                        if len + LANES > GATHERED {
+                            gathered[..len]
+                                .iter()
+                                .for_each(|&z| adder.add_at(z as usize));
+                            len = 0;
+                        }
+                    } else {
+                        let p = (xs[j - 1] as u32, ys[j - 1] as u32);
+                        let q = (xs[j] as u32, ys[j] as u32);
+                        drawn += raster_inside(p, q, &mut |z| adder.add_at(z));
+                    }
+                } else {
+                    let (p, q) = (point(first + j - 1), point(first + j));
+                    drawn += raster_pair(p, q, shift, origin, side, &mut |z| adder.add_at(z));
+                }
+            }
+            if first + m == n {
+                // The last point.
+                if zs[m - 1] & OUTSIDE == 0 {
+                    gathered[len] = zs[m - 1];
+                    len += 1;
+                    drawn += 1;
+                }
+                break;
+            }
+            first += m - 1;
+        }
+        gathered[..len]
+            .iter()
+            .for_each(|&z| adder.add_at(z as usize));
+        drawn
+    })
 }
 
 /// The pixels of `draw_segments` handed to `plot`, as their Morton index in the tile
@@ -120,32 +262,46 @@ pub fn raster_segments(
     side: i64,
     mut plot: impl FnMut(usize),
 ) -> u64 {
-    let px = |&(x, y): &(u32, u32)| ((x >> shift) as i64 - ox, (y >> shift) as i64 - oy);
-    let inside = |x: i64, y: i64| x >= 0 && y >= 0 && x < side && y < side;
-    let world = (1i64 << VCS_BITS) >> shift;
     let mut drawn = 0u64;
-    // Coordinates relative to the tile's corner from here on.
     for w in points.windows(2) {
-        let ((x0, y0), (x1, y1)) = (px(&w[0]), px(&w[1]));
-        let across = w[1].0 as i64 - w[0].0 as i64;
-        let wrap = if across > HALF_WORLD {
-            -world
-        } else if across < -HALF_WORLD {
-            world
-        } else {
-            0
-        };
-        drawn += raster_segment((x0, y0), (x1 + wrap, y1), side, &mut plot);
-        if wrap != 0 {
-            drawn += raster_segment((x0 - wrap, y0), (x1, y1), side, &mut plot);
-        }
+        drawn += raster_pair(w[0], w[1], shift, (ox, oy), side, &mut plot);
     }
-    if let Some(last) = points.last() {
-        let (x, y) = px(last);
-        if inside(x, y) {
+    if let Some(&(x, y)) = points.last() {
+        let (x, y) = ((x >> shift) as i64 - ox, (y >> shift) as i64 - oy);
+        if (0..side).contains(&x) && (0..side).contains(&y) {
             plot(tile_index(x as u32, y as u32));
             drawn += 1;
         }
+    }
+    drawn
+}
+
+/// The pixels of the segment between VCS points `p` and `q` in the tile whose corner is world
+/// pixel `(ox, oy)` (at `shift`), going the short way round the world.
+#[inline(always)]
+fn raster_pair(
+    p: (u32, u32),
+    q: (u32, u32),
+    shift: u32,
+    (ox, oy): (i64, i64),
+    side: i64,
+    plot: &mut impl FnMut(usize),
+) -> u64 {
+    // Coordinates relative to the tile's corner from here on.
+    let px = |(x, y): (u32, u32)| ((x >> shift) as i64 - ox, (y >> shift) as i64 - oy);
+    let world = (1i64 << VCS_BITS) >> shift;
+    let ((x0, y0), (x1, y1)) = (px(p), px(q));
+    let across = q.0 as i64 - p.0 as i64;
+    let wrap = if across > HALF_WORLD {
+        -world
+    } else if across < -HALF_WORLD {
+        world
+    } else {
+        0
+    };
+    let mut drawn = raster_segment((x0, y0), (x1 + wrap, y1), side, plot);
+    if wrap != 0 {
+        drawn += raster_segment((x0 - wrap, y0), (x1, y1), side, plot);
     }
     drawn
 }
@@ -372,6 +528,48 @@ mod tests {
             }
         }
 
+        /// Paths drawn through the table of short segments and from their keys light what the
+        /// per-segment path lights, wherever their points lie: inside the tile, around it, far
+        /// away or across the antimeridian, with steps short and long, at both tile sizes.
+        #[test]
+        fn paths_draw_as_segment_by_segment(
+            start in (0u32..1024, 0u32..1024),
+            steps in prop::collection::vec((-12i64..=12, -12i64..=12, 0u32..40), 1..60),
+            z in 1u32..=22,
+            big in any::<bool>(),
+        ) {
+            let size = if big { TileSize::Px512 } else { TileSize::Px256 };
+            // A tile near the start, and points around it in world pixels of its zoom: mostly
+            // short steps, now and then a long one.
+            let tile = Tile::new(z as i32, (start.0 >> 2).min((1 << z) - 1) as i32, (start.1 >> 2).min((1 << z) - 1) as i32).unwrap();
+            let side = size.px() as i64;
+            let world = (1i64 << z) * side;
+            let (ox, oy) = tile.origin_px(size);
+            let (mut x, mut y) = (ox + (start.0 as i64 % (2 * side)) - side / 2, oy + (start.1 as i64 % (2 * side)) - side / 2);
+            let shift = VCS_BITS - z - side.trailing_zeros();
+            let mut points = Vec::new();
+            for &(dx, dy, long) in &steps {
+                let k = if long >= 36 { 30 } else { 1 };
+                x = (x + dx * k).rem_euclid(world);
+                y = (y + dy * k).clamp(0, world - 1);
+                points.push(((x << shift) as u32 | 7, (y << shift) as u32));
+            }
+            let fixed = fixed_weight(1.0);
+            let mut want = HeatGrid::new(tile, size).unwrap();
+            let n = {
+                let shift = want.pixel_shift();
+                let mut adder = want.pixel_adder(fixed);
+                raster_segments(&points, shift, (ox, oy), side, |z| adder.add_at(z))
+            };
+            let mut from_points = HeatGrid::new(tile, size).unwrap();
+            prop_assert_eq!(draw_segments(&mut from_points, &points, 1.0), n);
+            prop_assert_eq!(from_points.values(), want.values());
+            let keys: Vec<i64> = points.iter().map(|&(x, y)| morton_interleave(x, y) as i64).collect();
+            let mut from_keys = HeatGrid::new(tile, size).unwrap();
+            prop_assert_eq!(add_path_keys(&mut from_keys, &keys, 1.0).unwrap(), n);
+            prop_assert_eq!(from_keys.values(), want.values());
+        }
+
         /// Drawing a path into the four z1 tiles equals drawing it into one 512-px z0 tile (the
         /// same pixels): tiles join exactly.
         #[test]
@@ -393,6 +591,46 @@ mod tests {
                 }
             }
             prop_assert_eq!(sum, total);
+        }
+    }
+
+    /// A path longer than a chunk of located points (the chunks share a point) draws what the
+    /// per-segment path draws, wandering in and out of the tile.
+    #[test]
+    fn long_paths_draw_across_chunks() {
+        use crate::geometry::vcs::morton_interleave;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for size in [TileSize::Px256, TileSize::Px512] {
+            let tile = Tile::new(13, 4000, 3000).unwrap();
+            let side = size.px() as i64;
+            let (ox, oy) = tile.origin_px(size);
+            let shift = VCS_BITS - 13 - side.trailing_zeros();
+            let (mut x, mut y) = (ox + side / 2, oy + side / 2);
+            let points: Vec<(u32, u32)> = (0..3 * LOCATED + 17)
+                .map(|_| {
+                    x += rng.random_range(-9..=9i64);
+                    y += rng.random_range(-9..=9i64);
+                    ((x << shift) as u32, (y << shift) as u32)
+                })
+                .collect();
+            let mut want = HeatGrid::new(tile, size).unwrap();
+            let n = {
+                let shift = want.pixel_shift();
+                let mut adder = want.pixel_adder(fixed_weight(1.0));
+                raster_segments(&points, shift, (ox, oy), side, |z| adder.add_at(z))
+            };
+            assert!(n > 2000, "{n}");
+            let mut from_points = HeatGrid::new(tile, size).unwrap();
+            assert_eq!(draw_segments(&mut from_points, &points, 1.0), n);
+            assert_eq!(from_points.values(), want.values());
+            let keys: Vec<i64> = points
+                .iter()
+                .map(|&(x, y)| morton_interleave(x, y) as i64)
+                .collect();
+            let mut from_keys = HeatGrid::new(tile, size).unwrap();
+            assert_eq!(add_path_keys(&mut from_keys, &keys, 1.0).unwrap(), n);
+            assert_eq!(from_keys.values(), want.values());
         }
     }
 
