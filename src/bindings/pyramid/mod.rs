@@ -31,6 +31,7 @@ use store::*;
 use vasttile_core::error::CoreError;
 use vasttile_core::geometry::vcs::Tile;
 use vasttile_core::pyramid::build::{seam_stats, SeamTile};
+use vasttile_core::pyramid::levels::StoredLevels;
 use vasttile_core::raster::heat::HeatGrid;
 use vasttile_core::shading::shade::HeatStyle;
 
@@ -304,8 +305,11 @@ fn heat_pyramid_seams(
                     row.get::<Bytes>(4)?,
                 ) {
                     let side = p.size.px() as usize;
-                    let levels = serve::levels_of(&levels, Some(&counts.0), side);
-                    let heat = HeatGrid::from_stored_bytes(&counts.0).or_raise().values();
+                    // The counts are decoded once, for the levels and the heat.
+                    let grid = HeatGrid::from_stored_bytes(&counts.0).or_raise();
+                    let stored = StoredLevels::from_bytes(&levels, side).or_raise();
+                    let levels = serve::levels_with(stored, side, || &grid);
+                    let heat = grid.values();
                     tiles.insert((x as u32, y as u32), SeamTile { levels, heat });
                 }
             }

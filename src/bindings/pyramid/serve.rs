@@ -89,17 +89,24 @@ pub(super) fn stored_tile(
                     let Some(row) = rows.into_iter().next() else {
                         return Ok(None);
                     };
-                    // Levels are only read (detoasted) when asked for.
+                    let side = row.get::<i32>(2)?;
+                    // Levels are only read (detoasted) when asked for, and the counts only
+                    // when the levels need them: plain levels are served without them.
                     let levels = if stored {
-                        row.get::<Bytes>(5)?.map(|b| b.0)
+                        row.get::<Bytes>(5)?
+                            .map(|b| StoredLevels::from_bytes(&b.0, side.unwrap_or(0) as usize))
                     } else {
                         None
                     };
+                    let counts = match &levels {
+                        Some(Ok(StoredLevels::Plain(_))) => None,
+                        _ => row.get::<Bytes>(4)?.map(|b| b.0),
+                    };
                     Ok(Some((
                         row.get::<i32>(1)?,
-                        row.get::<i32>(2)?,
+                        side,
                         row.get::<pgrx::pg_sys::Oid>(3)?,
-                        row.get::<Bytes>(4)?.map(|b| b.0),
+                        counts,
                         levels,
                     )))
                 },
@@ -110,7 +117,7 @@ pub(super) fn stored_tile(
     match row {
         Some((Some(base), Some(side), Some(source), counts, levels)) => {
             let bytes = if stored {
-                levels.map(|l| levels_of(&l, counts.as_deref(), side as usize))
+                levels.map(|l| levels_of(l.or_raise(), counts.as_deref(), side as usize))
             } else {
                 counts
             };
@@ -124,26 +131,36 @@ pub(super) fn stored_tile(
 }
 
 /// A tile's levels, one byte per pixel, from its stored levels and (for a rank table) counts.
-pub(super) fn levels_of(levels: &[u8], counts: Option<&[u8]>, side: usize) -> Vec<u8> {
-    match StoredLevels::from_bytes(levels, side).or_raise() {
-        StoredLevels::Plain(l) if l.len() == side * side => l,
-        stored => {
-            let Some(counts) = counts else {
-                sql_error(
-                    PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-                    "a stored tile of a heat pyramid has levels without counts: rebuild it",
-                );
-            };
-            let grid = HeatGrid::from_stored_bytes(counts).or_raise();
-            if grid.side() as usize != side {
-                sql_error(
-                    PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-                    "a stored tile of a heat pyramid has the wrong size: rebuild it",
-                );
-            }
-            stored.levels(&grid).or_raise()
-        }
+pub(super) fn levels_of(stored: StoredLevels, counts: Option<&[u8]>, side: usize) -> Vec<u8> {
+    levels_with(stored, side, || {
+        let Some(counts) = counts else {
+            sql_error(
+                PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                "a stored tile of a heat pyramid has levels without counts: rebuild it",
+            );
+        };
+        HeatGrid::from_stored_bytes(counts).or_raise()
+    })
+}
+
+/// A tile's levels from its stored levels, asking `grid` for its decoded counts only for a
+/// rank table (plain levels need none).
+pub(super) fn levels_with<G: std::borrow::Borrow<HeatGrid>>(
+    stored: StoredLevels,
+    side: usize,
+    grid: impl FnOnce() -> G,
+) -> Vec<u8> {
+    if let StoredLevels::Plain(l) = stored {
+        return l;
     }
+    let grid = grid();
+    if grid.borrow().side() as usize != side {
+        sql_error(
+            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            "a stored tile of a heat pyramid has the wrong size: rebuild it",
+        );
+    }
+    stored.levels(grid.borrow()).or_raise()
 }
 
 /// Tile `tile` of pyramid `name` in `style` at `size`: stored levels up to the base zoom (or

@@ -167,6 +167,31 @@ SELECT pg_temp.err($q$SELECT activity_path(1, ARRAY[1, 2]::int8[], ARRAY[0.0]::f
 SELECT pg_temp.err($q$SELECT activity_path(1, ARRAY[1, 2]::int8[], ARRAY[5.0, 1.0]::float8[], 'run')$q$);
 SELECT pg_temp.err($q$SELECT heat_grid_parent(heat_grid(0::int8, 0, 0, 0))$q$);
 SELECT pg_temp.err($q$SELECT * FROM synthetic_activities(-1)$q$);
+-- Stored tiles are read as untrusted bytes (tampered with here as a superuser could): counts
+-- that are not counts, another tile's counts under a rank table, or levels of no known form are
+-- errors saying to rebuild, never a wrong tile; plain levels (0.1.0's form) need no counts.
+SELECT get_byte(levels, 5) AS form, count(*) AS tiles
+FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'pts' AND levels IS NOT NULL GROUP BY 1 ORDER BY 1;
+CREATE TEMP TABLE pts_tile AS SELECT 14 AS z, vcs_tile(lon_to_vcs(-0.1), 14) AS x, vcs_tile(lat_to_vcs(51.5), 14) AS y;
+CREATE FUNCTION pg_temp.tamper(counts bytea, levels bytea) RETURNS void LANGUAGE sql AS $$
+  UPDATE vasttile.heat_pyramid_tiles t SET counts = coalesce(tamper.counts, t.counts), levels = coalesce(tamper.levels, t.levels)
+  FROM pts_tile p WHERE t.pyramid = 'pts' AND (t.z, t.x, t.y) = (p.z, p.x, p.y) $$;
+BEGIN;
+SELECT pg_temp.tamper('\x00', decode(repeat('ff', 65536), 'hex'));
+SELECT (png_info(heat_pyramid_tile('pts', z, x, y))).visible_pixels AS plain_levels_served FROM pts_tile;
+ROLLBACK;
+BEGIN;
+SELECT pg_temp.tamper('\x00', NULL);
+SELECT pg_temp.err($q$SELECT heat_pyramid_tile('pts', z, x, y) FROM pts_tile$q$);
+ROLLBACK;
+BEGIN;
+SELECT pg_temp.tamper((SELECT counts FROM vasttile.heat_pyramid_tiles WHERE pyramid = 'pts' AND z = 10), NULL);
+SELECT pg_temp.err($q$SELECT heat_pyramid_tile('pts', z, x, y) FROM pts_tile$q$);
+ROLLBACK;
+BEGIN;
+SELECT pg_temp.tamper(NULL, '\x56544c560102ffff');
+SELECT pg_temp.err($q$SELECT heat_pyramid_tile('pts', z, x, y) FROM pts_tile$q$);
+ROLLBACK;
 -- A negative weight is an error naming it, in a build and in a refresh (never a wrong sum).
 CREATE TABLE weighted (id int8 PRIMARY KEY, path int8[], w float8);
 INSERT INTO weighted SELECT i, ARRAY[lonlat_to_key(-0.1 + i * 0.001, 51.5), lonlat_to_key(-0.09 + i * 0.001, 51.51)],
