@@ -287,6 +287,16 @@ fn heat_pyramid_seams(
 > {
     let p = Pyramid::load(name);
     security::require_full_access(p.source_oid, &format!("heat pyramid \"{name}\""));
+    // Levels are stored up to the base zoom only: past it there are no seams to measure.
+    if !(0..=p.base_zoom as i32).contains(&z) {
+        crate::bindings::raise(CoreError::out_of_range(
+            "z",
+            format!(
+                "must be between 0 and heat pyramid \"{name}\"'s base zoom {}, got {z}",
+                p.base_zoom
+            ),
+        ));
+    }
     let mut tiles = HashMap::new();
     security::as_catalog_owner(|| {
         Spi::connect(|client| {

@@ -162,6 +162,8 @@ SELECT pg_temp.err($q$SELECT create_heat_pyramid('bad', 'acts', '{"base_zoom": 3
 SELECT pg_temp.err($q$SELECT create_heat_pyramid('bad', 'acts', '{"geometry": "paths", "column": "nope"}')$q$);
 SELECT pg_temp.err($q$SELECT create_heat_pyramid('bad', 'acts', '{"geometry": "activities", "filters": {"stops": 3}}')$q$);
 SELECT pg_temp.err($q$SELECT heat_pyramid_tile('pts', 1, 5, 0)$q$);
+SELECT pg_temp.err($q$SELECT * FROM heat_pyramid_seams('pts', 15)$q$);
+SELECT pg_temp.err($q$SELECT * FROM heat_pyramid_seams('pts', -1)$q$);
 SELECT pg_temp.err($q$SELECT heat_pyramid_tile('pts', 1, 0, 0, '{"colormap": "nope"}')$q$);
 SELECT pg_temp.err($q$SELECT activity_path(1, ARRAY[1, 2]::int8[], ARRAY[0.0]::float8[], 'run')$q$);
 SELECT pg_temp.err($q$SELECT activity_path(1, ARRAY[1, 2]::int8[], ARRAY[5.0, 1.0]::float8[], 'run')$q$);
